@@ -1,0 +1,1 @@
+"""Target backends: each turns a `layout.VmLayout` into a view for its templates."""

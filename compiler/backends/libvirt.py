@@ -1,0 +1,129 @@
+"""libvirt backend: `layout.VmLayout` -> `DomainView` for templates/libvirt/.
+
+Every value the template prints is computed here, as a string; the template only
+places elements. Element order inside <interface> follows libvirt's own
+formatter (mac, source, model, boot, rom, teaming, mtu, alias, address).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import PERSISTENT, TRANSIENT, PciAddress
+from ..layout import Device, RootPort, VmLayout
+
+
+@dataclass(frozen=True, slots=True)
+class PciView:
+    domain: str
+    bus: str
+    slot: str
+    function: str
+    multifunction: bool = False
+
+
+def pci_view(address: PciAddress, multifunction: bool = False) -> PciView:
+    return PciView(f"0x{address.domain:04x}", f"0x{address.bus:02x}", f"0x{address.slot:02x}",
+                   f"0x{address.function:x}", multifunction)
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerView:
+    index: int
+    chassis: int
+    port: str
+    address: PciView
+
+
+@dataclass(frozen=True, slots=True)
+class NicView:
+    element: str  # interface | hostdev
+    type: str  # interface type: user, bridge, network, direct, hostdev
+    managed: str | None  # "yes" | "no" | None
+    mac: str | None
+    source_attrs: tuple[tuple[str, str], ...]  # attributes of <source/> for interface types with one
+    host_address: PciView | None
+    model: str | None
+    boot: int | None
+    rom_attrs: tuple[tuple[str, str], ...]
+    teaming_type: str | None
+    teaming_persistent: str | None
+    mtu: int | None
+    alias: str | None
+    address: PciView
+
+
+@dataclass(frozen=True, slots=True)
+class DomainView:
+    type: str
+    name: str
+    uuid: str
+    memory_kib: int
+    vcpus: int
+    arch: str
+    machine: str
+    emulator: str
+    pcie: bool
+    root_ports: tuple[ControllerView, ...]
+    interfaces: tuple[NicView, ...]
+    hostdevs: tuple[NicView, ...]
+
+
+def _controller(port: RootPort) -> ControllerView:
+    return ControllerView(port.index, port.chassis, f"0x{port.port:x}",
+                          pci_view(PciAddress(0, 0, port.slot, port.function), port.multifunction))
+
+
+def _nic(device: Device) -> NicView:
+    nic = device.nic
+    kind = nic.source_kind
+    source: tuple[tuple[str, str], ...] = ()
+    if kind == "bridge":
+        source = (("bridge", nic.source_target),)
+    elif kind == "network":
+        source = (("network", nic.source_target),)
+    elif kind == "direct":
+        source = (("dev", nic.source_target), ("mode", nic.mode or "vepa"))
+    host = kind in ("hostdev", "pci-hostdev")
+    rom: list[tuple[str, str]] = []
+    if nic.rom_enabled is not None:
+        rom.append(("enabled", "yes" if nic.rom_enabled else "no"))
+    if nic.rom_bar is not None:
+        rom.append(("bar", nic.rom_bar))
+    if nic.rom_file is not None:
+        rom.append(("file", nic.rom_file))
+    return NicView(
+        element=device.element,
+        type="hostdev" if kind == "hostdev" else kind,
+        managed=("no" if nic.managed is False else "yes") if host else None,
+        # A plain <hostdev> has no <mac>: libvirt cannot program it; the host must.
+        mac=nic.mac if device.element == "interface" else None,
+        source_attrs=source,
+        host_address=pci_view(nic.host_address) if host and nic.host_address else None,
+        model=nic.model if device.element == "interface" and kind != "hostdev" else None,
+        boot=nic.boot,
+        rom_attrs=tuple(rom),
+        teaming_type=nic.role,
+        teaming_persistent=device.failover_pair_id if nic.role == TRANSIENT else None,
+        mtu=nic.mtu if nic.role == PERSISTENT else None,
+        alias=nic.alias,
+        address=pci_view(device.address),
+    )
+
+
+def domain_view(layout: VmLayout) -> DomainView:
+    vm = layout.vm
+    return DomainView(
+        type="kvm" if vm.accel == "kvm" else "qemu",
+        name=vm.name,
+        uuid=vm.uuid,
+        memory_kib=vm.memory_kib,
+        vcpus=vm.vcpus,
+        arch=vm.arch,
+        machine=vm.machine,
+        emulator=vm.emulator,
+        pcie=vm.machine_family == "q35",
+        root_ports=tuple(_controller(p) for p in layout.root_ports),
+        interfaces=tuple(_nic(d) for d in layout.interfaces),
+        hostdevs=tuple(_nic(d) for d in layout.hostdevs),
+    )

@@ -1,0 +1,313 @@
+"""Check phase: IR graph -> diagnostics.
+
+Each rule is a pure function over the graph that yields diagnostics; `check`
+runs them all and applies the VM-level `allow` downgrades. Relations between
+NICs use networkx: out-edges for the one target of a transient, in-degrees for
+shared persistents, `simple_cycles` for reference loops, weakly connected
+components of the pairs-with subgraph for "one team".
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import networkx as nx
+
+from .diagnostics import Diagnostic, Label, diag
+from .ir import HOSTDEV_KINDS, PERSISTENT, TRANSIENT, VIRTIO_MODELS, NicSpec, nics, partner, transients_of, vms
+
+Rule = Callable[[nx.DiGraph], Iterator[Diagnostic]]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+def _spec(graph: nx.DiGraph, key) -> NicSpec:
+    return graph.nodes[key]["nic"]
+
+
+def _pairs_subgraph(graph: nx.DiGraph) -> nx.DiGraph:
+    return graph.edge_subgraph((u, v) for u, v, kind in graph.edges(data="kind") if kind == "pairs-with")
+
+
+def _cycle_members(graph: nx.DiGraph) -> set:
+    return {key for cycle in nx.simple_cycles(_pairs_subgraph(graph)) for key in cycle}
+
+
+# --- roles and forms --------------------------------------------------------
+
+
+@rule
+def persistent_alias(graph):
+    for _, nic in nics(graph):
+        if nic.role == PERSISTENT and nic.alias is None:
+            yield diag("E0201", f"persistent {nic.label} needs an alias that starts with `ua-`", nic.name_span,
+                       help=f"rename it `ua-{nic.name}`: libvirt drops a user alias without that prefix, "
+                            "and the transient's `persistent=` reference then points at nothing")
+
+
+@rule
+def persistent_is_virtio(graph):
+    for _, nic in nics(graph):
+        if nic.role != PERSISTENT:
+            continue
+        if nic.source_kind in HOSTDEV_KINDS:
+            yield diag("E0301", f"persistent {nic.label} is a {nic.source_kind}, not a virtio interface",
+                       nic.source_span, help="the persistent side must be a virtio NIC, e.g. `source bridge br0`; "
+                                             "the VF belongs on the transient side")
+        elif nic.model not in VIRTIO_MODELS:
+            yield diag("E0301", f"persistent {nic.label} must have model virtio, not `{nic.model}`",
+                       nic.model_span or nic.span,
+                       help="QEMU's failover standby is virtio-net; write `model virtio`")
+
+
+@rule
+def transient_is_hostdev(graph):
+    for _, nic in nics(graph):
+        if nic.role == TRANSIENT and nic.source_kind not in (*HOSTDEV_KINDS, "network"):
+            yield diag("E0302", f"transient {nic.label} must be a hostdev, not a `{nic.source_kind}` interface",
+                       nic.source_span,
+                       help="use `hostdev ADDR`, `pci-hostdev ADDR` or a hostdev-pool `network NAME` for the VF")
+
+
+@rule
+def options_apply(graph):
+    for _, nic in nics(graph):
+        kind = nic.source_kind
+        if nic.managed_span is not None and kind not in HOSTDEV_KINDS:
+            yield diag("E0105", f"`managed` applies to host devices, not to a `{kind}` source", nic.managed_span,
+                       help="remove `managed`; it tells libvirt to detach a host PCI device from its driver")
+        if nic.role == PERSISTENT and kind == "network" and nic.host_address_span is not None:
+            yield diag("E0105", "`vf` names a VF, but this network is the persistent (virtio) side",
+                       nic.host_address_span, help="give `vf` on the transient's hostdev-pool network")
+        if nic.role == TRANSIENT and nic.via_bridge is not None:
+            yield diag("E0105", "`bridge` applies to the persistent side's network", nic.source_span,
+                       help="a transient network is a pool of VFs; name a concrete VF with `vf ADDR`")
+        if nic.role == TRANSIENT and nic.mtu is not None:
+            yield diag("E0105", "`mtu` cannot be set on the VF", nic.span,
+                       help="set the MTU on the persistent (virtio) NIC; the VF's MTU is set on the host")
+        if nic.role == TRANSIENT and kind == "pci-hostdev" and nic.model_span is not None:
+            yield diag("E0105", "a plain PCI hostdev has no `model`", nic.model_span, help="remove `model`")
+
+
+# --- references ---------------------------------------------------------------
+
+
+@rule
+def transient_targets(graph):
+    in_cycle = _cycle_members(graph)
+    for key, nic in nics(graph):
+        if nic.role != TRANSIENT or nic.pairs_with is None or key in in_cycle:
+            continue
+        target = partner(graph, key)
+        if target is None:
+            yield diag("E0303", f"{nic.label} names `{nic.pairs_with}`, which is not a NIC of VM `{nic.vm}`",
+                       nic.pairs_with_span, help="name the persistent NIC's alias, e.g. `teaming transient ua-…`")
+        elif _spec(graph, target).role == TRANSIENT:
+            other = _spec(graph, target)
+            yield diag("E0304", f"{nic.label} names {other.label}, which is itself transient", nic.pairs_with_span,
+                       Label(other.role_spans[0] if other.role_spans else other.span, "declared transient here"),
+                       help="a transient must name the persistent (virtio) NIC of its team")
+
+
+@rule
+def teaming_cycles(graph):
+    order = {key: i for i, key in enumerate(graph.nodes)}
+    for cycle in nx.simple_cycles(_pairs_subgraph(graph)):
+        members = sorted(cycle, key=order.__getitem__)
+        specs = [_spec(graph, key) for key in members]
+        first = specs[0]
+        if len(members) == 1:
+            yield diag("E0305", f"{first.label} names itself as its persistent partner", first.pairs_with_span,
+                       help="a transient must name the persistent (virtio) NIC of its team")
+            continue
+        loop = " -> ".join(s.label for s in [*specs, first])
+        yield diag("E0305", f"transients name each other in a loop: {loop}", first.pairs_with_span,
+                   *(Label(s.pairs_with_span, f"{s.label} names `{s.pairs_with}`") for s in specs[1:]),
+                   help="one member of each team must be `teaming persistent`, and the transient names it")
+
+
+@rule
+def one_transient_per_persistent(graph):
+    for key, nic in nics(graph):
+        sources = transients_of(graph, key)
+        if nic.role == PERSISTENT and len(sources) > 1:
+            specs = [_spec(graph, s) for s in sources]
+            yield diag("E0306", f"{len(specs)} transients name {nic.label}", specs[1].pairs_with_span,
+                       *(Label(s.pairs_with_span, f"{s.label} names it here") for s in [specs[0], *specs[2:]]),
+                       Label(nic.name_span, "the persistent NIC"),
+                       help="QEMU pairs one primary with one standby; give each VF its own virtio NIC")
+
+
+@rule
+def persistent_has_transient(graph):
+    for key, nic in nics(graph):
+        if nic.role == PERSISTENT and not transients_of(graph, key) and nic.team is None:
+            yield diag("W0501", f"persistent {nic.label} has no transient partner", nic.name_span,
+                       help="add a transient NIC that names it, or drop `teaming persistent` "
+                            "(a lone virtio NIC belongs in the base domain)")
+
+
+# --- MACs and host devices ------------------------------------------------------
+
+
+@rule
+def mac_mismatch(graph):
+    for src, dst, kind in graph.edges(data="kind"):
+        if kind != "pairs-with" or src == dst:
+            continue
+        t, p = _spec(graph, src), _spec(graph, dst)
+        if t.mac and p.mac and t.mac != p.mac:
+            yield diag("E0308", f"{t.label} has MAC {t.mac} but its partner {p.label} has {p.mac}",
+                       t.mac_span or t.span, Label(p.mac_span or p.span, "partner's MAC"),
+                       help="the guest's net_failover driver pairs NICs by MAC: give both the same `mac`")
+
+
+@rule
+def mac_unique(graph):
+    pairs = _pairs_subgraph(graph)
+    team_of = {}
+    for i, component in enumerate(nx.weakly_connected_components(pairs)):
+        for key in component:
+            team_of[key] = i
+    by_mac: dict[str, dict] = defaultdict(dict)
+    for key, nic in nics(graph):
+        if nic.mac and nic.role:
+            by_mac[nic.mac].setdefault(team_of.get(key, key), nic)
+    for mac, teams in by_mac.items():
+        if len(teams) > 1:
+            first, *rest = teams.values()
+            yield diag("E0309", f"MAC {mac} is used by {len(teams)} teams", rest[0].mac_span or rest[0].name_span,
+                       *(Label(s.mac_span or s.name_span, f"{s.label}") for s in [first, *rest[1:]]),
+                       help="every team needs its own MAC; change one, or omit `mac` to derive a unique one")
+
+
+@rule
+def vf_unique(graph):
+    seen: dict = {}
+    for _, nic in nics(graph):
+        if nic.role == TRANSIENT and nic.host_address is not None:
+            if nic.host_address in seen:
+                first = seen[nic.host_address]
+                yield diag("E0310", f"host VF {nic.host_address} is given twice", nic.host_address_span,
+                           Label(first.host_address_span, f"also used by {first.label}"),
+                           help="a VF can be assigned to one guest NIC only; pick another VF")
+            else:
+                seen[nic.host_address] = nic
+
+
+@rule
+def hostdev_warnings(graph):
+    for _, nic in nics(graph):
+        if nic.role != TRANSIENT:
+            continue
+        if nic.source_kind == "pci-hostdev":
+            yield diag("W0502", f"{nic.label} is a plain <hostdev>: libvirt will not set the VF's MAC",
+                       nic.source_span,
+                       help=f"preset it on the host, e.g. `ip link set PF vf N mac {nic.mac}`, "
+                            "or use `hostdev` so libvirt sets it")
+        if nic.boot is not None:
+            yield diag("W0503", f"{nic.label} has a boot order, but the VF is unplugged during migration",
+                       nic.boot_span, help="boot from the persistent (virtio) NIC instead")
+        if nic.rom_bar == "on" or nic.rom_file is not None:
+            yield diag("W0503", f"{nic.label} loads an option ROM, which the migration target may not have",
+                       nic.rom_span, help="use `rom bar off` on the VF")
+
+
+# --- machine and placement -------------------------------------------------------
+
+
+@rule
+def machine_hosts_team(graph):
+    for vm in vms(graph):
+        if vm.machine_family != "pc":
+            continue
+        teamed = [nic for _, nic in nics(graph, vm.name) if nic.role]
+        if teamed:
+            yield diag("E0401", f"VM `{vm.name}` puts a team on the i440fx machine `{vm.machine}`",
+                       vm.machine_span or vm.name_span,
+                       help="QEMU refuses the VF: 'failover primary device must be on PCIExpress bus'; "
+                            "use `machine q35`, or `allow pc-machine-team` to keep libvirt's test layout")
+
+
+_RESERVED = {
+    "q35": {0x00: "the host bridge", 0x1F: "the ICH9 LPC, SATA and SMBus functions"},
+    "pc": {0x00: "the host bridge", 0x01: "the PIIX3 ISA, IDE and USB functions"},
+}
+
+
+@rule
+def guest_placement(graph):
+    for vm in vms(graph):
+        pinned = [(key, nic) for key, nic in nics(graph, vm.name) if nic.guest_address is not None]
+        by_slot: dict = defaultdict(list)
+        for key, nic in pinned:
+            addr, span = nic.guest_address, nic.guest_address_span
+            if addr.domain != 0:
+                yield diag("E0204", f"guest PCI domain {addr.domain:#x} does not exist", span,
+                           help="guest addresses use PCI domain 0000")
+                continue
+            if vm.machine_family == "pc" and addr.bus != 0:
+                yield diag("E0204", f"the `{vm.machine}` machine has only PCI bus 0, not {addr.bus:#04x}", span,
+                           help="pin the NIC to bus 00, e.g. `address 0000:00:05.0`")
+                continue
+            if vm.machine_family == "q35" and addr.bus != 0 and addr.slot != 0:
+                yield diag("E0204", f"bus {addr.bus:#04x} is a pcie-root-port, which has only slot 0", span,
+                           help=f"write `address 0000:{addr.bus:02x}:00.0`")
+                continue
+            if addr.bus == 0 and addr.slot in _RESERVED[vm.machine_family]:
+                yield diag("E0403", f"guest slot 00:{addr.slot:02x} is taken by "
+                                    f"{_RESERVED[vm.machine_family][addr.slot]}", span,
+                           help="pick another slot")
+                continue
+            if nic.role == TRANSIENT and vm.machine_family == "q35" and addr.bus == 0:
+                yield diag("E0404", f"{nic.label} is pinned to pcie.0, which does not support hot-plug", span,
+                           help="QEMU unplugs the VF for migration: pin it to a root port bus, "
+                                "e.g. `address 0000:05:00.0`, or drop `address`")
+                continue
+            if nic.role == TRANSIENT and addr.function != 0:
+                yield diag("E0402", f"{nic.label} is pinned to function {addr.function}", span,
+                           help="QEMU requires the failover primary alone at function 0 of its slot")
+                continue
+            by_slot[(addr.bus, addr.slot)].append(nic)
+        for devices in by_slot.values():
+            if len(devices) < 2:
+                continue
+            by_address = defaultdict(list)
+            for nic in devices:
+                by_address[nic.guest_address].append(nic)
+            for address, same in by_address.items():
+                if len(same) > 1:
+                    yield diag("E0403", f"guest PCI address {address} is given to {len(same)} NICs",
+                               same[1].guest_address_span,
+                               *(Label(s.guest_address_span, s.label) for s in [same[0], *same[2:]]),
+                               help="give each NIC its own slot, or drop `address` and let teamc place it")
+            primaries = [nic for nic in devices if nic.role == TRANSIENT]
+            if primaries and len(by_address) > 1:
+                vf = primaries[0]
+                others = [nic for nic in devices if nic is not vf]
+                yield diag("E0402", f"{vf.label} shares its guest slot with other devices", vf.guest_address_span,
+                           *(Label(o.guest_address_span, o.label) for o in others),
+                           help="QEMU requires the failover primary alone in its slot; move the other devices")
+
+
+def check(graph: nx.DiGraph) -> list[Diagnostic]:
+    found = [d for run in RULES for d in run(graph)]
+    # `allow` inside a VM downgrades the codes it names for diagnostics within that VM.
+    allowing = sorted((vm.span.start, vm.span.end, vm.allowed) for vm in vms(graph) if vm.allowed)
+    if not allowing:
+        return found
+    starts = [start for start, _, _ in allowing]
+    out = []
+    for d in found:
+        if d.span is not None:
+            i = bisect.bisect_right(starts, d.span.start) - 1
+            if i >= 0 and d.span.start < allowing[i][1] and d.code in allowing[i][2]:
+                d = d.downgraded()
+        out.append(d)
+    return out

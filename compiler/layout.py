@@ -1,0 +1,145 @@
+"""Layout phase: checked IR -> per-VM device layout (guest PCI placement, ids).
+
+Placement follows what libvirt does for the same domain, so that the QEMU argv
+teamc prints and the argv libvirt builds from teamc's XML agree:
+  q35  one `pcie-root-port` per NIC plus one spare for hot-plug; the ports sit
+       on pcie.0 from slot 1 up, eight functions a slot (port = slot*8+function,
+       chassis = index); each NIC sits at slot 0 of its own port.
+  pc   every NIC on pci.0 from slot 2 up (i440fx; only with the opt-in).
+Addresses are handed out in libvirt's order: interfaces that are not hostdevs
+(in source order), then hostdev interfaces, then plain <hostdev>s. Pinned
+addresses are kept and their buses and slots skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from .ir import PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nics, partner, vms
+
+MAX_SLOT = 0x1F
+
+
+@dataclass(frozen=True, slots=True)
+class RootPort:
+    index: int  # the bus number it provides, and libvirt's controller index
+    slot: int  # on pcie.0
+    function: int
+    multifunction: bool
+
+    @property
+    def id(self) -> str:
+        return f"pci.{self.index}"
+
+    @property
+    def port(self) -> int:
+        return self.slot * 8 + self.function
+
+    @property
+    def chassis(self) -> int:
+        return self.index
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One NIC as placed in the guest."""
+
+    nic: NicSpec
+    element: str  # "interface" | "hostdev" (the libvirt element that carries it)
+    address: PciAddress  # guest address
+    bus_id: str  # QEMU bus name: pcie.0 / pci.0 / pci.N
+    qemu_id: str  # -device id; the libvirt alias for a persistent
+    failover_pair_id: str | None  # the persistent's id, for a transient with a partner
+
+
+@dataclass(frozen=True, slots=True)
+class VmLayout:
+    vm: VmSpec
+    root_ports: tuple[RootPort, ...]
+    interfaces: tuple[Device, ...]  # <interface> elements, in source order
+    hostdevs: tuple[Device, ...]  # plain <hostdev> elements, in source order
+
+    @property
+    def devices(self) -> tuple[Device, ...]:
+        return self.interfaces + self.hostdevs
+
+
+def _element(nic: NicSpec) -> str:
+    return "hostdev" if nic.source_kind == "pci-hostdev" else "interface"
+
+
+def _is_vfio(nic: NicSpec) -> bool:
+    """A NIC that becomes a vfio-pci device (QEMU) / gets a hostdevN alias (libvirt)."""
+    return nic.role == TRANSIENT and nic.source_kind in ("hostdev", "pci-hostdev", "network")
+
+
+def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
+    members = nics(graph, vm.name)
+    interfaces = [(k, nic) for k, nic in members if _element(nic) == "interface"]
+    hostdevs = [(k, nic) for k, nic in members if _element(nic) == "hostdev"]
+    # libvirt's address order: non-hostdev interfaces, then hostdev interfaces, then <hostdev>s.
+    address_order = (
+        [(k, nic) for k, nic in interfaces if nic.source_kind != "hostdev"]
+        + [(k, nic) for k, nic in interfaces if nic.source_kind == "hostdev"]
+        + hostdevs
+    )
+    q35 = vm.machine_family == "q35"
+    pinned = {k: nic.guest_address for k, nic in members if nic.guest_address is not None}
+    used_buses = {a.bus for a in pinned.values() if a.bus != 0}
+    used_root_slots = {a.slot for a in pinned.values() if a.bus == 0}
+
+    addresses: dict = {}
+    next_free = 1 if q35 else 2
+    for key, _ in address_order:
+        if key in pinned:
+            addresses[key] = pinned[key]
+            continue
+        taken = used_buses if q35 else used_root_slots
+        while next_free in taken:
+            next_free += 1
+        addresses[key] = PciAddress(0, next_free, 0, 0) if q35 else PciAddress(0, 0, next_free, 0)
+        taken.add(next_free)
+
+    root_ports: list[RootPort] = []
+    if q35:
+        count = max(used_buses, default=0) + 1  # every bus in use, plus one spare port for hot-plug
+        slots = [s for s in range(1, MAX_SLOT) if s not in used_root_slots]
+        for index in range(1, count + 1):
+            slot, function = slots[(index - 1) // 8], (index - 1) % 8
+            root_ports.append(RootPort(index, slot, function, multifunction=False))
+        root_ports = [
+            RootPort(p.index, p.slot, p.function, p.function == 0 and sum(q.slot == p.slot for q in root_ports) > 1)
+            for p in root_ports
+        ]
+
+    # Ids: a persistent keeps its alias; VFs are hostdevN in libvirt's alias order.
+    ids: dict = {}
+    hostdev_n = 0
+    for key, nic in interfaces + hostdevs:
+        if nic.alias is not None:
+            ids[key] = nic.alias
+        elif _is_vfio(nic):
+            ids[key] = f"hostdev{hostdev_n}"
+            hostdev_n += 1
+        else:
+            ids[key] = f"net{len(ids)}"
+
+    def device(key, nic: NicSpec) -> Device:
+        addr = addresses[key]
+        bus_id = (f"pci.{addr.bus}" if addr.bus else "pcie.0") if q35 else "pci.0"
+        target = partner(graph, key)
+        pair = ids.get(target) if target is not None and graph.nodes[target]["nic"].role == PERSISTENT else None
+        return Device(nic, _element(nic), addr, bus_id, ids[key], pair)
+
+    return VmLayout(
+        vm,
+        tuple(root_ports),
+        tuple(device(k, nic) for k, nic in interfaces),
+        tuple(device(k, nic) for k, nic in hostdevs),
+    )
+
+
+def layout(graph: nx.DiGraph) -> list[VmLayout]:
+    return [layout_vm(graph, vm) for vm in vms(graph)]

@@ -1,0 +1,424 @@
+"""Lower phase: AST (`nodes.Module`) -> IR graph (`ir`), plus value diagnostics.
+
+Lowering resolves both surface forms (team blocks and explicit `nic` blocks) to
+the same NIC records, parses values (MACs, PCI addresses, sizes), fills in
+defaults and derives what the user left out (aliases, MACs, UUIDs). It reports
+malformed values and duplicated or missing statements; the relations between
+NICs are left to `checks.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid as uuidlib
+from dataclasses import dataclass, replace
+
+import networkx as nx
+
+from . import nodes as n
+from .diagnostics import Diagnostic, Label, diag, lookup
+from .ir import (HOSTDEV_KINDS, PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nic_key, nics, partner,
+                 transients_of, vm_key)
+from .source import Span
+
+ALIAS_RE = re.compile(r"[A-Za-z0-9_\-.]+\Z")
+VM_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*\Z")
+MAC_RE = re.compile(r"([0-9A-Fa-f]{2})(:[0-9A-Fa-f]{2}){5}\Z")
+UUID_RE = re.compile(r"[0-9A-Fa-f]{8}-?([0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}\Z")
+TEAMC_NAMESPACE = uuidlib.UUID("6f1c1f4e-2a57-4c1e-9d8e-7465616d6301")
+
+UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
+         "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+         "k": 1024, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}  # fmt: skip
+MACVTAP_MODES = ("vepa", "bridge", "private", "passthrough")
+ARCHES = {"x86_64": "/usr/bin/qemu-system-x86_64", "i686": "/usr/bin/qemu-system-i386"}
+MAX_MEMORY_KIB = 16 * 1024**3  # 16 TiB, QEMU's x86 limit is higher but this is sane
+UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def derive_mac(vm: str, alias: str) -> str:
+    """A stable locally administered MAC under QEMU's 52:54:00 prefix."""
+    digest = hashlib.sha256(f"teamc:{vm}/{alias}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def derive_uuid(vm: str) -> str:
+    return str(uuidlib.uuid5(TEAMC_NAMESPACE, vm))
+
+
+def team_alias(name: str) -> str:
+    return name if name.startswith("ua-") else "ua-" + name
+
+
+class _Lowerer:
+    def __init__(self) -> None:
+        self.diags: list[Diagnostic] = []
+        self.graph = nx.DiGraph()
+
+    def error(self, code: str, message: str, span: Span | None, *labels: Label, help: str | None = None) -> None:
+        self.diags.append(diag(code, message, span, *labels, help=help))
+
+    # --- values --------------------------------------------------------------
+
+    def text(self, value: n.Value, what: str) -> str | None:
+        """A free-form string value (names, paths); control characters are refused."""
+        if UNSAFE_CHARS.search(value.text) or not value.text:
+            self.error("E0205", f"{what} must be non-empty and may not contain control characters", value.span,
+                       help="remove newlines, tabs and other control characters from the value")
+            return None
+        return value.text
+
+    def mac(self, value: n.Value) -> str | None:
+        text = value.text
+        if not MAC_RE.match(text):
+            self.error("E0203", f"`{text}` is not a MAC address", value.span,
+                       help="write six two-digit hex octets separated by `:`, e.g. 52:54:00:12:34:56")
+            return None
+        mac = text.lower()
+        first = int(mac[:2], 16)
+        if mac == "ff:ff:ff:ff:ff:ff":
+            problem = "is the broadcast address"
+        elif first & 1:
+            problem = "is a multicast address (the low bit of the first octet is set)"
+        elif mac == "00:00:00:00:00:00":
+            problem = "is all zeros"
+        else:
+            return mac
+        self.error("E0203", f"MAC `{text}` {problem}", value.span,
+                   help="use a unicast address, e.g. one under QEMU's prefix 52:54:00, or omit `mac` to derive one")
+        return None
+
+    def pci(self, value: n.Value, what: str) -> PciAddress | None:
+        address = PciAddress.parse(value.text)
+        if address is None:
+            self.error("E0204", f"`{value.text}` is not a PCI address", value.span,
+                       help=f"write {what} as DOMAIN:BUS:SLOT.FUNCTION in hex, e.g. 0000:03:07.1")
+            return None
+        if bad := address.out_of_range():
+            field_name, got, limit = bad
+            self.error("E0204", f"PCI {field_name} {got:#x} is out of range in `{value.text}`", value.span,
+                       help=f"the {field_name} must be at most {limit:#x}")
+            return None
+        return address
+
+    def integer(self, value: n.Value, what: str, low: int, high: int) -> int | None:
+        try:
+            number = int(value.text, 0)
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            self.error("E0205", f"{what} must be a whole number from {low} to {high}, not `{value.text}`",
+                       value.span, help=f"write {what} as a plain number, e.g. `{low}`")
+            return None
+        return number
+
+    def choice(self, value: n.Value, what: str, allowed) -> str | None:
+        if value.text in allowed:
+            return value.text
+        self.error("E0205", f"`{value.text}` is not a valid {what}", value.span,
+                   help="use one of: " + ", ".join(f"`{a}`" for a in allowed))
+        return None
+
+    def unique(self, items, what: str, key=lambda item: item.key) -> dict:
+        """First occurrence of each key; later ones are duplicate-setting errors."""
+        first: dict = {}
+        for item in items:
+            k = key(item)
+            if k in first:
+                self.error("E0103", f"{what} `{k}` is given twice", item.span,
+                           Label(first[k].span, "first given here"), help="keep one of the two statements")
+            else:
+                first[k] = item
+        return first
+
+    # --- VMs -----------------------------------------------------------------
+
+    def module(self, module: n.Module) -> None:
+        seen: dict[str, n.Vm] = {}
+        for vm in module.vms:
+            name = vm.name.text
+            if name in seen:
+                self.error("E0101", f"VM `{name}` is defined twice", vm.name.span,
+                           Label(seen[name].name.span, "first defined here"), help="rename one of the VMs")
+                continue
+            seen[name] = vm
+            self.vm(vm)
+
+    def vm(self, vm: n.Vm) -> None:
+        name = vm.name.text
+        if not VM_NAME_RE.match(name) or len(name) > 200:
+            self.error("E0205", f"`{name}` is not a valid VM name", vm.name.span,
+                       help="use letters, digits and `_ . + -`, starting with a letter, digit or `_`")
+        settings = [i for i in vm.items if isinstance(i, n.Setting)]
+        single = self.unique([s for s in settings if s.key != "allow"], "setting")
+        get = single.get
+
+        machine, family, machine_span = "q35", "q35", None
+        if "machine" in single:
+            machine_span = single["machine"].value.span
+            machine = single["machine"].value.text
+            family = machine_family(machine)
+            if family is None:
+                self.error("E0405", f"machine `{machine}` cannot host a failover team", machine_span,
+                           help="use `machine q35`: QEMU needs a PCI Express, hot-pluggable slot for the VF")
+                family = "q35"
+        arch = self.choice(get("arch").value, "architecture", tuple(ARCHES)) if get("arch") else "x86_64"
+        arch = arch or "x86_64"
+        memory_kib = 1024 * 1024
+        if get("memory"):
+            memory_kib = self.memory(get("memory")) or memory_kib
+        vcpus = self.integer(get("vcpus").value, "vcpus", 1, 4096) if get("vcpus") else 1
+        uuid = derive_uuid(name)
+        if get("uuid"):
+            if UUID_RE.match(get("uuid").value.text):
+                uuid = str(uuidlib.UUID(get("uuid").value.text))
+            else:
+                self.error("E0205", f"`{get('uuid').value.text}` is not a UUID", get("uuid").value.span,
+                           help="write a UUID like c7a5fdbd-edaf-9455-926a-d65c16db1809, or omit it to derive one")
+        emulator = ARCHES[arch]
+        if get("emulator"):
+            path = self.text(get("emulator").value, "emulator")
+            if path and not path.startswith("/"):
+                self.error("E0205", f"emulator `{path}` is not an absolute path", get("emulator").value.span,
+                           help="libvirt needs the full path, e.g. /usr/bin/qemu-system-x86_64")
+            emulator = path or emulator
+        accel = "kvm"
+        if get("accel"):
+            accel = self.choice(get("accel").value, "accelerator", ("kvm", "tcg")) or accel
+        allowed, allow_spans = set(), []
+        for s in settings:
+            if s.key == "allow":
+                code = lookup(s.value.text)
+                if code is None or not code.allowable:
+                    self.error("E0205", f"`{s.value.text}` cannot be allowed", s.value.span,
+                               help="only `pc-machine-team` (E0401) can be allowed in a VM")
+                else:
+                    allowed.add(code.code)
+                    allow_spans.append(s.span)
+
+        spec = VmSpec(name=name, uuid=uuid, machine=machine, machine_family=family, arch=arch,
+                      memory_kib=memory_kib, vcpus=vcpus or 1, emulator=emulator, accel=accel,
+                      allowed=frozenset(allowed), span=vm.span, name_span=vm.name.span,
+                      machine_span=machine_span, allow_spans=tuple(allow_spans))
+        self.graph.add_node(vm_key(name), kind="vm", vm=spec)
+
+        names: dict[str, Span] = {}
+        aliases: dict[str, Span] = {}
+        for item in vm.items:
+            if isinstance(item, n.Team):
+                self.team(spec, item, names, aliases)
+            elif isinstance(item, n.Nic):
+                self.nic(spec, item, names, aliases)
+        self.resolve(name)
+
+    def resolve(self, vm: str) -> None:
+        """Link explicit transients to their persistent NIC; share or derive MACs."""
+        explicit = [(key, spec) for key, spec in nics(self.graph, vm) if key[3] == ""]
+        by_name = {key[2]: key for key, spec in nics(self.graph, vm) if key[3] != TRANSIENT}
+        by_alias = {spec.alias: key for key, spec in nics(self.graph, vm) if spec.alias and key[3] != TRANSIENT}
+        for key, spec in explicit:
+            if spec.role == TRANSIENT and spec.pairs_with is not None:
+                target = by_name.get(spec.pairs_with) or by_alias.get(spec.pairs_with)
+                if target is not None:
+                    self.graph.add_edge(key, target, kind="pairs-with")
+        # Persistents first, so that a transient without a MAC copies its partner's.
+        for key, spec in sorted(explicit, key=lambda item: item[1].role == TRANSIENT):
+            if spec.mac is not None or spec.mac_span is not None:
+                continue
+            if spec.role == TRANSIENT and (target := partner(self.graph, key)) is not None:
+                source = self.graph.nodes[target]["nic"]
+            else:
+                source = next((self.graph.nodes[t]["nic"] for t in transients_of(self.graph, key)
+                               if self.graph.nodes[t]["nic"].mac_span is not None), None)
+            if source is not None and source.mac is not None:
+                mac, derived = source.mac, source.mac_derived
+            else:
+                mac, derived = derive_mac(vm, spec.alias or spec.name), True
+            self.graph.nodes[key]["nic"] = replace(spec, mac=mac, mac_derived=derived)
+
+    def memory(self, setting: n.Setting) -> int | None:
+        if setting.unit is None:
+            self.error("E0205", "memory needs a unit", setting.value.span,
+                       help=f"write e.g. `memory {setting.value.text} MiB`")
+            return None
+        size = self.integer(setting.value, "memory", 1, 2**50)
+        if size is None:
+            return None
+        kib = size * UNITS[setting.unit.text] // 1024
+        if not 1024 <= kib <= MAX_MEMORY_KIB:
+            self.error("E0205", "memory must be between 1 MiB and 16 TiB", setting.span,
+                       help="QEMU cannot start a guest with this much or this little memory")
+            return None
+        return kib
+
+    # --- NICs ----------------------------------------------------------------
+
+    def claim(self, vm: VmSpec, name: n.Value, alias: str | None, names: dict, aliases: dict) -> bool:
+        if name.text in names:
+            self.error("E0102", f"`{name.text}` is defined twice in VM `{vm.name}`", name.span,
+                       Label(names[name.text], "first defined here"), help="give each team and NIC its own name")
+            return False
+        names[name.text] = name.span
+        if alias is not None:
+            if alias in aliases:
+                self.error("E0102", f"alias `{alias}` is used twice in VM `{vm.name}`", name.span,
+                           Label(aliases[alias], "also used here"), help="give each team and NIC its own name")
+                return False
+            aliases[alias] = name.span
+        return True
+
+    def check_alias(self, value: n.Value, alias: str) -> None:
+        if not ALIAS_RE.match(alias):
+            bad = "".join(sorted({c for c in alias if not ALIAS_RE.match(c)}))
+            self.error("E0202", f"`{value.text}` has characters libvirt refuses in an alias: {bad!r}", value.span,
+                       help="use only letters, digits, `_`, `-` and `.`")
+
+    def team(self, vm: VmSpec, team: n.Team, names: dict, aliases: dict) -> None:
+        name = team.name.text
+        alias = team_alias(name)
+        self.check_alias(team.name, alias)
+        if not self.claim(vm, team.name, alias, names, aliases):
+            return
+        by_kind = self.unique(team.items, "statement", key=lambda item: type(item).__name__.lower())
+        mac_stmt, pers, trans = by_kind.get("mac"), by_kind.get("persistent"), by_kind.get("transient")
+        for missing, stmt in (("persistent", pers), ("transient", trans)):
+            if stmt is None:
+                self.error("E0104", f"team `{name}` has no `{missing}` NIC", team.name.span,
+                           help=f"add a `{missing} …` line to the team" + (
+                               "; a virtio NIC without a VF partner belongs in the base domain"
+                               if missing == "transient" else ""))
+        mac, derived = None, False
+        if mac_stmt:
+            mac = self.mac(mac_stmt.value)
+        else:
+            mac, derived = derive_mac(vm.name, alias), True
+        mac_span = mac_stmt.value.span if mac_stmt else None
+        common = dict(vm=vm.name, team=name, mac=mac, mac_span=mac_span, mac_derived=derived)
+        if pers:
+            fields = self.source_fields(pers.source) | self.option_fields(pers.options)
+            spec = NicSpec(name=name, label=f"team `{name}` (persistent)", role=PERSISTENT, span=pers.span,
+                           name_span=team.name.span, model=pers.model.text, model_span=pers.model.span,
+                           alias=alias, alias_span=team.name.span, role_spans=(pers.span,), **common, **fields)
+            self.add_nic(nic_key(vm.name, name, PERSISTENT), spec)
+        if trans:
+            fields = self.source_fields(trans.source) | self.option_fields(trans.options)
+            spec = NicSpec(name=name, label=f"team `{name}` (transient)", role=TRANSIENT, span=trans.span,
+                           name_span=team.name.span, pairs_with=name, pairs_with_span=team.name.span,
+                           role_spans=(trans.span,), **common, **fields)
+            self.add_nic(nic_key(vm.name, name, TRANSIENT), spec)
+            if pers:
+                self.graph.add_edge(nic_key(vm.name, name, TRANSIENT), nic_key(vm.name, name, PERSISTENT),
+                                    kind="pairs-with")
+
+    def nic(self, vm: VmSpec, nic: n.Nic, names: dict, aliases: dict) -> None:
+        name = nic.name.text
+        self.check_alias(nic.name, name)
+        alias = name if name.startswith("ua-") else None
+        if not self.claim(vm, nic.name, alias if alias else name, names, aliases):
+            return
+        items = [i for i in nic.items if not isinstance(i, (n.Option, n.Teaming))]
+        by_kind = self.unique(items, "statement", key=lambda item: type(item).__name__.lower().replace("nicsource", "source"))
+        options = [i for i in nic.items if isinstance(i, n.Option)]
+        teamings = [i for i in nic.items if isinstance(i, n.Teaming)]
+        roles = self.unique(teamings, "teaming", key=lambda t: t.role)
+        role = None
+        if len(roles) == 2:
+            self.error("E0307", f"nic `{name}` is declared both persistent and transient", roles["transient"].span,
+                       Label(roles["persistent"].span, "declared persistent here"),
+                       help="a NIC is either the virtio standby (persistent) or the VF (transient), never both")
+        elif roles:
+            role = next(iter(roles))
+        else:
+            self.error("E0311", f"nic `{name}` has no `teaming` statement", nic.name.span,
+                       help="add `teaming persistent` or `teaming transient <persistent-nic>`; "
+                            "NICs outside a team belong in the base domain")
+        source_stmt = by_kind.get("source")
+        if source_stmt is None:
+            self.error("E0104", f"nic `{name}` has no `source`", nic.name.span,
+                       help="add e.g. `source bridge br0` or `source hostdev 0000:03:07.1`")
+            return
+        mac_stmt, model_stmt = by_kind.get("mac"), by_kind.get("model")
+        mac = self.mac(mac_stmt.value) if mac_stmt else None
+        teaming = roles.get("transient") if role == TRANSIENT else None
+        fields = self.source_fields(source_stmt.source) | self.option_fields(options)
+        spec = NicSpec(
+            vm=vm.name, name=name, label=f"nic `{name}`", role=role, span=nic.span, name_span=nic.name.span,
+            model=model_stmt.value.text if model_stmt else ("virtio" if role == PERSISTENT else None),
+            model_span=model_stmt.value.span if model_stmt else None,
+            alias=alias, alias_span=nic.name.span if alias else None,
+            mac=mac, mac_span=mac_stmt.value.span if mac_stmt else None,
+            pairs_with=teaming.target.text if teaming else None,
+            pairs_with_span=teaming.target.span if teaming else None,
+            role_spans=tuple(t.span for t in roles.values()), **fields,
+        )
+        self.add_nic(nic_key(vm.name, name), spec)
+
+    def add_nic(self, key: tuple, spec: NicSpec) -> None:
+        self.graph.add_node(key, kind="nic", nic=spec)
+        self.graph.add_edge(key, vm_key(spec.vm), kind="belongs-to")
+
+    def source_fields(self, src: n.Source) -> dict:
+        fields: dict = {"source_kind": src.kind, "source_span": src.span}
+        if src.kind in HOSTDEV_KINDS:
+            fields["host_address"] = self.pci(src.target, "a host PCI address")
+            fields["host_address_span"] = src.target.span
+            fields["managed"] = src.managed.enabled if src.managed else None
+            fields["managed_span"] = src.managed.span if src.managed else None
+        elif src.target is not None:
+            fields["source_target"] = self.text(src.target, f"the {src.kind} name")
+        if src.mode is not None:
+            fields["mode"] = self.choice(src.mode, "macvtap mode", MACVTAP_MODES)
+        if src.via_bridge is not None:
+            fields["via_bridge"] = self.text(src.via_bridge, "the bridge name")
+        if src.via_vf is not None:
+            fields["host_address"] = self.pci(src.via_vf, "the VF's host PCI address")
+            fields["host_address_span"] = src.via_vf.span
+        return fields
+
+    def option_fields(self, options) -> dict:
+        fields: dict = {}
+        for key, opt in self.unique(options, "option").items():
+            value = opt.value
+            if key == "address":
+                fields["guest_address"] = self.pci(value, "a guest PCI address")
+                fields["guest_address_span"] = opt.span
+            elif key == "boot":
+                fields["boot"] = self.integer(value, "boot order", 1, 65535)
+                fields["boot_span"] = opt.span
+            elif key == "mtu":
+                fields["mtu"] = self.integer(value, "mtu", 68, 65535)
+            elif key == "managed":
+                fields["managed"] = value.text == "yes"
+                fields["managed_span"] = opt.span
+            elif key == "rom bar":
+                fields["rom_bar"] = self.choice(value, "rom bar setting", ("on", "off"))
+                fields["rom_span"] = opt.span
+            elif key == "rom file":
+                fields["rom_file"] = self.text(value, "rom file")
+                fields["rom_span"] = opt.span
+            elif key == "rom enabled":
+                choice = self.choice(value, "rom enabled setting", ("yes", "no"))
+                fields["rom_enabled"] = None if choice is None else choice == "yes"
+                fields["rom_span"] = opt.span
+        return fields
+
+
+def machine_family(machine: str) -> str | None:
+    if machine == "q35" or machine.startswith("pc-q35-"):
+        return "q35"
+    if machine == "pc" or machine.startswith("pc-i440fx-"):
+        return "pc"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Lowered:
+    graph: nx.DiGraph
+    diagnostics: list[Diagnostic]
+
+
+def lower(module: n.Module) -> Lowered:
+    lowerer = _Lowerer()
+    lowerer.module(module)
+    return Lowered(lowerer.graph, lowerer.diags)

@@ -1,0 +1,130 @@
+"""AST of the .team language: frozen, slotted dataclasses, each with its span.
+
+The parser (`parser.py`) builds these; lowering (`lower.py`) reads them. No Lark
+type leaks past the parser. A block keeps its statements in source order, so
+lowering can report duplicates and the formatter can keep the user's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from .source import Span
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A word or quoted string; `text` is unquoted."""
+
+    text: str
+    span: Span
+    quoted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Managed:
+    enabled: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a NIC is connected. `kind` is one of SOURCE_KINDS."""
+
+    kind: str
+    span: Span
+    target: Value | None = None  # bridge, network, host device or VF PCI address
+    mode: Value | None = None  # direct: macvtap mode
+    via_bridge: Value | None = None  # network: the host bridge to use in the QEMU argv
+    via_vf: Value | None = None  # network (hostdev pool): the VF to use in the QEMU argv
+    managed: Managed | None = None  # hostdev / pci-hostdev
+
+
+SOURCE_KINDS = ("user", "bridge", "network", "direct", "hostdev", "pci-hostdev")
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A per-NIC option: address, boot, mtu, `rom bar|file|enabled`, managed."""
+
+    key: str
+    value: Value | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Mac:
+    value: Value
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    value: Value
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class NicSource:
+    source: Source
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Teaming:
+    role: str  # "persistent" | "transient"
+    target: Value | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Persistent:
+    model: Value
+    source: Source
+    options: tuple[Option, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Transient:
+    source: Source
+    options: tuple[Option, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    name: Value
+    items: tuple[Union[Mac, Persistent, Transient], ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Nic:
+    name: Value
+    items: tuple[Union[Mac, Model, NicSource, Teaming, Option], ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A VM setting: uuid, machine, arch, vcpus, emulator, accel, memory, allow."""
+
+    key: str
+    value: Value
+    unit: Value | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Vm:
+    name: Value
+    items: tuple[Union[Setting, Team, Nic], ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    vms: tuple[Vm, ...]
+    span: Span

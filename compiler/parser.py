@@ -1,0 +1,330 @@
+"""Parse phase: `.team` text -> AST (`nodes.Module`) or syntax diagnostics.
+
+The Lark LALR parser is built once per process, with the transformer embedded
+so that no parse tree is materialised: each grammar rule directly builds its
+AST node. Syntax errors become diagnostics that name the expected tokens in
+words, put the caret on the offending token (or at the end of the file), and
+suggest the nearest keyword for a misspelled one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from functools import lru_cache
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import nodes as n
+from .diagnostics import Diagnostic, diag
+from .resources import resource_dir
+from .source import SourceFile, Span
+
+# Terminals whose pattern is a regex but which stand for a fixed set of words.
+_WORD_SETS = {
+    "SETTING_KW": ("uuid", "machine", "arch", "vcpus", "emulator", "accel"),
+    "ROM_KW": ("bar", "file", "enabled"),
+    "YESNO": ("yes", "no"),
+}
+_DESCRIPTIONS = {
+    "WORD": "a value",
+    "STRING": "a quoted string",
+    "KW": "a value",
+    "_NL": "a newline",
+    "SEMICOLON": "';'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "UNIT": "a unit (KiB, MiB, GiB)",
+    "$END": "end of file",
+}
+_SEPARATORS = ("_NL", "SEMICOLON")
+
+
+class _Builder(Transformer):
+    """Grammar rule -> AST node. `source` is set before each parse."""
+
+    source: SourceFile
+
+    # -- helpers --
+    def _span(self, children) -> Span:
+        first, last = children[0], children[-1]
+        if isinstance(last, tuple):  # a (field, Value) pair from via_bridge / via_vf
+            last = last[1]
+        start = first.start_pos if isinstance(first, Token) else first.span.start
+        end = last.end_pos if isinstance(last, Token) else last.span.end
+        return Span(self.source, start, end)
+
+    @staticmethod
+    def _nodes(children) -> tuple:
+        return tuple(c for c in children if not isinstance(c, Token))
+
+    # -- values --
+    def value(self, children):
+        tok = children[0]
+        span = Span(self.source, tok.start_pos, tok.end_pos)
+        if tok.type == "STRING":
+            return n.Value(_unquote(tok.value), span, quoted=True)
+        return n.Value(tok.value, span)
+
+    # -- file and VM --
+    def start(self, children):
+        vms = self._nodes(children)
+        return n.Module(vms, Span(self.source, 0, len(self.source.text)))
+
+    def vm(self, children):
+        name, *items = self._nodes(children)
+        return n.Vm(name, tuple(items), self._span(children))
+
+    def setting(self, children):
+        key, value = children
+        return n.Setting(key.value, value, None, self._span(children))
+
+    def memory(self, children):
+        unit = children[2] if len(children) > 2 else None
+        unit_value = n.Value(unit.value, Span(self.source, unit.start_pos, unit.end_pos)) if unit else None
+        return n.Setting("memory", children[1], unit_value, self._span(children))
+
+    def allow(self, children):
+        return n.Setting("allow", children[1], None, self._span(children))
+
+    # -- team form --
+    def team(self, children):
+        name, *items = self._nodes(children)
+        return n.Team(name, tuple(items), self._span(children))
+
+    def persistent(self, children):
+        model, source, *rest = self._nodes(children)
+        return n.Persistent(model, source, rest[0] if rest else (), self._span(children))
+
+    def transient(self, children):
+        source, *rest = self._nodes(children)
+        return n.Transient(source, rest[0] if rest else (), self._span(children))
+
+    def options(self, children):
+        return self._nodes(children)
+
+    # -- explicit form --
+    def nic(self, children):
+        name, *items = self._nodes(children)
+        return n.Nic(name, tuple(items), self._span(children))
+
+    def model(self, children):
+        return n.Model(children[1], self._span(children))
+
+    def nic_source(self, children):
+        return n.NicSource(children[1], self._span(children))
+
+    def teaming_persistent(self, children):
+        return n.Teaming("persistent", None, self._span(children))
+
+    def teaming_transient(self, children):
+        return n.Teaming("transient", children[2], self._span(children))
+
+    def mac(self, children):
+        return n.Mac(children[1], self._span(children))
+
+    # -- options --
+    def _make_option(self, key, children):
+        value = children[-1] if len(children) > 1 and isinstance(children[-1], n.Value) else None
+        return n.Option(key, value, self._span(children))
+
+    def address(self, children):
+        return self._make_option("address", children)
+
+    def boot(self, children):
+        return self._make_option("boot", children)
+
+    def mtu(self, children):
+        return self._make_option("mtu", children)
+
+    def rom(self, children):
+        return self._make_option("rom " + children[1].value, children)
+
+    def managed_opt(self, children):
+        m = children[0]
+        return n.Option("managed", n.Value("yes" if m.enabled else "no", m.span), m.span)
+
+    def managed(self, children):
+        enabled = len(children) == 1 or children[1].value == "yes"
+        return n.Managed(enabled, self._span(children))
+
+    # -- sources --
+    def _source(self, kind, children, **fields):
+        return n.Source(kind, self._span(children), **fields)
+
+    def src_user(self, children):
+        return self._source("user", children)
+
+    def src_bridge(self, children):
+        return self._source("bridge", children, target=children[1])
+
+    def src_network(self, children):
+        fields = {"target": children[1]}
+        for via in children[2:]:
+            fields[via[0]] = via[1]
+        return self._source("network", children, **fields)
+
+    def via_bridge(self, children):
+        return ("via_bridge", children[1])
+
+    def via_vf(self, children):
+        return ("via_vf", children[1])
+
+    def src_direct(self, children):
+        return self._source("direct", children, target=children[1], mode=children[3] if len(children) > 3 else None)
+
+    def src_hostdev(self, children):
+        return self._source("hostdev", children, target=children[1], managed=children[2] if len(children) > 2 else None)
+
+    def src_pci_hostdev(self, children):
+        return self._source(
+            "pci-hostdev", children, target=children[1], managed=children[2] if len(children) > 2 else None
+        )
+
+
+def _unquote(text: str) -> str:
+    body = text[1:-1]
+    if "\\" not in body:
+        return body
+    out, i = [], 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+_local = threading.local()
+
+
+@lru_cache(maxsize=1)
+def _grammar() -> str:
+    return (resource_dir("grammar") / "team.lark").read_text(encoding="utf-8")
+
+
+def _parser() -> tuple[Lark, _Builder]:
+    # One parser per thread: the embedded transformer carries the current source.
+    cached = getattr(_local, "parser", None)
+    if cached is None:
+        builder = _Builder()
+        lark = Lark(_grammar(), parser="lalr", lexer="contextual", keep_all_tokens=True, transformer=builder)
+        cached = _local.parser = (lark, builder)
+    return cached
+
+
+def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
+    """Parse one file. Returns the module, or None and the syntax diagnostics."""
+    lark, builder = _parser()
+    builder.source = source
+    try:
+        return lark.parse(source.text), []
+    except UnexpectedInput as err:
+        return None, [_syntax_diagnostic(lark, source, err)]
+    except VisitError as err:  # a builder bug, never bad input: let it surface
+        raise err.orig_exc from err
+
+
+# --- syntax errors -----------------------------------------------------------
+
+
+def _terminal_words(lark: Lark) -> dict[str, tuple[str, ...]]:
+    words = dict(_WORD_SETS)
+    for term in lark.terminals:
+        if type(term.pattern).__name__ == "PatternStr" and term.name not in _DESCRIPTIONS:
+            words[term.name] = (term.pattern.value,)
+    return words
+
+
+def _acceptable(err: UnexpectedToken) -> set[str]:
+    # LALR merges states, so `err.expected` may list tokens that only fit in
+    # some other context; replaying each candidate gives the honest set.
+    try:
+        accepted = err.interactive_parser.accepts()
+    except Exception:  # noqa: BLE001 - fall back to the raw set
+        accepted = err.expected
+    return {e for e in accepted if not e.startswith("__")}
+
+
+def _describe(expected: set[str], words: dict[str, tuple[str, ...]]) -> list[str]:
+    described = set()
+    for name in expected:
+        if name in words:
+            described.update(f"`{w}`" for w in words[name])
+        else:
+            described.add(_DESCRIPTIONS.get(name, name.lower()))
+    if "a value" in described:
+        described.discard("a quoted string")
+    return sorted(described)
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 2:
+        return " or ".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> Diagnostic:
+    text = source.text
+    words = _terminal_words(lark)
+    if isinstance(err, UnexpectedCharacters):
+        pos = err.pos_in_stream
+        char = text[pos]
+        span = Span(source, pos, pos + 1)
+        if char == '"':
+            line_end = text.find("\n", pos)
+            span = Span(source, pos, len(text) if line_end == -1 else line_end)
+            return diag("E0001", "unterminated string", span, help='close the string with `"` on the same line')
+        return diag(
+            "E0001",
+            f"unexpected character {char!r}",
+            span,
+            help="values may not contain `{`, `}`, `;`, `#` or `\"`; quote such a value",
+        )
+
+    assert isinstance(err, UnexpectedToken)
+    tok = err.token
+    expected = _acceptable(err)
+    # Newline and ';' are named once, as one alternative.
+    meaningful = expected - set(_SEPARATORS) or expected
+    listed = _describe(meaningful, words)
+    if expected & set(_SEPARATORS) and meaningful != expected and tok.type not in _SEPARATORS:
+        listed.append("a newline or ';'")
+    expected_text = _join(listed)
+    if tok.type == "$END":
+        end = len(text.rstrip())
+        return diag(
+            "E0001",
+            f"unexpected end of file; expected {expected_text}",
+            Span(source, end, end),
+            help="a block opened with `{` must be closed with `}`" if "RBRACE" in expected else None,
+        )
+    span = Span(source, tok.start_pos, tok.end_pos)
+    found = "a newline" if tok.type == "_NL" else f"`{tok.value}`"
+    if tok.type == "_NL":
+        span = Span(source, tok.start_pos, tok.start_pos)
+    keywords = sorted({w for name in meaningful if name in words for w in words[name]})
+    value_expected = bool(meaningful & {"WORD", "STRING", "KW"})
+    if tok.type in ("WORD", "KW") and keywords and not value_expected:
+        close = difflib.get_close_matches(tok.value, keywords, n=1, cutoff=0.6)
+        help_text = f"did you mean `{close[0]}`?" if close else f"expected {expected_text}"
+        return diag("E0002", f"unknown keyword `{tok.value}`", span, help=help_text)
+    return diag(
+        "E0001",
+        f"unexpected {found}; expected {expected_text}",
+        span,
+        help=_syntax_help(tok, meaningful),
+    )
+
+
+def _syntax_help(tok: Token, expected: set[str]) -> str:
+    if expected <= {"WORD", "STRING", "KW"}:
+        return "write the value on the same line as its keyword"
+    if tok.type in ("WORD", "STRING", "KW"):
+        return "put each statement on its own line or separate statements with `;`"
+    return "check the statement against the language reference in the README"

@@ -1,0 +1,134 @@
+"""The pipeline: text -> parse -> lower -> check -> layout -> render.
+
+Each phase is a module with one entry point; this module only wires them and
+carries options. `check_source` stops after the checks and never imports the
+rendering stack (Jinja), which keeps `teamc check` fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .checks import check
+from .diagnostics import Diagnostic, diag
+from .ir import TRANSIENT, nics
+from .lower import lower
+from .parser import parse
+from .source import SourceFile, Span
+
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Options:
+    emit: tuple[str, ...] = ("xml", "qemu")  # what compile writes: xml, qemu
+    qemu_syntax: str = "json"  # json | keyval
+    qemu_format: str = "shell"  # shell (runnable script) | lines (one argument per line)
+    vf: dict = field(default_factory=dict)  # (vm, team or nic name) -> PciAddress, for hostdev-pool transients
+    allow: frozenset[str] = frozenset()  # codes downgraded to warnings everywhere
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str  # file name inside the output folder
+    text: str
+
+
+@dataclass
+class FileResult:
+    source: SourceFile
+    diagnostics: list[Diagnostic]
+    artifacts: list[Artifact] = field(default_factory=list)
+    vms: list[str] = field(default_factory=list)
+    used_vf: set = field(default_factory=set)
+
+    @property
+    def failed(self) -> bool:
+        return any(d.is_error for d in self.diagnostics)
+
+
+def read_source(path: str, data: bytes) -> tuple[SourceFile, list[Diagnostic]]:
+    """Decode an input; invalid UTF-8 becomes a diagnostic at the first bad byte."""
+    try:
+        return SourceFile(path, data.decode("utf-8")), []
+    except UnicodeDecodeError as err:
+        text = data.decode("utf-8", errors="replace")
+        source = SourceFile(path, text)
+        at = len(data[: err.start].decode("utf-8"))  # the character offset of the first bad byte
+        return source, [diag("E0003", f"the file is not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start})",
+                             Span(source, at, at + 1), help="save the file as UTF-8")]
+
+
+def _apply_vf(graph, options: Options, result: FileResult) -> None:
+    """`--vf VM:NAME=ADDR`: the concrete VF for a hostdev-pool transient (validated by the CLI)."""
+    for key, nic in nics(graph):
+        wanted = options.vf.get((nic.vm, nic.name))
+        if wanted is None or nic.role != TRANSIENT or nic.source_kind != "network":
+            continue
+        graph.nodes[key]["nic"] = replace(nic, host_address=wanted)
+        result.used_vf.add((nic.vm, nic.name))
+
+
+def check_source(source: SourceFile, options: Options = Options()) -> tuple[object, FileResult]:
+    """Parse, lower and check. Returns the graph (None after syntax errors)."""
+    module, diagnostics = parse(source)
+    result = FileResult(source, diagnostics)
+    if module is None:
+        return None, result
+    lowered = lower(module)
+    graph = lowered.graph
+    _apply_vf(graph, options, result)
+    result.diagnostics = [*diagnostics, *lowered.diagnostics, *check(graph)]
+    if options.allow:
+        result.diagnostics = [d.downgraded() if d.code in options.allow else d for d in result.diagnostics]
+    result.vms = [data["vm"].name for _, data in graph.nodes(data=True) if data["kind"] == "vm"]
+    return graph, result
+
+
+def compile_source(source: SourceFile, options: Options = Options()) -> FileResult:
+    graph, result = check_source(source, options)
+    if graph is None or result.failed:
+        return result
+    from .backends.libvirt import domain_view
+    from .backends.qemu import qemu_command
+    from .layout import layout
+    from .render import render
+
+    for vm_layout in layout(graph):
+        name = vm_layout.vm.name
+        if "xml" in options.emit:
+            result.artifacts.append(Artifact(f"{name}.xml", render("libvirt/domain.xml.j2", d=domain_view(vm_layout))))
+        if "qemu" in options.emit:
+            command = qemu_command(vm_layout, options.qemu_syntax)
+            result.diagnostics.extend(command.diagnostics)
+            if command.groups:
+                result.artifacts.append(_qemu_artifact(command, options, render))
+    return result
+
+
+def _qemu_artifact(command, options: Options, render) -> Artifact:
+    import shlex
+
+    if options.qemu_format == "lines":
+        return Artifact(f"{command.vm}.argv", render("qemu/argv.txt.j2", argv=command.argv))
+    lines = [" ".join(shlex.quote(arg) for arg in group) for group in command.groups]
+    return Artifact(f"{command.vm}.sh", render("qemu/command.sh.j2", vm=command.vm, lines=lines))
+
+
+def load(path: str) -> tuple[SourceFile, list[Diagnostic]]:
+    """Read a file (or '-' for stdin) with a size bound."""
+    import sys
+
+    if path == "-":
+        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        name = "<stdin>"
+    else:
+        with open(Path(path), "rb") as fh:
+            data = fh.read(MAX_INPUT_BYTES + 1)
+        name = path
+    if len(data) > MAX_INPUT_BYTES:
+        source = SourceFile(name, "")
+        return source, [diag("E0003", f"the file is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB", None,
+                             help="split the fleet into several .team files")]
+    return read_source(name, data)
