@@ -297,17 +297,25 @@ def guest_placement(graph):
 
 
 def check(graph: nx.DiGraph) -> list[Diagnostic]:
-    found = [d for run in RULES for d in run(graph)]
-    # `allow` inside a VM downgrades the codes it names for diagnostics within that VM.
+    return [d for run in RULES for d in run(graph)]
+
+
+def apply_allow(graph: nx.DiGraph, diagnostics: list[Diagnostic], everywhere: frozenset[str] = frozenset()):
+    """Honour `allow CODE` (inside the VM a diagnostic points into) and `--allow CODE` (everywhere).
+
+    An allowed error becomes a warning, so the reason stays visible; an allowed
+    warning is dropped, since the user has acknowledged it.
+    """
     allowing = sorted((vm.span.start, vm.span.end, vm.allowed) for vm in vms(graph) if vm.allowed)
-    if not allowing:
-        return found
     starts = [start for start, _, _ in allowing]
     out = []
-    for d in found:
-        if d.span is not None:
+    for d in diagnostics:
+        allowed = d.code in everywhere
+        if not allowed and allowing and d.span is not None:
             i = bisect.bisect_right(starts, d.span.start) - 1
-            if i >= 0 and d.span.start < allowing[i][1] and d.code in allowing[i][2]:
-                d = d.downgraded()
-        out.append(d)
+            allowed = i >= 0 and d.span.start < allowing[i][1] and d.code in allowing[i][2]
+        if not allowed:
+            out.append(d)
+        elif d.is_error:
+            out.append(d.downgraded())
     return out

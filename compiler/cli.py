@@ -130,14 +130,15 @@ def _write_atomically(directory: Path, artifacts: list[Artifact]) -> None:
 def _duplicate_vms(results: list[FileResult]) -> list[Diagnostic]:
     from .diagnostics import Label, diag
 
-    seen: dict[str, FileResult] = {}
+    seen: dict = {}
     out = []
     for result in results:
-        for vm in result.vms:
-            if vm in seen and seen[vm] is not result:
-                out.append(diag("E0101", f"VM `{vm}` is also defined in {seen[vm].source.name}", None,
+        for vm, span in result.vms:
+            if vm in seen and seen[vm].source is not span.source:
+                out.append(diag("E0101", f"VM `{vm}` is defined in two input files", span,
+                                Label(seen[vm], "first defined here"),
                                 help="outputs are named after the VM; rename one of them"))
-            seen.setdefault(vm, result)
+            seen.setdefault(vm, span)
     return out
 
 

@@ -25,7 +25,7 @@ class Code:
     slug: str
     severity: Severity
     summary: str
-    allowable: bool = False  # may be downgraded with `allow` / `--allow`
+    allowable: bool = False  # `allow` / `--allow` downgrades this error, or silences this warning
 
 
 def _codes(*entries: Code) -> dict[str, Code]:
@@ -66,10 +66,10 @@ CODES: dict[str, Code] = _codes(
     Code("E0404", "primary-not-hotpluggable", E, "the VF is pinned to a bus without hot-plug"),
     Code("E0405", "unsupported-machine", E, "the machine type cannot host a failover team"),
     Code("W0501", "persistent-alone", W, "a persistent NIC has no transient partner"),
-    Code("W0502", "hostdev-mac-preset", W, "a plain <hostdev> VF needs its MAC preset on the host"),
-    Code("W0503", "primary-boot-or-rom", W, "boot order or option ROM set on the VF"),
-    Code("W0504", "vf-unresolved", W, "a hostdev-pool VF is picked by libvirt; no QEMU argv without a concrete VF"),
-    Code("W0505", "no-qemu-backend", W, "a persistent source has no plain-QEMU equivalent; no QEMU argv written"),
+    Code("W0502", "hostdev-mac-preset", W, "a plain <hostdev> VF needs its MAC preset on the host", allowable=True),
+    Code("W0503", "primary-boot-or-rom", W, "boot order or option ROM set on the VF", allowable=True),
+    Code("W0504", "vf-unresolved", W, "a hostdev-pool VF is picked by libvirt; no QEMU argv without a concrete VF", allowable=True),
+    Code("W0505", "no-qemu-backend", W, "a persistent source has no plain-QEMU equivalent; no QEMU argv written", allowable=True),
 )
 
 SLUGS: dict[str, Code] = {c.slug: c for c in CODES.values()}

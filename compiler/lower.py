@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import networkx as nx
 
 from . import nodes as n
-from .diagnostics import Diagnostic, Label, diag, lookup
+from .diagnostics import CODES, Diagnostic, Label, diag, lookup
 from .ir import (HOSTDEV_KINDS, PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nic_key, nics, partner,
                  transients_of, vm_key)
 from .source import Span
@@ -192,7 +192,7 @@ class _Lowerer:
                 code = lookup(s.value.text)
                 if code is None or not code.allowable:
                     self.error("E0205", f"`{s.value.text}` cannot be allowed", s.value.span,
-                               help="only `pc-machine-team` (E0401) can be allowed in a VM")
+                               help="allowable: " + ", ".join(f"`{c.slug}`" for c in CODES.values() if c.allowable))
                 else:
                     allowed.add(code.code)
                     allow_spans.append(s.span)

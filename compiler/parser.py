@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import threading
 from functools import lru_cache
+from typing import NamedTuple
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
@@ -41,6 +42,21 @@ _DESCRIPTIONS = {
 _SEPARATORS = ("_NL", "SEMICOLON")
 
 
+class _Block(NamedTuple):
+    """A `{ … }` option block: its statements and its span (braces included)."""
+
+    items: tuple
+    span: Span
+
+
+class _Via(NamedTuple):
+    """`bridge X` / `vf X` after a network source."""
+
+    field: str
+    value: n.Value
+    span: Span
+
+
 class _Builder(Transformer):
     """Grammar rule -> AST node. `source` is set before each parse."""
 
@@ -49,8 +65,6 @@ class _Builder(Transformer):
     # -- helpers --
     def _span(self, children) -> Span:
         first, last = children[0], children[-1]
-        if isinstance(last, tuple):  # a (field, Value) pair from via_bridge / via_vf
-            last = last[1]
         start = first.start_pos if isinstance(first, Token) else first.span.start
         end = last.end_pos if isinstance(last, Token) else last.span.end
         return Span(self.source, start, end)
@@ -95,14 +109,14 @@ class _Builder(Transformer):
 
     def persistent(self, children):
         model, source, *rest = self._nodes(children)
-        return n.Persistent(model, source, rest[0] if rest else (), self._span(children))
+        return n.Persistent(model, source, rest[0].items if rest else (), self._span(children))
 
     def transient(self, children):
         source, *rest = self._nodes(children)
-        return n.Transient(source, rest[0] if rest else (), self._span(children))
+        return n.Transient(source, rest[0].items if rest else (), self._span(children))
 
     def options(self, children):
-        return self._nodes(children)
+        return _Block(self._nodes(children), self._span(children))
 
     # -- explicit form --
     def nic(self, children):
@@ -162,14 +176,14 @@ class _Builder(Transformer):
     def src_network(self, children):
         fields = {"target": children[1]}
         for via in children[2:]:
-            fields[via[0]] = via[1]
+            fields[via.field] = via.value
         return self._source("network", children, **fields)
 
     def via_bridge(self, children):
-        return ("via_bridge", children[1])
+        return _Via("via_bridge", children[1], self._span(children))
 
     def via_vf(self, children):
-        return ("via_vf", children[1])
+        return _Via("via_vf", children[1], self._span(children))
 
     def src_direct(self, children):
         return self._source("direct", children, target=children[1], mode=children[3] if len(children) > 3 else None)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .checks import check
+from .checks import apply_allow, check
 from .diagnostics import Diagnostic, diag
-from .ir import TRANSIENT, nics
+from .ir import TRANSIENT, nics, vms
 from .lower import lower
 from .parser import parse
 from .source import SourceFile, Span
@@ -40,7 +40,7 @@ class FileResult:
     source: SourceFile
     diagnostics: list[Diagnostic]
     artifacts: list[Artifact] = field(default_factory=list)
-    vms: list[str] = field(default_factory=list)
+    vms: list = field(default_factory=list)  # (name, name span) of each VM
     used_vf: set = field(default_factory=set)
 
     @property
@@ -79,10 +79,8 @@ def check_source(source: SourceFile, options: Options = Options()) -> tuple[obje
     lowered = lower(module)
     graph = lowered.graph
     _apply_vf(graph, options, result)
-    result.diagnostics = [*diagnostics, *lowered.diagnostics, *check(graph)]
-    if options.allow:
-        result.diagnostics = [d.downgraded() if d.code in options.allow else d for d in result.diagnostics]
-    result.vms = [data["vm"].name for _, data in graph.nodes(data=True) if data["kind"] == "vm"]
+    result.diagnostics = apply_allow(graph, [*diagnostics, *lowered.diagnostics, *check(graph)], options.allow)
+    result.vms = [(vm.name, vm.name_span) for vm in vms(graph)]
     return graph, result
 
 
@@ -101,7 +99,7 @@ def compile_source(source: SourceFile, options: Options = Options()) -> FileResu
             result.artifacts.append(Artifact(f"{name}.xml", render("libvirt/domain.xml.j2", d=domain_view(vm_layout))))
         if "qemu" in options.emit:
             command = qemu_command(vm_layout, options.qemu_syntax)
-            result.diagnostics.extend(command.diagnostics)
+            result.diagnostics.extend(apply_allow(graph, list(command.diagnostics), options.allow))
             if command.groups:
                 result.artifacts.append(_qemu_artifact(command, options, render))
     return result

@@ -1,0 +1,200 @@
+"""Shared test helpers: paths, running teamc, golden files, libvirt and QEMU."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+EXAMPLES = sorted((ROOT / "examples").glob("*.team"))
+GOLDEN = TESTS / "golden"
+DOMAIN_RNG = Path("/usr/share/libvirt/schemas/domain.rng")
+QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
+VIRSH = shutil.which("virsh") or "/usr/bin/virsh"
+
+
+def teamc(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from compiler.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_stdin = sys.stdin
+    if stdin is not None:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse usage errors
+                code = exc.code
+    finally:
+        sys.stdin = old_stdin
+    return code, out.getvalue(), err.getvalue()
+
+
+def teamc_process(*args: str, cwd: Path | None = None, env: dict | None = None, stdin: bytes | None = None):
+    """Run teamc as a separate process (what a pipeline does)."""
+    return subprocess.run([sys.executable, "-m", "compiler", *args], cwd=cwd or ROOT, capture_output=True,
+                          input=stdin, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def check_golden(path: Path, actual: str, update: bool) -> None:
+    """Compare with a golden file; --update-golden rewrites it, a missing one is written and fails."""
+    if update or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        path.write_text(actual, encoding="utf-8")
+        if not update and not existed:
+            raise AssertionError(f"golden file {path} was missing and has been written; review it and rerun")
+        return
+    expected = path.read_text(encoding="utf-8")
+    assert actual == expected, f"output differs from {path} (rerun with --update-golden after review)"
+
+
+# --- libvirt ------------------------------------------------------------------
+
+_RNG = None
+
+
+def rng_errors(xml_text: str) -> list[str]:
+    global _RNG
+    if _RNG is None:
+        _RNG = etree.RelaxNG(etree.parse(str(DOMAIN_RNG)))
+    ok = _RNG.validate(etree.fromstring(xml_text.encode()))
+    return [] if ok else [str(e) for e in _RNG.error_log]
+
+
+def virsh_define_dumpxml(xml_path: Path, name: str) -> str:
+    """Define the domain in libvirt's test driver and return its dumpxml."""
+    proc = subprocess.run([VIRSH, "-q", "-c", "test:///default", f"define {xml_path}; dumpxml {name}"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout[proc.stdout.index("<domain"):]
+
+
+# --- QEMU ---------------------------------------------------------------------
+
+
+def argv_from_script(script: str) -> list[str]:
+    """The argv a generated <vm>.sh runs (without the "$@" it appends)."""
+    body = "\n".join(line for line in script.splitlines() if not line.startswith("#"))
+    words = shlex.split(body.replace("\\\n", ""))  # backslash-newline continues the line, as in sh
+    assert words[0] == "exec" and words[-1] == "$@", words
+    return words[1:-1]
+
+
+def runnable_here(argv: list[str]) -> list[str]:
+    """What must change for this machine, and only that: TCG instead of KVM, and
+    user networking instead of a host bridge (no bridge or bridge helper here)."""
+    out = []
+    for i, arg in enumerate(argv):
+        prev = argv[i - 1] if i else ""
+        if prev == "-accel":
+            arg = "tcg"
+        elif prev == "-netdev":
+            props = _decode(arg, "type")
+            if props["type"] == "bridge":
+                arg = _encode({"type": "user", "id": props["id"]}, "type", json_syntax=arg.startswith("{"))
+        out.append(arg)
+    return out
+
+
+def standin_argv(argv: list[str]) -> list[str]:
+    """Each VFIO primary becomes an emulated e1000e keeping id, bus, addr, MAC and
+    failover_pair_id; the standby's failover is switched off so QEMU realizes the
+    primary at once and runs its failover placement checks (PCIe, own slot, hotplug)."""
+    macs = {}
+    for i, arg in enumerate(argv):
+        if argv[i - 1] == "-device" and "virtio-net-pci" in arg:
+            props = _decode(arg, "driver")
+            macs[props["id"]] = props["mac"]
+    out = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == "-device":
+            json_syntax = arg.startswith("{")
+            props = _decode(arg, "driver")
+            if props["driver"] == "vfio-pci":
+                props.pop("host")
+                props = {"driver": "e1000e", **{k: v for k, v in props.items() if k != "driver"}}
+                props["mac"] = macs[props["failover_pair_id"]]
+                props["romfile"] = ""
+                arg = _encode(props, "driver", json_syntax)
+            elif props["driver"].startswith("virtio-net-pci") and props.get("failover") in (True, "on"):
+                props["failover"] = False if json_syntax else "off"
+                arg = _encode(props, "driver", json_syntax)
+        out.append(arg)
+    return out
+
+
+def _decode(arg: str, head: str) -> dict:
+    if arg.startswith("{"):
+        return json.loads(arg)
+    parts = arg.replace(",,", "\0").split(",")
+    props = {head: parts[0].replace("\0", ",")}
+    for part in parts[1:]:
+        key, _, value = part.partition("=")
+        props[key] = value.replace("\0", ",")
+    return props
+
+
+def _encode(props: dict, head: str, json_syntax: bool) -> str:
+    if json_syntax:
+        return json.dumps(props, separators=(",", ":"))
+    rest = [f"{k}={str(v).replace(',', ',,')}" for k, v in props.items() if k != head]
+    return ",".join([props[head], *rest])
+
+
+def start_qemu(argv: list[str], commands: list[dict] | None = None, timeout: int = 60) -> tuple[int, str, list]:
+    """Start QEMU paused with QMP on stdio, run `commands`, then `quit`.
+
+    Returns (exit code, stderr, the QMP replies to `commands`)."""
+    script = [{"execute": "qmp_capabilities"}, *(commands or []), {"execute": "quit"}]
+    proc = subprocess.run([*argv, "-S", "-qmp", "stdio"], input="".join(json.dumps(c) + "\n" for c in script),
+                          capture_output=True, text=True, timeout=timeout)
+    replies = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    answers = [r for r in replies if "return" in r or "error" in r][1:1 + len(commands or [])]
+    return proc.returncode, proc.stderr, answers
+
+
+QTREE = [{"execute": "human-monitor-command", "arguments": {"command-line": "info qtree"}}]
+
+
+def qtree_placement(qtree: str) -> dict[str, tuple[str, str, str]]:
+    """id -> (driver, bus, "SS.F") for every PCI device QEMU realized, from `info qtree`."""
+    placed, buses, current = {}, [], None
+    for line in qtree.splitlines():
+        indent = len(line) - len(line.lstrip())
+        text = line.strip()
+        while buses and buses[-1][0] >= indent:
+            buses.pop()
+        if text.startswith("bus: "):
+            buses.append((indent, text[5:]))
+        elif text.startswith("dev: "):
+            driver, _, ident = text[5:].partition(", id ")
+            current = (driver, ident.strip('"'), buses[-1][1] if buses else "", indent)
+        elif text.startswith("addr = ") and current and indent == current[3] + 2 and current[1]:
+            placed[current[1]] = (current[0], current[2], text[7:])
+            current = None
+    return placed
+
+
+def expected_placement(argv: list[str]) -> dict[str, tuple[str, str, str]]:
+    """id -> (driver, bus, "SS.F") as the argv asks for it."""
+    wanted = {}
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == "-device":
+            props = _decode(arg, "driver")
+            slot, _, function = props["addr"].partition(".")
+            wanted[props["id"]] = (props["driver"], props["bus"],
+                                   f"{int(slot, 16):02x}.{int(function, 16) if function else 0:x}")
+    return wanted

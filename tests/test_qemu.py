@@ -1,0 +1,91 @@
+"""Every emitted argv starts the real QEMU (paused, TCG) and answers QMP.
+
+QEMU hides a failover primary until the guest negotiates VIRTIO_NET_F_STANDBY,
+so the VF (which does not exist here) is accepted at start-up. The stand-in run
+replaces each VF by an emulated e1000e on the same id/bus/addr with the
+standby's failover off: QEMU then realizes the primary at once, and its own
+failover placement checks (PCI Express bus, alone in its slot, hot-pluggable)
+run on teamc's layout.
+"""
+
+import json
+import subprocess
+
+import pytest
+
+from compiler.pipeline import Options, compile_source, load
+from helpers import (EXAMPLES, QTREE, TESTS, argv_from_script, expected_placement, qtree_placement, runnable_here,
+                     standin_argv, start_qemu)
+
+
+def scripts(path, syntax="json"):
+    result = compile_source(load(str(path))[0], Options(qemu_syntax=syntax))
+    assert not result.failed
+    return [a for a in result.artifacts if a.name.endswith(".sh")]
+
+
+EXAMPLE_SCRIPTS = [(p, s) for p in EXAMPLES for s in ("json", "keyval")]
+
+
+@pytest.mark.parametrize("path,syntax", EXAMPLE_SCRIPTS, ids=lambda v: getattr(v, "stem", v))
+def test_qemu_starts_every_example(path, syntax):
+    for script in scripts(path, syntax):
+        argv = runnable_here(argv_from_script(script.text))
+        code, stderr, (qtree,) = start_qemu(argv, QTREE)
+        assert code == 0, stderr
+        assert "error" not in stderr.lower(), stderr
+        placed = qtree_placement(qtree["return"])
+        wanted = expected_placement(argv)
+        # Every device but the hidden primaries is realized exactly where teamc put it.
+        hidden = {i for i, (driver, _, _) in wanted.items() if driver == "vfio-pci"}
+        assert hidden
+        assert {i: placed.get(i) for i in wanted if i not in hidden} == {
+            i: p for i, p in wanted.items() if i not in hidden}
+
+
+@pytest.mark.parametrize("path,syntax", EXAMPLE_SCRIPTS, ids=lambda v: getattr(v, "stem", v))
+def test_qemu_accepts_primaries_in_place_with_standin(path, syntax):
+    for script in scripts(path, syntax):
+        argv = standin_argv(runnable_here(argv_from_script(script.text)))
+        code, stderr, (qtree,) = start_qemu(argv, QTREE)
+        assert code == 0, stderr
+        wanted = expected_placement(argv)
+        assert any(driver == "e1000e" for driver, _, _ in wanted.values())
+        assert {i: qtree_placement(qtree["return"]).get(i) for i in wanted} == wanted
+
+
+def test_generated_script_runs_as_is(tmp_path):
+    """The .sh itself is runnable; extra arguments are appended to QEMU's."""
+    (script,) = scripts(TESTS.parent / "examples" / "seed.team")
+    path = tmp_path / script.name
+    path.write_text(script.text)
+    proc = subprocess.run(["sh", str(path), "-accel", "tcg", "-S", "-qmp", "stdio"],
+                          input='{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n',
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert '"return"' in proc.stdout
+
+
+def test_qemu_refuses_the_pc_layout_that_libvirt_accepts():
+    """Why E0401 exists: on i440fx, QEMU rejects the primary once it is realized."""
+    (script,) = scripts(TESTS / "conformance" / "net-virtio-teaming.team")
+    argv = standin_argv(runnable_here(argv_from_script(script.text)))
+    code, stderr, _ = start_qemu(argv)
+    assert code != 0
+    assert "failover primary device must be on PCIExpress bus" in stderr
+
+
+def test_primary_hotplugs_on_its_root_port_but_not_on_pcie_root():
+    """Why E0404 exists: QEMU plugs the primary in at negotiation and on the migration
+    target; that hot-plug works on teamc's root port and fails on pcie.0."""
+    (script,) = scripts(TESTS.parent / "examples" / "seed.team")
+    argv = standin_argv(runnable_here(argv_from_script(script.text)))
+    i = next(i for i, a in enumerate(argv) if '"id":"hostdev0"' in a)
+    primary = json.loads(argv[i])
+    without = argv[: i - 1] + argv[i + 1 :]
+    on_root = dict(primary, bus="pcie.0", addr="0x9")
+    code, stderr, (root_reply, port_reply) = start_qemu(
+        without, [{"execute": "device_add", "arguments": on_root}, {"execute": "device_add", "arguments": primary}])
+    assert code == 0, stderr
+    assert "does not support hotplugging" in root_reply["error"]["desc"]
+    assert port_reply == {"return": {}}
