@@ -46,7 +46,7 @@ def _cycle_members(graph: nx.DiGraph) -> set:
 def persistent_alias(graph):
     for _, nic in nics(graph):
         if nic.role == PERSISTENT and nic.alias is None:
-            yield diag("E0201", f"persistent {nic.label} needs an alias that starts with `ua-`", nic.name_span,
+            yield diag("E0201", f"{nic.label} needs an alias that starts with `ua-`", nic.name_span,
                        help=f"rename it `ua-{nic.name}`: libvirt drops a user alias without that prefix, "
                             "and the transient's `persistent=` reference then points at nothing")
 
@@ -57,11 +57,11 @@ def persistent_is_virtio(graph):
         if nic.role != PERSISTENT:
             continue
         if nic.source_kind in HOSTDEV_KINDS:
-            yield diag("E0301", f"persistent {nic.label} is a {nic.source_kind}, not a virtio interface",
+            yield diag("E0301", f"{nic.label} is a {nic.source_kind}, not a virtio interface",
                        nic.source_span, help="the persistent side must be a virtio NIC, e.g. `source bridge br0`; "
                                              "the VF belongs on the transient side")
         elif nic.model not in VIRTIO_MODELS:
-            yield diag("E0301", f"persistent {nic.label} must have model virtio, not `{nic.model}`",
+            yield diag("E0301", f"{nic.label} must have model virtio, not `{nic.model}`",
                        nic.model_span or nic.span,
                        help="QEMU's failover standby is virtio-net; write `model virtio`")
 
@@ -70,7 +70,7 @@ def persistent_is_virtio(graph):
 def transient_is_hostdev(graph):
     for _, nic in nics(graph):
         if nic.role == TRANSIENT and nic.source_kind not in (*HOSTDEV_KINDS, "network"):
-            yield diag("E0302", f"transient {nic.label} must be a hostdev, not a `{nic.source_kind}` interface",
+            yield diag("E0302", f"{nic.label} must be a hostdev, not a `{nic.source_kind}` interface",
                        nic.source_span,
                        help="use `hostdev ADDR`, `pci-hostdev ADDR` or a hostdev-pool `network NAME` for the VF")
 
@@ -89,7 +89,7 @@ def options_apply(graph):
             yield diag("E0105", "`bridge` applies to the persistent side's network", nic.source_span,
                        help="a transient network is a pool of VFs; name a concrete VF with `vf ADDR`")
         if nic.role == TRANSIENT and nic.mtu is not None:
-            yield diag("E0105", "`mtu` cannot be set on the VF", nic.span,
+            yield diag("E0105", "`mtu` cannot be set on the VF", nic.mtu_span,
                        help="set the MTU on the persistent (virtio) NIC; the VF's MTU is set on the host")
         if nic.role == TRANSIENT and kind == "pci-hostdev" and nic.model_span is not None:
             yield diag("E0105", "a plain PCI hostdev has no `model`", nic.model_span, help="remove `model`")
@@ -148,7 +148,7 @@ def one_transient_per_persistent(graph):
 def persistent_has_transient(graph):
     for key, nic in nics(graph):
         if nic.role == PERSISTENT and not transients_of(graph, key) and nic.team is None:
-            yield diag("W0501", f"persistent {nic.label} has no transient partner", nic.name_span,
+            yield diag("W0501", f"{nic.label} has no transient partner", nic.name_span,
                        help="add a transient NIC that names it, or drop `teaming persistent` "
                             "(a lone virtio NIC belongs in the base domain)")
 
@@ -159,9 +159,11 @@ def persistent_has_transient(graph):
 @rule
 def mac_mismatch(graph):
     for src, dst, kind in graph.edges(data="kind"):
-        if kind != "pairs-with" or src == dst:
+        if kind != "pairs-with":
             continue
         t, p = _spec(graph, src), _spec(graph, dst)
+        if p.role != PERSISTENT:  # a transient target is E0304 / E0305 already
+            continue
         if t.mac and p.mac and t.mac != p.mac:
             yield diag("E0308", f"{t.label} has MAC {t.mac} but its partner {p.label} has {p.mac}",
                        t.mac_span or t.span, Label(p.mac_span or p.span, "partner's MAC"),

@@ -82,7 +82,7 @@ class VmSpec:
 class NicSpec:
     vm: str
     name: str  # team name (team form) or NIC name (explicit form)
-    label: str  # how diagnostics name it: "team `backup0`" / "nic `vf0`"
+    label: str  # how diagnostics name it: "the persistent NIC of team `up0`" / "transient nic `vf0`"
     role: str | None  # PERSISTENT | TRANSIENT | None (explicit form without teaming)
     source_kind: str  # user | bridge | network | direct | hostdev | pci-hostdev
     span: Span
@@ -106,6 +106,7 @@ class NicSpec:
     boot: int | None = None
     boot_span: Span | None = None
     mtu: int | None = None
+    mtu_span: Span | None = None
     rom_bar: str | None = None  # "on" | "off"
     rom_file: str | None = None
     rom_enabled: bool | None = None

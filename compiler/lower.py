@@ -297,13 +297,13 @@ class _Lowerer:
         common = dict(vm=vm.name, team=name, mac=mac, mac_span=mac_span, mac_derived=derived)
         if pers:
             fields = self.source_fields(pers.source) | self.option_fields(pers.options)
-            spec = NicSpec(name=name, label=f"team `{name}` (persistent)", role=PERSISTENT, span=pers.span,
+            spec = NicSpec(name=name, label=f"the persistent NIC of team `{name}`", role=PERSISTENT, span=pers.span,
                            name_span=team.name.span, model=pers.model.text, model_span=pers.model.span,
                            alias=alias, alias_span=team.name.span, role_spans=(pers.span,), **common, **fields)
             self.add_nic(nic_key(vm.name, name, PERSISTENT), spec)
         if trans:
             fields = self.source_fields(trans.source) | self.option_fields(trans.options)
-            spec = NicSpec(name=name, label=f"team `{name}` (transient)", role=TRANSIENT, span=trans.span,
+            spec = NicSpec(name=name, label=f"the transient NIC of team `{name}`", role=TRANSIENT, span=trans.span,
                            name_span=team.name.span, pairs_with=name, pairs_with_span=team.name.span,
                            role_spans=(trans.span,), **common, **fields)
             self.add_nic(nic_key(vm.name, name, TRANSIENT), spec)
@@ -343,7 +343,7 @@ class _Lowerer:
         teaming = roles.get("transient") if role == TRANSIENT else None
         fields = self.source_fields(source_stmt.source) | self.option_fields(options)
         spec = NicSpec(
-            vm=vm.name, name=name, label=f"nic `{name}`", role=role, span=nic.span, name_span=nic.name.span,
+            vm=vm.name, name=name, label=f"{role} nic `{name}`" if role else f"nic `{name}`", role=role, span=nic.span, name_span=nic.name.span,
             model=model_stmt.value.text if model_stmt else ("virtio" if role == PERSISTENT else None),
             model_span=model_stmt.value.span if model_stmt else None,
             alias=alias, alias_span=nic.name.span if alias else None,
@@ -388,6 +388,7 @@ class _Lowerer:
                 fields["boot_span"] = opt.span
             elif key == "mtu":
                 fields["mtu"] = self.integer(value, "mtu", 68, 65535)
+                fields["mtu_span"] = opt.span
             elif key == "managed":
                 fields["managed"] = value.text == "yes"
                 fields["managed_span"] = opt.span
