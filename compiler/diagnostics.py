@@ -163,8 +163,9 @@ def render_human(d: Diagnostic) -> str:
 
 
 def render_concise(d: Diagnostic) -> str:
+    """`file:line:col: CODE message`, one line each, for editors and grep."""
     where = f"{d.span}: " if d.span else ""
-    return f"{where}{d.severity.value}[{d.code}] {d.message}\n"
+    return f"{where}{d.code} {d.message}\n"
 
 
 def to_json(d: Diagnostic) -> dict:

@@ -1,0 +1,11 @@
+#!/bin/sh
+# What the test suite needs on a Debian machine: the real libvirt client (virsh and
+# its RNG schemas) and QEMU, and teamc with its test extras. Idempotent.
+set -eu
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+    libvirt0 libvirt-clients qemu-system-x86 >/dev/null
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,134 @@
+"""The `teamc` command: exit codes, outputs, atomic writes, options."""
+
+import os
+import stat
+
+from helpers import ROOT, teamc, teamc_process
+
+SEED = "examples/seed.team"
+BROKEN = "tests/cases/mac-mismatch.team"
+
+
+def test_check_ok_prints_nothing():
+    assert teamc("check", SEED) == (0, "", "")
+
+
+def test_check_errors_exit_1():
+    code, out, err = teamc("check", BROKEN)
+    assert code == 1 and out == ""
+    assert "error[E0308]" in err and err.endswith("teamc: 1 error\n")
+
+
+def test_usage_errors_exit_2():
+    assert teamc("frobnicate")[0] == 2
+    assert teamc("check")[0] == 2
+    code, _, err = teamc("check", "no/such/file.team")
+    assert code == 2 and "cannot read no/such/file.team" in err
+    assert teamc("compile", SEED, "--emit", "pdf")[0] == 2
+    assert teamc("compile", SEED, "--vf", "nonsense")[0] == 2
+    assert teamc("check", SEED, "--allow", "E0308")[0] == 2  # not an allowable check
+
+
+def test_version():
+    proc = teamc_process("--version")
+    assert proc.returncode == 0 and proc.stdout.decode().startswith("teamc ")
+
+
+def test_compile_to_stdout_single_artifact_is_raw():
+    code, out, err = teamc("compile", SEED, "--emit", "xml")
+    assert code == 0 and err == ""
+    assert out.startswith("<domain type='kvm'>") and out.endswith("</domain>\n")
+
+
+def test_compile_to_stdout_several_artifacts_are_headed():
+    code, out, _ = teamc("compile", SEED)
+    assert code == 0
+    assert out.startswith("==> QEMUGuest1.xml <==\n<domain")
+    assert "\n==> QEMUGuest1.sh <==\n#!/bin/sh\n" in out
+
+
+def test_compile_writes_files(tmp_path):
+    code, out, err = teamc("compile", SEED, "examples/fleet.team", "-o", str(tmp_path / "out"))
+    assert (code, out, err) == (0, "", "")
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["QEMUGuest1.sh", "QEMUGuest1.xml", "cache.sh", "cache.xml", "edge-a.sh", "edge-a.xml",
+                     "edge-b.sh", "edge-b.xml"]
+    script = tmp_path / "out" / "QEMUGuest1.sh"
+    assert script.stat().st_mode & stat.S_IXUSR
+    assert (ROOT / "tests/golden/compile/seed/json/QEMUGuest1.sh").read_text() == script.read_text()
+
+
+def test_nothing_is_written_when_any_file_has_errors(tmp_path):
+    out = tmp_path / "out"
+    code, _, err = teamc("compile", SEED, BROKEN, "-o", str(out))
+    assert code == 1 and "E0308" in err
+    assert not out.exists()
+
+
+def test_rewrite_replaces_atomically_and_leaves_no_temp_files(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "QEMUGuest1.xml").write_text("old")
+    assert teamc("compile", SEED, "-o", str(out))[0] == 0
+    assert (out / "QEMUGuest1.xml").read_text().startswith("<domain")
+    assert sorted(os.listdir(out)) == ["QEMUGuest1.sh", "QEMUGuest1.xml"]
+
+
+def test_stdin_input():
+    text = (ROOT / SEED).read_text()
+    code, out, _ = teamc("compile", "-", "--emit", "xml", stdin=text)
+    assert code == 0 and "<name>QEMUGuest1</name>" in out
+    code, _, err = teamc("check", "-", stdin="vm x { bogus }\n")
+    assert code == 1 and "<stdin>:1:8" in err
+
+
+def test_keyval_and_lines_formats():
+    code, out, _ = teamc("compile", SEED, "--emit", "qemu", "--qemu-syntax", "keyval", "--qemu-format", "lines")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "/usr/bin/qemu-system-x86_64"
+    assert "vfio-pci,host=0000:03:07.1,id=hostdev0,bus=pci.3,addr=0x0,failover_pair_id=ua-backup0" in lines
+
+
+def test_pool_vf_without_concrete_vf_warns_and_still_succeeds(tmp_path):
+    case = "tests/cases/vf-unresolved.team"
+    code, _, err = teamc("compile", case, "-o", str(tmp_path))
+    assert code == 0 and "warning[W0504]" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["web.xml"]
+    code, _, err = teamc("compile", case, "-o", str(tmp_path), "--vf", "web:up0=0000:03:10.2")
+    assert (code, err) == (0, "")
+    assert '"host":"0000:03:10.2"' in (tmp_path / "web.sh").read_text()
+
+
+def test_vf_naming_nothing_is_a_usage_error():
+    code, _, err = teamc("compile", SEED, "--vf", "QEMUGuest1:nope=0000:03:10.2")
+    assert code == 2 and "no hostdev-pool transient" in err
+
+
+def test_allow_on_the_command_line_downgrades():
+    case = "tests/cases/pc-machine-team.team"
+    assert teamc("check", case)[0] == 1
+    code, _, err = teamc("check", case, "--allow", "pc-machine-team")
+    assert code == 0 and "warning[E0401]" in err
+
+
+def test_duplicate_vm_across_files():
+    code, _, err = teamc("check", SEED, "examples/seed.team")
+    assert code == 1 and "error[E0101]: VM `QEMUGuest1` is defined in two input files" in err
+
+
+def test_concise_and_json_formats():
+    code, _, err = teamc("check", BROKEN, "--format", "concise")
+    assert code == 1
+    assert err.splitlines()[0].startswith(f"{BROKEN}:3:48: E0308 transient nic `vf0` has MAC")
+    import json
+
+    code, _, err = teamc("check", BROKEN, "--format", "json")
+    data = json.loads(err)
+    assert data["version"] == 1 and data["diagnostics"][0]["code"] == "E0308"
+
+
+def test_python_dash_m_and_console_script_agree(tmp_path):
+    proc = teamc_process("compile", SEED, "--emit", "xml")
+    assert proc.returncode == 0
+    assert proc.stdout.decode() == teamc("compile", SEED, "--emit", "xml")[1]
