@@ -298,6 +298,18 @@ def guest_placement(graph):
                            help="QEMU requires the failover primary alone in its slot; move the other devices")
 
 
+@rule
+def guest_capacity(graph):
+    from .layout import LayoutFull, layout_vm
+
+    for vm in vms(graph):
+        try:
+            layout_vm(graph, vm)
+        except LayoutFull as full:
+            yield diag("E0403", f"VM `{vm.name}` does not fit its guest PCI topology: {full}", vm.name_span,
+                       help="use fewer NICs, lower pinned bus numbers, or split the VM")
+
+
 def check(graph: nx.DiGraph) -> list[Diagnostic]:
     return [d for run in RULES for d in run(graph)]
 

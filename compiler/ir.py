@@ -132,11 +132,11 @@ def vms(graph: nx.DiGraph) -> list[VmSpec]:
 
 
 def nics(graph: nx.DiGraph, vm: str | None = None) -> list[tuple[tuple, NicSpec]]:
-    return [
-        (key, data["nic"])
-        for key, data in graph.nodes(data=True)
-        if data["kind"] == "nic" and (vm is None or data["nic"].vm == vm)
-    ]
+    """NICs in source order: of one VM (its belongs-to predecessors), or of the whole file."""
+    if vm is not None:
+        nodes = graph.nodes
+        return [(key, nodes[key]["nic"]) for key in graph.pred[vm_key(vm)]]
+    return [(key, data["nic"]) for key, data in graph.nodes(data=True) if data["kind"] == "nic"]
 
 
 def partner(graph: nx.DiGraph, key: tuple) -> tuple | None:

@@ -20,6 +20,11 @@ import networkx as nx
 from .ir import PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nics, partner, vms
 
 MAX_SLOT = 0x1F
+MAX_BUS = 0xFF
+
+
+class LayoutFull(Exception):
+    """The NICs do not fit the machine's guest PCI topology (reported by checks as E0403)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +106,16 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
             next_free += 1
         addresses[key] = PciAddress(0, next_free, 0, 0) if q35 else PciAddress(0, 0, next_free, 0)
         taken.add(next_free)
+    if not q35 and next_free > MAX_SLOT:
+        raise LayoutFull(f"the `{vm.machine}` machine has {MAX_SLOT - 1} slots for NICs on pci.0")
 
     root_ports: list[RootPort] = []
     if q35:
         count = max(used_buses, default=0) + 1  # every bus in use, plus one spare port for hot-plug
         slots = [s for s in range(1, MAX_SLOT) if s not in used_root_slots]
+        if count > MAX_BUS or count > 8 * len(slots):
+            raise LayoutFull(f"{count} pcie-root-ports are needed, but q35 has room for "
+                             f"{min(MAX_BUS, 8 * len(slots))} on pcie.0")
         for index in range(1, count + 1):
             slot, function = slots[(index - 1) // 8], (index - 1) % 8
             root_ports.append(RootPort(index, slot, function, multifunction=False))

@@ -34,7 +34,8 @@ UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
 MACVTAP_MODES = ("vepa", "bridge", "private", "passthrough")
 ARCHES = {"x86_64": "/usr/bin/qemu-system-x86_64", "i686": "/usr/bin/qemu-system-i386"}
 MAX_MEMORY_KIB = 16 * 1024**3  # 16 TiB, QEMU's x86 limit is higher but this is sane
-UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and what XML 1.0 cannot carry at all (surrogates, U+FFFE, U+FFFF).
+UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def derive_mac(vm: str, alias: str) -> str:
@@ -65,7 +66,7 @@ class _Lowerer:
         """A free-form string value (names, paths); control characters are refused."""
         if UNSAFE_CHARS.search(value.text) or not value.text:
             self.error("E0205", f"{what} must be non-empty and may not contain control characters", value.span,
-                       help="remove newlines, tabs and other control characters from the value")
+                       help="remove newlines, tabs and other control or non-character code points from the value")
             return None
         return value.text
 
@@ -304,7 +305,8 @@ class _Lowerer:
         if trans:
             fields = self.source_fields(trans.source) | self.option_fields(trans.options)
             spec = NicSpec(name=name, label=f"the transient NIC of team `{name}`", role=TRANSIENT, span=trans.span,
-                           name_span=team.name.span, pairs_with=name, pairs_with_span=team.name.span,
+                           name_span=team.name.span, pairs_with=name if pers else None,
+                           pairs_with_span=team.name.span,
                            role_spans=(trans.span,), **common, **fields)
             self.add_nic(nic_key(vm.name, name, TRANSIENT), spec)
             if pers:
@@ -382,7 +384,7 @@ class _Lowerer:
             value = opt.value
             if key == "address":
                 fields["guest_address"] = self.pci(value, "a guest PCI address")
-                fields["guest_address_span"] = opt.span
+                fields["guest_address_span"] = value.span
             elif key == "boot":
                 fields["boot"] = self.integer(value, "boot order", 1, 65535)
                 fields["boot_span"] = opt.span

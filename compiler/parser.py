@@ -10,6 +10,7 @@ suggest the nearest keyword for a misspelled one.
 from __future__ import annotations
 
 import difflib
+import re
 import threading
 from functools import lru_cache
 from typing import NamedTuple
@@ -22,24 +23,32 @@ from .diagnostics import Diagnostic, diag
 from .resources import resource_dir
 from .source import SourceFile, Span
 
-# Terminals whose pattern is a regex but which stand for a fixed set of words.
-_WORD_SETS = {
-    "SETTING_KW": ("uuid", "machine", "arch", "vcpus", "emulator", "accel"),
-    "ROM_KW": ("bar", "file", "enabled"),
-    "YESNO": ("yes", "no"),
-}
 _DESCRIPTIONS = {
     "WORD": "a value",
     "STRING": "a quoted string",
-    "KW": "a value",
     "_NL": "a newline",
     "SEMICOLON": "';'",
     "LBRACE": "'{'",
     "RBRACE": "'}'",
-    "UNIT": "a unit (KiB, MiB, GiB)",
     "$END": "end of file",
 }
 _SEPARATORS = ("_NL", "SEMICOLON")
+_UNITS = frozenset(("B", "KiB", "MiB", "GiB", "TiB", "KB", "MB", "GB", "TB", "k", "K", "M", "G", "T"))
+
+
+class _WholeWords:
+    """Post-lexer hook: WORD is acceptable in every parser state.
+
+    The contextual lexer would otherwise match a keyword at the start of a
+    longer word (`vma` as `vm` + `a`). With WORD always in play the longest
+    match wins, and Lark turns a WORD into a keyword only when the whole word
+    is a keyword that the current state expects.
+    """
+
+    always_accept = ("WORD",)
+
+    def process(self, stream):
+        return stream
 
 
 class _Block(NamedTuple):
@@ -95,9 +104,11 @@ class _Builder(Transformer):
         return n.Setting(key.value, value, None, self._span(children))
 
     def memory(self, children):
-        unit = children[2] if len(children) > 2 else None
-        unit_value = n.Value(unit.value, Span(self.source, unit.start_pos, unit.end_pos)) if unit else None
-        return n.Setting("memory", children[1], unit_value, self._span(children))
+        return n.Setting("memory", children[1], children[2] if len(children) > 2 else None, self._span(children))
+
+    def unit(self, children):
+        tok = children[0]
+        return n.Value(tok.value, Span(self.source, tok.start_pos, tok.end_pos))
 
     def allow(self, children):
         return n.Setting("allow", children[1], None, self._span(children))
@@ -227,7 +238,8 @@ def _parser() -> tuple[Lark, _Builder]:
     cached = getattr(_local, "parser", None)
     if cached is None:
         builder = _Builder()
-        lark = Lark(_grammar(), parser="lalr", lexer="contextual", keep_all_tokens=True, transformer=builder)
+        lark = Lark(_grammar(), parser="lalr", lexer="contextual", keep_all_tokens=True, transformer=builder,
+                    postlex=_WholeWords())
         cached = _local.parser = (lark, builder)
     return cached
 
@@ -248,7 +260,7 @@ def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
 
 
 def _terminal_words(lark: Lark) -> dict[str, tuple[str, ...]]:
-    words = dict(_WORD_SETS)
+    words = {}
     for term in lark.terminals:
         if type(term.pattern).__name__ == "PatternStr" and term.name not in _DESCRIPTIONS:
             words[term.name] = (term.pattern.value,)
@@ -268,7 +280,9 @@ def _acceptable(err: UnexpectedToken) -> set[str]:
 def _describe(expected: set[str], words: dict[str, tuple[str, ...]]) -> list[str]:
     described = set()
     for name in expected:
-        if name in words:
+        if name in words and words[name][0] in _UNITS:
+            described.add("a unit (KiB, MiB, GiB)")
+        elif name in words:
             described.update(f"`{w}`" for w in words[name])
         else:
             described.add(_DESCRIPTIONS.get(name, name.lower()))
@@ -311,7 +325,7 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
         listed.append("a newline or ';'")
     expected_text = _join(listed)
     if tok.type == "$END":
-        end = len(text.rstrip())
+        end = _end_of_code(text)
         return diag(
             "E0001",
             f"unexpected end of file; expected {expected_text}",
@@ -323,8 +337,11 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
     if tok.type == "_NL":
         span = Span(source, tok.start_pos, tok.start_pos)
     keywords = sorted({w for name in meaningful if name in words for w in words[name]})
-    value_expected = bool(meaningful & {"WORD", "STRING", "KW"})
-    if tok.type in ("WORD", "KW") and keywords and not value_expected:
+    value_expected = bool(meaningful & {"WORD", "STRING"})
+    if tok.type == "WORD" and tok.value in {w for ws in words.values() for w in ws} and not value_expected:
+        return diag("E0001", f"`{tok.value}` is not allowed here; expected {expected_text}", span,
+                    help=_misplaced_help(tok.value))
+    if tok.type == "WORD" and keywords and not value_expected:
         close = difflib.get_close_matches(tok.value, keywords, n=1, cutoff=0.6)
         help_text = f"did you mean `{close[0]}`?" if close else f"expected {expected_text}"
         return diag("E0002", f"unknown keyword `{tok.value}`", span, help=help_text)
@@ -336,9 +353,32 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
     )
 
 
+_CODE_RE = re.compile(r'(?:"(?:[^"\\\n]|\\.)*"?|[^"#\n])*')
+
+
+def _end_of_code(text: str) -> int:
+    """The offset just after the last character that is not white space or a comment."""
+    end = len(text)
+    while end > 0:
+        start = text.rfind("\n", 0, end) + 1
+        code = _CODE_RE.match(text, start, end).group(0).rstrip()
+        if code:
+            return start + len(code)
+        end = start - 1
+    return 0
+
+
+def _misplaced_help(keyword: str) -> str:
+    if keyword in ("team", "nic", "uuid", "machine", "arch", "memory", "vcpus", "emulator", "accel", "allow"):
+        return f"`{keyword}` belongs inside a `vm NAME {{ … }}` block"
+    if keyword in ("mac", "persistent", "transient"):
+        return f"`{keyword}` belongs inside a `team NAME {{ … }}` block"
+    return "check the statement against the language reference in the README"
+
+
 def _syntax_help(tok: Token, expected: set[str]) -> str:
-    if expected <= {"WORD", "STRING", "KW"}:
+    if expected <= {"WORD", "STRING"}:
         return "write the value on the same line as its keyword"
-    if tok.type in ("WORD", "STRING", "KW"):
+    if tok.type in ("WORD", "STRING"):
         return "put each statement on its own line or separate statements with `;`"
     return "check the statement against the language reference in the README"
