@@ -19,6 +19,26 @@ from .pipeline import Artifact, FileResult, Options, check_source, compile_sourc
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
+# Subcommands that live in their own module. Each module exposes
+# `add_parser(subparsers)` and `run(args) -> int`, and keeps its top-level
+# imports light (heavy ones go inside `run`), so that `teamc check` stays fast.
+COMMAND_MODULES = {
+    "fmt": "compiler.formatter",
+    "import": "compiler.importer",
+    "verify": "compiler.verify",
+}
+
+
+def _command_module(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(COMMAND_MODULES[name])
+    except ModuleNotFoundError as err:
+        if err.name == COMMAND_MODULES[name]:
+            return None  # not part of this build
+        raise
+
 
 class UsageError(Exception):
     pass
@@ -53,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="shell: a runnable, shell-quoted script <vm>.sh; lines: one argument per line <vm>.argv")
     comp.add_argument("--vf", action="append", default=[], metavar="VM:NAME=ADDR",
                       help="the concrete VF for a hostdev-pool transient, for the QEMU command line")
+    for name in COMMAND_MODULES:
+        module = _command_module(name)
+        if module is not None:
+            module.add_parser(sub)
     return top
 
 
@@ -145,6 +169,11 @@ def _duplicate_vms(results: list[FileResult]) -> list[Diagnostic]:
 def run(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in COMMAND_MODULES:
+        try:
+            return _command_module(args.command).run(args)
+        except UsageError as err:
+            parser.error(str(err))
     try:
         options = _options(args)
         sources = []
