@@ -3,8 +3,9 @@
 Each rule is a pure function over the graph that yields diagnostics; `check`
 runs them all and applies the VM-level `allow` downgrades. Relations between
 NICs use networkx: out-edges for the one target of a transient, in-degrees for
-shared persistents, `simple_cycles` for reference loops, weakly connected
-components of the pairs-with subgraph for "one team".
+shared persistents, `simple_cycles` for reference loops (only over links from a
+transient to a transient, the only edges a loop can use), and a union-find over
+the pairs-with edges for "one team".
 """
 
 from __future__ import annotations
@@ -31,12 +32,26 @@ def _spec(graph: nx.DiGraph, key) -> NicSpec:
     return graph.nodes[key]["nic"]
 
 
-def _pairs_subgraph(graph: nx.DiGraph) -> nx.DiGraph:
-    return graph.edge_subgraph((u, v) for u, v, kind in graph.edges(data="kind") if kind == "pairs-with")
+def _transient_links(graph: nx.DiGraph) -> nx.DiGraph:
+    """The pairs-with edges whose target is itself transient: the only edges a loop can use
+    (a persistent NIC has no outgoing edge). In a valid file this graph is empty."""
+    nodes = graph.nodes
+    return nx.DiGraph(
+        (u, v) for u, v, kind in graph.edges(data="kind")
+        if kind == "pairs-with" and nodes[v]["nic"].role != PERSISTENT
+    )
+
+
+def _cycles(graph: nx.DiGraph) -> list[list]:
+    cache = graph.graph.setdefault("_check_cache", {})
+    if "cycles" not in cache:
+        links = _transient_links(graph)
+        cache["cycles"] = list(nx.simple_cycles(links)) if links else []
+    return cache["cycles"]
 
 
 def _cycle_members(graph: nx.DiGraph) -> set:
-    return {key for cycle in nx.simple_cycles(_pairs_subgraph(graph)) for key in cycle}
+    return {key for cycle in _cycles(graph) for key in cycle}
 
 
 # --- roles and forms --------------------------------------------------------
@@ -117,8 +132,9 @@ def transient_targets(graph):
 
 @rule
 def teaming_cycles(graph):
-    order = {key: i for i, key in enumerate(graph.nodes)}
-    for cycle in nx.simple_cycles(_pairs_subgraph(graph)):
+    cycles = _cycles(graph)
+    order = {key: i for i, key in enumerate(graph.nodes)} if cycles else {}
+    for cycle in cycles:
         members = sorted(cycle, key=order.__getitem__)
         specs = [_spec(graph, key) for key in members]
         first = specs[0]
@@ -172,15 +188,14 @@ def mac_mismatch(graph):
 
 @rule
 def mac_unique(graph):
-    pairs = _pairs_subgraph(graph)
-    team_of = {}
-    for i, component in enumerate(nx.weakly_connected_components(pairs)):
-        for key in component:
-            team_of[key] = i
+    teams = nx.utils.UnionFind()  # NICs linked by pairs-with edges form one team
+    for u, v, kind in graph.edges(data="kind"):
+        if kind == "pairs-with":
+            teams.union(u, v)
     by_mac: dict[str, dict] = defaultdict(dict)
     for key, nic in nics(graph):
         if nic.mac and nic.role:
-            by_mac[nic.mac].setdefault(team_of.get(key, key), nic)
+            by_mac[nic.mac].setdefault(teams[key], nic)
     for mac, teams in by_mac.items():
         if len(teams) > 1:
             first, *rest = teams.values()
@@ -303,6 +318,10 @@ def guest_capacity(graph):
     from .layout import LayoutFull, layout_vm
 
     for vm in vms(graph):
+        members = graph.pred[("vm", vm.name)]
+        # Fewer NICs than pci.0 has free slots, and nothing pinned: it always fits.
+        if len(members) < 30 and not any(graph.nodes[k]["nic"].guest_address for k in members):
+            continue
         try:
             layout_vm(graph, vm)
         except LayoutFull as full:

@@ -33,11 +33,12 @@ def _command_module(name: str):
     import importlib
 
     try:
-        return importlib.import_module(COMMAND_MODULES[name])
+        module = importlib.import_module(COMMAND_MODULES[name])
     except ModuleNotFoundError as err:
         if err.name == COMMAND_MODULES[name]:
             return None  # not part of this build
         raise
+    return module if hasattr(module, "add_parser") and hasattr(module, "run") else None
 
 
 class UsageError(Exception):

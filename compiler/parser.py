@@ -66,6 +66,18 @@ class _Via(NamedTuple):
     span: Span
 
 
+class _Tok:
+    """The fast path's token: what the builder reads of a Lark Token, without its cost."""
+
+    __slots__ = ("type", "value", "start_pos", "end_pos")
+
+    def __init__(self, type_: str, value: str, start_pos: int, end_pos: int) -> None:
+        self.type, self.value, self.start_pos, self.end_pos = type_, value, start_pos, end_pos
+
+
+_TOKENS = (Token, _Tok)
+
+
 class _Builder(Transformer):
     """Grammar rule -> AST node. `source` is set before each parse."""
 
@@ -74,13 +86,13 @@ class _Builder(Transformer):
     # -- helpers --
     def _span(self, children) -> Span:
         first, last = children[0], children[-1]
-        start = first.start_pos if isinstance(first, Token) else first.span.start
-        end = last.end_pos if isinstance(last, Token) else last.span.end
+        start = first.start_pos if isinstance(first, _TOKENS) else first.span.start
+        end = last.end_pos if isinstance(last, _TOKENS) else last.span.end
         return Span(self.source, start, end)
 
     @staticmethod
     def _nodes(children) -> tuple:
-        return tuple(c for c in children if not isinstance(c, Token))
+        return tuple(c for c in children if not isinstance(c, _TOKENS))
 
     # -- values --
     def value(self, children):
@@ -249,11 +261,124 @@ def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
     lark, builder = _parser()
     builder.source = source
     try:
+        return _fast_parse(lark, source.text), []
+    except _Bail:
+        pass  # not a clean parse: let Lark's own parser find and describe the error
+    try:
         return lark.parse(source.text), []
     except UnexpectedInput as err:
         return None, [_syntax_diagnostic(lark, source, err)]
     except VisitError as err:  # a builder bug, never bad input: let it surface
         raise err.orig_exc from err
+
+
+# --- the fast path -----------------------------------------------------------
+#
+# Lark's LALR tables and rule callbacks, driven by a tight loop and a lexer made
+# of one regular expression. It reads exactly the tokens of the grammar's
+# contextual lexer (WORD always; a WORD becomes a keyword only where the parser
+# state expects that keyword) and gives up (`_Bail`) at the first thing it does
+# not expect; the Lark parser then runs on the same text and reports the error.
+# tests/test_parser.py checks that both paths build the same AST.
+
+_LEX = re.compile(
+    r'(?P<ws>[\t \f\r]+)|(?P<nl>(?:\r?\n[\t ]*)+)|(?P<comment>#[^\n]*)'
+    r'|(?P<string>"(?:[^"\\\n]|\\.)*")|(?P<word>[^\s{};#"]+)|(?P<punct>[{};])'
+)
+_PUNCT = {"{": "LBRACE", "}": "RBRACE", ";": "SEMICOLON"}
+
+
+class _Bail(Exception):
+    pass
+
+
+class _Tables:
+    """Lark's parse table, flattened for the fast loop."""
+
+    def __init__(self, lark: Lark) -> None:
+        from lark.parsers.lalr_analysis import Shift
+
+        frontend = lark.parser.parser.parser
+        table = frontend.parse_table
+        callbacks = frontend.callbacks
+        self.start = table.start_states["start"]
+        self.end = table.end_states["start"]
+        self.states = {}
+        for state, actions in table.states.items():
+            flat = {}
+            for term, (action, arg) in actions.items():
+                if action is Shift:
+                    flat[term] = (True, arg)
+                else:
+                    flat[term] = (False, (len(arg.expansion), arg.origin.name, callbacks[arg]))
+            self.states[state] = flat
+        word = re.compile(r'[^\s{};#"]+\Z')
+        self.keywords = {t.pattern.value: t.name for t in lark.terminals
+                         if type(t.pattern).__name__ == "PatternStr" and word.match(t.pattern.value)}
+
+
+_tables_cache: dict = {}
+
+
+def _fast_parse(lark: Lark, text: str):
+    tables = _tables_cache.get(id(lark))
+    if tables is None:
+        tables = _tables_cache[id(lark)] = _Tables(lark)
+    states, keywords = tables.states, tables.keywords
+    state_stack = [tables.start]
+    value_stack: list = []
+    actions = states[tables.start]
+
+    def feed(term: str, tok) -> None:
+        nonlocal actions
+        while True:
+            step = actions.get(term)
+            if step is None:
+                raise _Bail
+            shift, arg = step
+            if shift:
+                state_stack.append(arg)
+                value_stack.append(tok)
+                actions = states[arg]
+                return
+            size, origin, callback = arg
+            if size:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+            else:
+                children = []
+            goto = states[state_stack[-1]][origin][1]
+            state_stack.append(goto)
+            value_stack.append(callback(children))
+            actions = states[goto]
+            if term == "$END" and goto == tables.end:
+                return
+
+    pos, end = 0, len(text)
+    match = _LEX.match
+    while pos < end:
+        m = match(text, pos)
+        if m is None:
+            raise _Bail
+        kind = m.lastgroup
+        stop = m.end()
+        if kind == "word":
+            value = m.group()
+            term = keywords.get(value)
+            if term is None or term not in actions:
+                term = "WORD"
+            feed(term, _Tok(term, value, pos, stop))
+        elif kind == "nl":
+            feed("_NL", _Tok("_NL", m.group(), pos, stop))
+        elif kind == "string":
+            feed("STRING", _Tok("STRING", m.group(), pos, stop))
+        elif kind == "punct":
+            term = _PUNCT[m.group()]
+            feed(term, _Tok(term, m.group(), pos, stop))
+        pos = stop
+    feed("$END", None)
+    return value_stack[-1]
 
 
 # --- syntax errors -----------------------------------------------------------

@@ -7,6 +7,8 @@ rendering stack (Jinja), which keeps `teamc check` fast.
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -70,8 +72,27 @@ def _apply_vf(graph, options: Options, result: FileResult) -> None:
         result.used_vf.add((nic.vm, nic.name))
 
 
+@contextmanager
+def _no_cyclic_gc():
+    """The AST and IR hold no reference cycles, but a large file makes millions of
+    objects, and Python's cyclic collector would traverse all of them again and
+    again (half the run time on a 10,000-VM file). Reference counting frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def check_source(source: SourceFile, options: Options = Options()) -> tuple[object, FileResult]:
     """Parse, lower and check. Returns the graph (None after syntax errors)."""
+    with _no_cyclic_gc():
+        return _check_source(source, options)
+
+
+def _check_source(source: SourceFile, options: Options) -> tuple[object, FileResult]:
     module, diagnostics = parse(source)
     result = FileResult(source, diagnostics)
     if module is None:
@@ -85,7 +106,12 @@ def check_source(source: SourceFile, options: Options = Options()) -> tuple[obje
 
 
 def compile_source(source: SourceFile, options: Options = Options()) -> FileResult:
-    graph, result = check_source(source, options)
+    with _no_cyclic_gc():
+        return _compile_source(source, options)
+
+
+def _compile_source(source: SourceFile, options: Options) -> FileResult:
+    graph, result = _check_source(source, options)
     if graph is None or result.failed:
         return result
     from .backends.libvirt import domain_view
@@ -93,15 +119,18 @@ def compile_source(source: SourceFile, options: Options = Options()) -> FileResu
     from .layout import layout
     from .render import render
 
+    backend_diagnostics = []
     for vm_layout in layout(graph):
         name = vm_layout.vm.name
         if "xml" in options.emit:
             result.artifacts.append(Artifact(f"{name}.xml", render("libvirt/domain.xml.j2", d=domain_view(vm_layout))))
         if "qemu" in options.emit:
             command = qemu_command(vm_layout, options.qemu_syntax)
-            result.diagnostics.extend(apply_allow(graph, list(command.diagnostics), options.allow))
+            backend_diagnostics.extend(command.diagnostics)
             if command.groups:
                 result.artifacts.append(_qemu_artifact(command, options, render))
+    if backend_diagnostics:
+        result.diagnostics.extend(apply_allow(graph, backend_diagnostics, options.allow))
     return result
 
 

@@ -5,10 +5,13 @@ texts, span texts, codes, line:col and messages.
 """
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from compiler import nodes as n
 from compiler.parser import parse
 from compiler.source import SourceFile
+from helpers import ROOT
 
 TEAM = "team up0 { persistent virtio user; transient hostdev 0000:03:07.1 }"
 
@@ -486,3 +489,43 @@ def test_error_then_success():
     assert err("vm a {").code == "E0001"
     assert only_vm("vm a {}").name.text == "a"
     assert err("vm a { mahcine q35 }").code == "E0002"
+
+
+# --- the fast path and Lark agree ----------------------------------------------------
+
+
+def _both_paths(text: str):
+    from compiler import parser as parser_module
+
+    lark, builder = parser_module._parser()
+    builder.source = SourceFile("t.team", text)
+    try:
+        fast = parser_module._fast_parse(lark, text)
+    except parser_module._Bail:
+        fast = "bailed"
+    try:
+        slow = lark.parse(text)
+    except Exception:  # noqa: BLE001 - any Lark error means "not a clean parse"
+        slow = "error"
+    return fast, slow
+
+
+def test_fast_path_builds_the_same_ast_as_lark_for_every_file_in_the_tree():
+    files = [*ROOT.glob("examples/*.team"), *ROOT.glob("tests/cases/*.team"), *ROOT.glob("tests/conformance/*.team")]
+    assert files
+    for path in files:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        fast, slow = _both_paths(text)
+        assert fast == slow or (fast == "bailed" and slow == "error"), path
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([
+    "vm", "team", "nic", "a", "b1", "{", "}", ";", "\n", "\r\n", " ", "\t", "# c\n", '"q"', '"x y"', "mac",
+    "52:54:00:00:00:01", "persistent", "transient", "virtio", "user", "bridge", "br0", "hostdev", "0000:03:07.1",
+    "network", "vf", "direct", "mode", "pci-hostdev", "managed", "yes", "no", "memory", "2", "MiB", "machine",
+    "q35", "address", "boot", "mtu", "rom", "bar", "off", "teaming", "source", "model", "allow", "vma", '"',
+]), max_size=40))
+def test_fast_path_never_disagrees_with_lark(tokens):
+    fast, slow = _both_paths(" ".join(tokens))
+    assert fast == slow or (fast == "bailed" and slow == "error")

@@ -9,22 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from markupsafe import Markup
+
 from ..ir import PERSISTENT, TRANSIENT, PciAddress
 from ..layout import Device, RootPort, VmLayout
 
 
 @dataclass(frozen=True, slots=True)
 class PciView:
-    domain: str
-    bus: str
-    slot: str
-    function: str
-    multifunction: bool = False
+    """A PCI address as XML attributes. Every character of `attrs` is formatted by
+    teamc from integers (no user text), so it is safe markup as it stands."""
+
+    attrs: Markup
 
 
 def pci_view(address: PciAddress, multifunction: bool = False) -> PciView:
-    return PciView(f"0x{address.domain:04x}", f"0x{address.bus:02x}", f"0x{address.slot:02x}",
-                   f"0x{address.function:x}", multifunction)
+    return PciView(Markup(
+        f"domain='0x{address.domain:04x}' bus='0x{address.bus:02x}' slot='0x{address.slot:02x}' "
+        f"function='0x{address.function:x}'" + (" multifunction='on'" if multifunction else "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +67,7 @@ class DomainView:
     emulator: str
     pcie: bool
     root_ports: tuple[ControllerView, ...]
-    interfaces: tuple[NicView, ...]
-    hostdevs: tuple[NicView, ...]
+    nics: tuple[NicView, ...]  # the <interface>s, then the <hostdev>s, as libvirt orders them
 
 
 def _controller(port: RootPort) -> ControllerView:
@@ -124,6 +125,5 @@ def domain_view(layout: VmLayout) -> DomainView:
         emulator=vm.emulator,
         pcie=vm.machine_family == "q35",
         root_ports=tuple(_controller(p) for p in layout.root_ports),
-        interfaces=tuple(_nic(d) for d in layout.interfaces),
-        hostdevs=tuple(_nic(d) for d in layout.hostdevs),
+        nics=tuple(_nic(d) for d in layout.devices),
     )
