@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from . import __version__
-from .diagnostics import Diagnostic, lookup, render_concise, render_human, render_json, sorted_unique
+from .diagnostics import Diagnostic, lookup, sorted_unique
 from .ir import PciAddress
-from .pipeline import Artifact, FileResult, Options, check_source, compile_source, load
+from .pipeline import Artifact, FileResult, Options
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -54,11 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("files", nargs="+", metavar="FILE", help=".team files ('-' reads standard input)")
-        p.add_argument("--format", choices=("human", "concise", "json"), default="human",
+        p.add_argument("files", nargs="+", metavar="PATH",
+                       help=".team files, or folders (every *.team below them); '-' reads standard input")
+        p.add_argument("--format", choices=FORMATS, default="human",
                        help="how diagnostics are printed on standard error (default: human)")
+        p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                       help="colour in the human format (auto: on a terminal, unless NO_COLOR is set)")
         p.add_argument("--allow", action="append", default=[], metavar="CODE",
-                       help="downgrade an allowable check (e.g. E0401 / pc-machine-team) to a warning")
+                       help="downgrade an allowable check (e.g. E0401 / pc-machine-team) to a warning, "
+                            "or silence an allowable warning")
+        p.add_argument("--werror", action="store_true", help="treat warnings as errors")
+        p.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
+                       help="files compiled in parallel (default: the number of cores)")
 
     check = sub.add_parser("check", help="check files and print diagnostics only")
     common(check)
@@ -74,11 +80,28 @@ def _parser() -> argparse.ArgumentParser:
                       help="shell: a runnable, shell-quoted script <vm>.sh; lines: one argument per line <vm>.argv")
     comp.add_argument("--vf", action="append", default=[], metavar="VM:NAME=ADDR",
                       help="the concrete VF for a hostdev-pool transient, for the QEMU command line")
+    comp.add_argument("--depfile", metavar="FILE",
+                      help="write make-style dependencies (outputs: input) for build systems; needs -o")
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=("bash", "zsh"))
     for name in COMMAND_MODULES:
         module = _command_module(name)
         if module is not None:
             module.add_parser(sub)
     return top
+
+
+FORMATS = ("human", "concise", "json", "github", "sarif")
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -112,44 +135,30 @@ def _allowable():
     return [c for c in CODES.values() if c.allowable]
 
 
-def _print_diagnostics(diagnostics: list[Diagnostic], fmt: str) -> None:
+def _print_diagnostics(diagnostics: list[Diagnostic], fmt: str, color: str) -> None:
+    from . import diagnostics as render
+
     out = sys.stderr
     if fmt == "json":
-        out.write(render_json(diagnostics))
-        return
-    render = render_human if fmt == "human" else render_concise
-    for d in diagnostics:
-        out.write(render(d))
-        if fmt == "human":
-            out.write("\n")
-    if fmt == "human" and diagnostics:
-        errors = sum(d.is_error for d in diagnostics)
-        warnings = len(diagnostics) - errors
-        parts = [f"{errors} error{'s' * (errors != 1)}"] if errors else []
-        parts += [f"{warnings} warning{'s' * (warnings != 1)}"] if warnings else []
-        out.write(f"teamc: {', '.join(parts)}\n")
+        out.write(render.render_json(diagnostics))
+    elif fmt == "sarif":
+        out.write(render.render_sarif(diagnostics))
+    elif fmt == "github":
+        out.writelines(render.render_github(d) for d in diagnostics)
+    elif fmt == "concise":
+        out.writelines(render.render_concise(d) for d in diagnostics)
+    else:
+        use_color = color == "always" or (color == "auto" and _terminal_wants_color(out))
+        for d in diagnostics:
+            out.write(render.render_human(d, color=use_color) + "\n")
+        if diagnostics:
+            out.write(render.summary(diagnostics, color=use_color))
 
 
-def _write_atomically(directory: Path, artifacts: list[Artifact]) -> None:
-    """All files go to temporary names first, then each is renamed into place."""
-    directory.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[str, Path]] = []
-    try:
-        for artifact in artifacts:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{artifact.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(artifact.text)
-            if artifact.name.endswith(".sh"):
-                os.chmod(tmp, 0o755)
-            else:
-                os.chmod(tmp, 0o644)
-            staged.append((tmp, directory / artifact.name))
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+def _terminal_wants_color(stream) -> bool:
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
 
 
 def _duplicate_vms(results: list[FileResult]) -> list[Diagnostic]:
@@ -159,57 +168,73 @@ def _duplicate_vms(results: list[FileResult]) -> list[Diagnostic]:
     out = []
     for result in results:
         for vm, span in result.vms:
-            if vm in seen and seen[vm].source is not span.source:
-                out.append(diag("E0101", f"VM `{vm}` is defined in two input files", span,
-                                Label(seen[vm], "first defined here"),
+            first = seen.get(vm)
+            if first is not None and first[0] is not result:
+                where = span or first[1]
+                labels = [Label(first[1], "first defined here")] if span and first[1] else []
+                other = result.source.name if span is None else first[0].source.name
+                out.append(diag("E0101", f"VM `{vm}` is defined in two input files ({other})", where, *labels,
                                 help="outputs are named after the VM; rename one of them"))
-            seen.setdefault(vm, span)
+            seen.setdefault(vm, (result, span))
     return out
 
 
 def run(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "completion":
+        from .completion import script
+
+        sys.stdout.write(script(args.shell, parser))
+        return EXIT_OK
     if args.command in COMMAND_MODULES:
         try:
             return _command_module(args.command).run(args)
         except UsageError as err:
             parser.error(str(err))
+    from . import batch
+
     try:
         options = _options(args)
-        sources = []
-        for path in args.files:
-            try:
-                sources.append(load(path))
-            except OSError as err:
-                raise UsageError(f"cannot read {path}: {err.strerror or err}") from err
-    except UsageError as err:
+        paths = batch.expand_inputs(args.files)
+        if not paths:
+            raise UsageError("no .team files found in " + " ".join(args.files))
+        if getattr(args, "depfile", None) and not args.output:
+            raise UsageError("--depfile needs -o DIR")
+        output = Path(args.output) if getattr(args, "output", None) else None
+        cached = batch.Manifest.load(output).reusable(paths, options) if output else {}
+        results = batch.run_batch(args.command, paths, options, args.jobs, cached)
+    except (UsageError, batch.InputError) as err:
         parser.error(str(err))  # exits with status 2
 
-    results = []
-    for source, read_errors in sources:
-        if read_errors:
-            results.append(FileResult(source, read_errors))
-        elif args.command == "check":
-            results.append(check_source(source, options)[1])
-        else:
-            results.append(compile_source(source, options))
-
     diagnostics = sorted_unique([d for r in results for d in r.diagnostics] + _duplicate_vms(results))
-    _print_diagnostics(diagnostics, args.format)
+    if args.werror:
+        diagnostics = [d.as_error() for d in diagnostics]
+    _print_diagnostics(diagnostics, args.format, args.color)
     unused_vf = set(options.vf) - {key for r in results for key in r.used_vf}
     if unused_vf:
         names = ", ".join(f"{vm}:{name}" for vm, name in sorted(unused_vf))
         parser.error(f"--vf {names}: no hostdev-pool transient of that name")
-    if any(d.is_error for d in diagnostics):
-        return EXIT_ERRORS
+    failed = {_file_of(d) for d in diagnostics if d.is_error}
     if args.command == "compile":
-        artifacts = [a for r in results for a in r.artifacts]
-        if args.output:
-            _write_atomically(Path(args.output), artifacts)
-        else:
-            _print_artifacts(artifacts)
-    return EXIT_OK
+        if output is not None:
+            batch.write_outputs(output, results, failed, options)
+            if args.depfile:
+                _write_text(Path(args.depfile), batch.depfile_text(output, results))
+        elif not failed:
+            _print_artifacts([a for r in results for a in r.artifacts])
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def _file_of(d: Diagnostic) -> str:
+    return d.span.source.name if d.span is not None else ""
+
+
+def _write_text(path: Path, text: str) -> None:
+    from .batch import write_files
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_files(path.parent, [Artifact(path.name, text)])
 
 
 def _print_artifacts(artifacts: list[Artifact]) -> None:

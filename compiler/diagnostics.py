@@ -8,6 +8,7 @@ Phases return lists of diagnostics; the CLI sorts, dedupes and renders them.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -110,6 +111,10 @@ class Diagnostic:
     def downgraded(self) -> Diagnostic:
         return replace(self, severity=Severity.WARNING)
 
+    def as_error(self) -> Diagnostic:
+        """`--werror`: every warning counts as an error."""
+        return replace(self, severity=Severity.ERROR)
+
     def sort_key(self) -> tuple:
         where = self.span.sort_key() if self.span else ("", -1, -1)
         return (*where, self.code, self.message)
@@ -133,33 +138,51 @@ def sorted_unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
 # --- renderers ---------------------------------------------------------------
 
 
-def _snippet(span: Span, label: str, gutter: int) -> list[str]:
+_COLORS = {"error": "\033[1;31m", "warning": "\033[1;33m", "bold": "\033[1m", "blue": "\033[1;34m",
+           "reset": "\033[0m"}
+
+
+def _paint(text: str, style: str, color: bool) -> str:
+    return f"{_COLORS[style]}{text}{_COLORS['reset']}" if color else text
+
+
+def _snippet(span: Span, label: str, gutter: int, style: str, color: bool) -> list[str]:
     line, col = span.line_col
     text = span.source.line_text(line)
     # A span that runs past its line is underlined to the end of the line; an
     # empty span (end of file) still gets one caret.
     width = max(1, min(span.end - span.start, len(text) - col + 1))
     pad = " " * gutter
-    caret = " " * (col - 1) + "^" * width
+    bar = _paint("|", "blue", color)
+    caret = " " * (col - 1) + _paint("^" * width + (f" {label}" if label else ""), style, color)
     return [
-        f"{str(line).rjust(gutter)} | {text.expandtabs(1)}",
-        f"{pad} | {caret}" + (f" {label}" if label else ""),
+        f"{_paint(str(line).rjust(gutter), 'blue', color)} {bar} {text.expandtabs(1)}",
+        f"{pad} {bar} {caret}",
     ]
 
 
-def render_human(d: Diagnostic) -> str:
+def render_human(d: Diagnostic, color: bool = False) -> str:
     """rustc-style text: header, location, the source line with a caret, help."""
-    out = [f"{d.severity.value}[{d.code}]: {d.message}"]
+    head = _paint(f"{d.severity.value}[{d.code}]", d.severity.value, color)
+    out = [f"{head}{_paint(': ' + d.message, 'bold', color)}"]
     spans = ([Label(d.span, "")] if d.span else []) + list(d.labels)
     gutter = max((len(str(lab.span.line_col[0])) for lab in spans), default=1)
     pad = " " * gutter
     for i, lab in enumerate(spans):
-        arrow = "-->" if i == 0 else ":::"
+        arrow = _paint("-->" if i == 0 else ":::", "blue", color)
         out.append(f"{pad}{arrow} {lab.span}")
-        out.extend(_snippet(lab.span, lab.message, gutter))
+        out.extend(_snippet(lab.span, lab.message, gutter, d.severity.value if i == 0 else "blue", color))
     if d.help:
-        out.append(f"{pad} = help: {d.help}")
+        out.append(f"{pad} {_paint('=', 'blue', color)} {_paint('help', 'bold', color)}: {d.help}")
     return "\n".join(out) + "\n"
+
+
+def summary(diagnostics: list[Diagnostic], color: bool = False) -> str:
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    parts = [f"{errors} error{'s' * (errors != 1)}"] if errors else []
+    parts += [f"{warnings} warning{'s' * (warnings != 1)}"] if warnings else []
+    return f"{_paint('teamc', 'bold', color)}: {', '.join(parts)}\n"
 
 
 def render_concise(d: Diagnostic) -> str:
@@ -186,4 +209,71 @@ def to_json(d: Diagnostic) -> dict:
 
 
 def render_json(diagnostics: list[Diagnostic]) -> str:
+    """Schema version 1, documented in the README ("Machine-readable diagnostics")."""
     return json.dumps({"version": 1, "diagnostics": [to_json(d) for d in diagnostics]}, indent=2) + "\n"
+
+
+def _gh_escape(text: str, prop: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def render_github(d: Diagnostic) -> str:
+    """A GitHub Actions workflow command: the diagnostic shows up on the pull request."""
+    kind = "error" if d.is_error else "warning"
+    props = [f"title={_gh_escape(f'{d.code} {d.slug}', prop=True)}"]
+    if d.span is not None:
+        line, col = d.span.line_col
+        end_line, end_col = d.span.source.line_col(d.span.end)
+        props = [f"file={_gh_escape(d.span.source.name, prop=True)}", f"line={line}", f"col={col}",
+                 f"endLine={end_line}", f"endColumn={end_col}", *props]
+    message = d.message + (f" (help: {d.help})" if d.help else "")
+    return f"::{kind} {','.join(props)}::{_gh_escape(message)}\n"
+
+
+def render_sarif(diagnostics: list[Diagnostic]) -> str:
+    """A SARIF 2.1.0 log with one run; every registered code is a rule."""
+    from . import __version__
+
+    rules = list(CODES.values())
+    index = {c.code: i for i, c in enumerate(rules)}
+
+    def location(span: Span, message: str | None = None) -> dict:
+        line, col = span.line_col
+        end_line, end_col = span.source.line_col(span.end)
+        loc: dict = {"physicalLocation": {
+            "artifactLocation": {"uri": span.source.name.replace(os.sep, "/")},
+            "region": {"startLine": line, "startColumn": col, "endLine": end_line,
+                       "endColumn": max(end_col, col + 1) if end_line == line else end_col},
+        }}
+        if message:
+            loc["message"] = {"text": message}
+        return loc
+
+    results = []
+    for d in diagnostics:
+        result: dict = {
+            "ruleId": d.code, "ruleIndex": index[d.code],
+            "level": "error" if d.is_error else "warning",
+            "message": {"text": d.message + (f"\nhelp: {d.help}" if d.help else "")},
+        }
+        if d.span is not None:
+            result["locations"] = [location(d.span)]
+        if d.labels:
+            result["relatedLocations"] = [dict(location(lab.span, lab.message or None), id=i)
+                                          for i, lab in enumerate(d.labels)]
+        results.append(result)
+    log = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "teamc", "version": __version__, "semanticVersion": __version__,
+                "rules": [{"id": c.code, "name": c.slug, "shortDescription": {"text": c.summary},
+                           "defaultConfiguration": {"level": c.severity.value}} for c in rules],
+            }},
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    }
+    return json.dumps(log, indent=2) + "\n"

@@ -30,6 +30,11 @@ class Options:
     vf: dict = field(default_factory=dict)  # (vm, team or nic name) -> PciAddress, for hostdev-pool transients
     allow: frozenset[str] = frozenset()  # codes downgraded to warnings everywhere
 
+    def cache_key(self) -> str:
+        """Everything here that changes outputs, as stable text."""
+        vf = ",".join(f"{vm}:{name}={addr}" for (vm, name), addr in sorted(self.vf.items()))
+        return f"{','.join(self.emit)}|{self.qemu_syntax}|{self.qemu_format}|{vf}|{','.join(sorted(self.allow))}"
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -44,6 +49,7 @@ class FileResult:
     artifacts: list[Artifact] = field(default_factory=list)
     vms: list = field(default_factory=list)  # (name, name span) of each VM
     used_vf: set = field(default_factory=set)
+    cached: bool = False  # reused from the output folder's manifest, not compiled again
 
     @property
     def failed(self) -> bool:

@@ -51,18 +51,23 @@ def test_compile_writes_files(tmp_path):
     code, out, err = teamc("compile", SEED, "examples/fleet.team", "-o", str(tmp_path / "out"))
     assert (code, out, err) == (0, "", "")
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["QEMUGuest1.sh", "QEMUGuest1.xml", "cache.sh", "cache.xml", "edge-a.sh", "edge-a.xml",
+    assert names == [".teamc-manifest.json", "QEMUGuest1.sh", "QEMUGuest1.xml", "cache.sh", "cache.xml", "edge-a.sh", "edge-a.xml",
                      "edge-b.sh", "edge-b.xml"]
     script = tmp_path / "out" / "QEMUGuest1.sh"
     assert script.stat().st_mode & stat.S_IXUSR
     assert (ROOT / "tests/golden/compile/seed/json/QEMUGuest1.sh").read_text() == script.read_text()
 
 
-def test_nothing_is_written_when_any_file_has_errors(tmp_path):
+def test_a_file_with_errors_gets_no_outputs_and_the_others_do(tmp_path):
     out = tmp_path / "out"
     code, _, err = teamc("compile", SEED, BROKEN, "-o", str(out))
     assert code == 1 and "E0308" in err
-    assert not out.exists()
+    assert sorted(p.name for p in out.iterdir()) == [".teamc-manifest.json", "QEMUGuest1.sh", "QEMUGuest1.xml"]
+
+
+def test_nothing_is_printed_to_stdout_when_any_file_has_errors():
+    code, out, _ = teamc("compile", SEED, BROKEN)
+    assert code == 1 and out == ""
 
 
 def test_rewrite_replaces_atomically_and_leaves_no_temp_files(tmp_path):
@@ -71,7 +76,7 @@ def test_rewrite_replaces_atomically_and_leaves_no_temp_files(tmp_path):
     (out / "QEMUGuest1.xml").write_text("old")
     assert teamc("compile", SEED, "-o", str(out))[0] == 0
     assert (out / "QEMUGuest1.xml").read_text().startswith("<domain")
-    assert sorted(os.listdir(out)) == ["QEMUGuest1.sh", "QEMUGuest1.xml"]
+    assert sorted(os.listdir(out)) == [".teamc-manifest.json", "QEMUGuest1.sh", "QEMUGuest1.xml"]
 
 
 def test_stdin_input():
@@ -94,7 +99,7 @@ def test_pool_vf_without_concrete_vf_warns_and_still_succeeds(tmp_path):
     case = "tests/cases/vf-unresolved.team"
     code, _, err = teamc("compile", case, "-o", str(tmp_path))
     assert code == 0 and "warning[W0504]" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["web.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".teamc-manifest.json", "web.xml"]
     code, _, err = teamc("compile", case, "-o", str(tmp_path), "--vf", "web:up0=0000:03:10.2")
     assert (code, err) == (0, "")
     assert '"host":"0000:03:10.2"' in (tmp_path / "web.sh").read_text()
@@ -112,9 +117,12 @@ def test_allow_on_the_command_line_downgrades():
     assert code == 0 and "warning[E0401]" in err
 
 
-def test_duplicate_vm_across_files():
-    code, _, err = teamc("check", SEED, "examples/seed.team")
+def test_duplicate_vm_across_files(tmp_path):
+    copy = tmp_path / "copy.team"
+    copy.write_text((ROOT / SEED).read_text())
+    code, _, err = teamc("check", SEED, str(copy))
     assert code == 1 and "error[E0101]: VM `QEMUGuest1` is defined in two input files" in err
+    assert teamc("check", SEED, SEED)[0] == 0  # the same path twice is one input
 
 
 def test_concise_and_json_formats():

@@ -1,0 +1,212 @@
+"""Many inputs at once: expand directories, compile in parallel, write per file.
+
+`run_batch` turns the command line's inputs into `FileResult`s (in parallel
+with `-j`, identical output to `-j 1`), and `write_outputs` writes each file's
+artifacts into the output folder. A file with errors gets nothing written, and
+what an earlier run wrote for it is removed, so no stale output survives. The
+folder's manifest (`.teamc-manifest.json`) records, per input, the hash of its
+content and options and the outputs it produced; an unchanged input whose
+outputs are still in place is not compiled again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .pipeline import Artifact, FileResult, Options, check_source, compile_source, load
+
+MANIFEST = ".teamc-manifest.json"
+MANIFEST_VERSION = 1
+
+
+class InputError(Exception):
+    """An input that cannot be read at all (a usage error)."""
+
+
+def expand_inputs(paths: list[str]) -> list[str]:
+    """Files as given; directories become every `*.team` below them, sorted."""
+    out: list[str] = []
+    for path in paths:
+        if path != "-" and os.path.isdir(path):
+            found = sorted(str(p) for p in Path(path).rglob("*.team") if p.is_file())
+            out.extend(found)
+        elif path == "-" or os.path.exists(path):
+            out.append(path)
+        else:
+            raise InputError(f"cannot read {path}: No such file or directory")
+    seen: set[str] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def _work(job: tuple[str, str, Options, bytes | None]) -> FileResult:
+    command, path, options, data = job
+    if data is not None:  # standard input, read by the parent
+        from .pipeline import read_source
+
+        source, read_errors = read_source("<stdin>", data)
+    else:
+        try:
+            source, read_errors = load(path)
+        except OSError as err:
+            raise InputError(f"cannot read {path}: {err.strerror or err}") from err
+    if read_errors:
+        return FileResult(source, read_errors)
+    if command == "check":
+        return check_source(source, options)[1]
+    return compile_source(source, options)
+
+
+def content_key(data: bytes, options: Options) -> str:
+    """What an input's outputs depend on: its bytes, the options and teamc's version."""
+    digest = hashlib.sha256()
+    digest.update(f"teamc {__version__}\n{options.cache_key()}\n".encode())
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def run_batch(command: str, paths: list[str], options: Options, jobs: int,
+              cached: dict[str, dict] | None = None) -> list[FileResult]:
+    """Compile or check every input; `cached` maps a path to a manifest entry to reuse."""
+    cached = cached or {}
+    stdin = None
+    if "-" in paths:
+        import sys
+
+        from .pipeline import MAX_INPUT_BYTES
+
+        stdin = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    todo = [p for p in paths if p not in cached]
+    job_list = [(command, p, options, stdin if p == "-" else None) for p in todo]
+    if jobs > 1 and len(job_list) > 1:
+        chunk = max(1, len(job_list) // (jobs * 8))
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            fresh = list(pool.map(_work, job_list, chunksize=chunk))
+    else:
+        fresh = [_work(job) for job in job_list]
+    by_path = dict(zip(todo, fresh))
+    return [by_path[p] if p in by_path else _from_cache(p, cached[p]) for p in paths]
+
+
+def _from_cache(path: str, entry: dict) -> FileResult:
+    from .source import SourceFile
+
+    result = FileResult(SourceFile(path, ""), [], cached=True)
+    result.vms = [(name, None) for name in entry["vms"]]
+    return result
+
+
+# --- the output folder ----------------------------------------------------------
+
+
+@dataclass
+class Manifest:
+    directory: Path
+    entries: dict[str, dict]
+
+    @classmethod
+    def load(cls, directory: Path) -> Manifest:
+        try:
+            data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+            if data.get("version") == MANIFEST_VERSION and isinstance(data.get("inputs"), dict):
+                return cls(directory, data["inputs"])
+        except (OSError, ValueError):
+            pass
+        return cls(directory, {})
+
+    def reusable(self, paths: list[str], options: Options) -> dict[str, dict]:
+        """Entries whose input is unchanged and whose outputs are all still there."""
+        out = {}
+        for path in paths:
+            entry = self.entries.get(path)
+            if path == "-" or entry is None:
+                continue
+            try:
+                key = content_key(Path(path).read_bytes(), options)
+            except OSError:
+                continue
+            if entry.get("key") == key and all((self.directory / name).exists() for name in entry["outputs"]):
+                out[path] = entry
+        return out
+
+    def save(self) -> None:
+        text = json.dumps({"version": MANIFEST_VERSION, "generator": f"teamc {__version__}",
+                           "inputs": dict(sorted(self.entries.items()))}, indent=1, sort_keys=True) + "\n"
+        write_files(self.directory, [Artifact(MANIFEST, text)])
+
+
+def write_outputs(directory: Path, results: list[FileResult], failed: set[str], options: Options) -> list[str]:
+    """Write each good file's outputs; remove what failed files wrote before. Returns written names."""
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest.load(directory)
+    written: list[str] = []
+    staged: list[Artifact] = []
+    for result in results:
+        path = result.source.name
+        old = manifest.entries.get(path, {}).get("outputs", [])
+        if path in failed:
+            _remove(directory, old)
+            manifest.entries.pop(path, None)
+            continue
+        if result.cached:
+            continue
+        names = [a.name for a in result.artifacts]
+        _remove(directory, [name for name in old if name not in names])
+        staged.extend(result.artifacts)
+        written.extend(names)
+        if path != "<stdin>":
+            manifest.entries[path] = {"key": content_key(Path(path).read_bytes(), options), "outputs": names,
+                                      "vms": [vm for vm, _ in result.vms]}
+    write_files(directory, staged)
+    manifest.save()
+    return written
+
+
+def _remove(directory: Path, names: list[str]) -> None:
+    for name in names:
+        try:
+            (directory / name).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def write_files(directory: Path, artifacts: list[Artifact]) -> None:
+    """Every file goes to a temporary name first, then is renamed into place."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for artifact in artifacts:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{artifact.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(artifact.text)
+            os.chmod(tmp, 0o755 if artifact.name.endswith(".sh") else 0o644)
+            staged.append((tmp, directory / artifact.name))
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def depfile_text(directory: Path, results: list[FileResult], manifest: Manifest | None = None) -> str:
+    """Make-style dependencies: each input's outputs depend on that input."""
+    manifest = manifest or Manifest.load(directory)
+    lines = []
+    for result in results:
+        path = result.source.name
+        entry = manifest.entries.get(path)
+        if entry is None or not entry["outputs"]:
+            continue
+        targets = " ".join(_make_escape(str(directory / name)) for name in entry["outputs"])
+        lines.append(f"{targets}: {_make_escape(path)}\n")
+    return "".join(lines)
+
+
+def _make_escape(path: str) -> str:
+    return path.replace("$", "$$").replace(" ", "\\ ").replace("#", "\\#").replace(":", "\\:")
