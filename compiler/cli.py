@@ -166,7 +166,8 @@ def _duplicate_vms(results: list[FileResult]) -> list[Diagnostic]:
 
     seen: dict = {}
     out = []
-    for result in results:
+    # In path order, so that which file is "first" does not depend on the command line.
+    for result in sorted(results, key=lambda r: r.source.name):
         for vm, span in result.vms:
             first = seen.get(vm)
             if first is not None and first[0] is not result:
@@ -207,7 +208,9 @@ def run(argv: list[str]) -> int:
     except (UsageError, batch.InputError) as err:
         parser.error(str(err))  # exits with status 2
 
-    diagnostics = sorted_unique([d for r in results for d in r.diagnostics] + _duplicate_vms(results))
+    # Outputs are named after their VM, so two inputs may not define one VM when compiling.
+    clashes = _duplicate_vms(results) if args.command == "compile" else []
+    diagnostics = sorted_unique([d for r in results for d in r.diagnostics] + clashes)
     if args.werror:
         diagnostics = [d.as_error() for d in diagnostics]
     _print_diagnostics(diagnostics, args.format, args.color)
