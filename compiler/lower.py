@@ -34,8 +34,9 @@ UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
 MACVTAP_MODES = ("vepa", "bridge", "private", "passthrough")
 ARCHES = {"x86_64": "/usr/bin/qemu-system-x86_64", "i686": "/usr/bin/qemu-system-i386"}
 MAX_MEMORY_KIB = 16 * 1024**3  # 16 TiB, QEMU's x86 limit is higher but this is sane
-# Control characters, and what XML 1.0 cannot carry at all (surrogates, U+FFFE, U+FFFF).
-UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# Control characters, Unicode line and paragraph separators (which many tools split lines
+# on), and what XML 1.0 cannot carry at all (surrogates, U+FFFE, U+FFFF).
+UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 
 
 def derive_mac(vm: str, alias: str) -> str:
@@ -269,6 +270,11 @@ class _Lowerer:
             aliases[alias] = name.span
         return True
 
+    def check_model(self, value: n.Value) -> None:
+        if not MODEL_RE.match(value.text):
+            self.error("E0205", f"`{value.text}` is not a NIC model name", value.span,
+                       help="the persistent side is `virtio` (or virtio-transitional, virtio-non-transitional)")
+
     def check_alias(self, value: n.Value, alias: str) -> None:
         if not ALIAS_RE.match(alias):
             bad = "".join(sorted({c for c in alias if not ALIAS_RE.match(c)}))
@@ -297,6 +303,7 @@ class _Lowerer:
         mac_span = mac_stmt.value.span if mac_stmt else None
         common = dict(vm=vm.name, team=name, mac=mac, mac_span=mac_span, mac_derived=derived)
         if pers:
+            self.check_model(pers.model)
             fields = self.source_fields(pers.source) | self.option_fields(pers.options)
             spec = NicSpec(name=name, label=f"the persistent NIC of team `{name}`", role=PERSISTENT, span=pers.span,
                            name_span=team.name.span, model=pers.model.text, model_span=pers.model.span,
@@ -341,6 +348,8 @@ class _Lowerer:
                        help="add e.g. `source bridge br0` or `source hostdev 0000:03:07.1`")
             return
         mac_stmt, model_stmt = by_kind.get("mac"), by_kind.get("model")
+        if model_stmt:
+            self.check_model(model_stmt.value)
         mac = self.mac(mac_stmt.value) if mac_stmt else None
         teaming = roles.get("transient") if role == TRANSIENT else None
         fields = self.source_fields(source_stmt.source) | self.option_fields(options)
@@ -407,12 +416,14 @@ class _Lowerer:
         return fields
 
 
+MACHINE_RE = re.compile(r"(q35|pc-q35-[0-9]+(\.[0-9]+)*|pc|pc-i440fx-[0-9]+(\.[0-9]+)*)\Z")
+MODEL_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+
+
 def machine_family(machine: str) -> str | None:
-    if machine == "q35" or machine.startswith("pc-q35-"):
-        return "q35"
-    if machine == "pc" or machine.startswith("pc-i440fx-"):
-        return "pc"
-    return None
+    if not MACHINE_RE.match(machine):
+        return None
+    return "q35" if "q35" in machine else "pc"
 
 
 @dataclass(frozen=True, slots=True)
