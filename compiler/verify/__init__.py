@@ -1,0 +1,210 @@
+"""`teamc verify`: prove that the compiled failover pairs work, in a real guest.
+
+Compiles as usual, derives the verification argv (plan.py: each VF becomes an
+emulated e1000e stand-in, host bridges become user networking, nothing else
+changes), boots a tiny Linux guest on it (guest.py), watches QMP and the
+guest's own reports (runner.py), optionally live-migrates it to a second QEMU,
+and prints a verdict per team (report.py).
+
+Exit status: 0 every team proven, 1 a team failed (or the input has errors),
+2 usage or environment problems (bad options, no QEMU, no guest image).
+This module's top level stays light: `teamc check` imports it to build its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+FORCIBLE = {
+    "E0306": "QEMU refuses a second primary for one standby",
+    "E0308": "the guest's net_failover pairs by MAC",
+    "E0402": "QEMU refuses a primary that is not alone at function 0",
+    "E0404": "QEMU cannot hot-plug the primary on pcie.0",
+}
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "verify", help="boot the compiled teams in a real guest (VFs emulated) and prove they fail over",
+        description="Compile FILE, replace each VF by an emulated e1000e stand-in, boot a small Linux guest in "
+                    "QEMU and check every team: negotiated, bonded in the guest, traffic on the primary; with "
+                    "--migrate also a live migration on loopback. Exit status 0: every team proven; 1: a team "
+                    "failed; 2: usage or environment error.")
+    p.add_argument("file", nargs="?", metavar="FILE", help=".team file ('-' reads standard input)")
+    p.add_argument("--vm", action="append", default=[], metavar="NAME", help="verify only this VM (repeatable)")
+    p.add_argument("--migrate", action="store_true",
+                   help="also live-migrate each VM to a second QEMU on 127.0.0.1 and check the failover")
+    guest = p.add_argument_group("guest")
+    guest.add_argument("--kernel", metavar="K", help="boot this kernel (needs --modules)")
+    guest.add_argument("--modules", metavar="DIR",
+                       help="folder searched for the kernel's failover, net_failover, virtio*, e1000e modules")
+    guest.add_argument("--guest-image", metavar="DIR", help="a guest image folder (vmlinuz, initrd.gz) teamc built")
+    guest.add_argument("--cache", metavar="DIR",
+                       help="where guest images are built and kept (default: $TEAMC_CACHE or ~/.cache/teamc)")
+    guest.add_argument("--build-guest-image", action="store_true",
+                       help="build the Debian guest image into the cache (if not there yet), print its folder; "
+                            "without FILE, nothing else")
+    run_group = p.add_argument_group("run")
+    run_group.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                           help="auto (default): the VM's accel, TCG when /dev/kvm is not usable")
+    run_group.add_argument("--qemu", metavar="PATH", help="the QEMU binary (default: the VM's emulator)")
+    run_group.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                           help="limit for each phase, boot and migration (default 120)")
+    run_group.add_argument("--keep", action="store_true",
+                           help="keep the work folder (argv, QEMU stderr, guest console and reports)")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the verdict as JSON on standard output")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
+    out.add_argument("--format", choices=("human", "concise", "json"), default="human",
+                     help="how compiler diagnostics are printed on standard error (default: human)")
+    checks = p.add_argument_group("compiler checks")
+    checks.add_argument("--allow", action="append", default=[], metavar="CODE",
+                        help="downgrade an allowable check to a warning, as for compile")
+    checks.add_argument("--force", action="append", default=[], metavar="CODE",
+                        help="verify only: go on despite this error so that QEMU and the guest show what it does "
+                             f"({', '.join(sorted(FORCIBLE))}); nothing is written")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..cli import UsageError
+    from ..diagnostics import lookup
+
+    if args.kernel and not args.modules or args.modules and not args.kernel:
+        raise UsageError("--kernel and --modules go together")
+    if args.guest_image and args.kernel:
+        raise UsageError("give either --guest-image or --kernel/--modules, not both")
+    if args.file is None and not args.build_guest_image:
+        raise UsageError("verify: FILE is required (or --build-guest-image)")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    allow = set()
+    for name in args.allow:
+        code = lookup(name)
+        if code is None or not code.allowable:
+            raise UsageError(f"--allow {name}: not an allowable check")
+        allow.add(code.code)
+    forced = set()
+    for name in args.force:
+        code = lookup(name)
+        if code is None or code.code not in FORCIBLE:
+            choices = ", ".join(f"{c} ({lookup(c).slug})" for c in sorted(FORCIBLE))
+            raise UsageError(f"--force {name}: verify can go on only despite {choices}")
+        forced.add(code.code)
+
+    from .runner import run_guarded
+
+    try:
+        return run_guarded(_verify, args, allow, forced)
+    except KeyboardInterrupt as interrupt:
+        sys.stderr.write("\nteamc verify: interrupted; every QEMU it started has been stopped\n")
+        return 128 + getattr(interrupt, "signum", 2)
+
+
+def _verify(args, allow: set, forced: set) -> int:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from ..layout import layout
+    from ..pipeline import Options, check_source, load
+    from . import report
+    from .guest import GuestError, GuestImage, build_debian_image, default_cache, image_from_kernel
+    from .plan import plan_vm
+    from .runner import Progress, Settings, probe_kvm, verify_vm
+
+    err = sys.stderr
+    cache = Path(args.cache) if args.cache else default_cache()
+    log = (lambda message: None) if args.quiet else (lambda message: err.write(f"teamc verify: {message}\n"))
+
+    def image() -> GuestImage:
+        if args.guest_image:
+            return GuestImage.load(Path(args.guest_image))
+        if args.kernel:
+            return image_from_kernel(Path(args.kernel), Path(args.modules), cache, log)
+        return build_debian_image(cache, log=log)
+
+    if args.build_guest_image:
+        try:
+            built = build_debian_image(cache, log=log)
+        except GuestError as error:
+            err.write(f"teamc verify: error: cannot build the guest image: {error}\n")
+            return EXIT_USAGE
+        print(built.kernel.parent)
+        if args.file is None:
+            return EXIT_OK
+
+    try:
+        source, read_errors = load(args.file)
+    except OSError as error:
+        from ..cli import UsageError
+
+        raise UsageError(f"cannot read {args.file}: {error.strerror or error}") from error
+    if read_errors:
+        _print_diagnostics(read_errors, args.format)
+        return EXIT_FAILED
+    graph, result = check_source(source, Options(allow=frozenset(allow | forced)))
+    _print_diagnostics(result.diagnostics, args.format)
+    if graph is None or result.failed:
+        return EXIT_FAILED
+    for code in sorted(forced):
+        err.write(f"teamc verify: {code} forced: compile would refuse this input; {FORCIBLE[code]}, "
+                  "let us see it\n")
+    layouts = layout(graph)
+    names = [vm_layout.vm.name for vm_layout in layouts]
+    unknown = [name for name in args.vm if name not in names]
+    if unknown:
+        from ..cli import UsageError
+
+        raise UsageError(f"--vm {', '.join(unknown)}: no such VM in {args.file} (it has: {', '.join(names)})")
+    try:
+        guest = image()
+    except GuestError as error:
+        err.write(f"teamc verify: error: no guest image: {error}\n")
+        return EXIT_USAGE
+    probes: dict = {}
+
+    def kvm_check(emulator: str):
+        if emulator not in probes:
+            probes[emulator] = probe_kvm(emulator, guest, cache)
+        return probes[emulator]
+
+    plans = [plan_vm(vm_layout, args.accel, args.qemu, kvm_check) for vm_layout in layouts
+             if not args.vm or vm_layout.vm.name in args.vm]
+    for plan in plans:
+        if shutil.which(plan.argv[0]) is None:
+            err.write(f"teamc verify: error: QEMU `{plan.argv[0]}` not found (install qemu-system-x86 or "
+                      "give --qemu PATH)\n")
+            return EXIT_USAGE
+    progress = Progress(err, enabled=not args.quiet)
+    settings = Settings(migrate=args.migrate, timeout=args.timeout, keep=args.keep)
+    results = []
+    for plan in plans:
+        results.append(verify_vm(plan, guest, settings, progress))
+        if args.keep and results[-1].workdir:
+            log(f"{plan.vm}: work folder kept in {results[-1].workdir}")
+    path = source.name
+    sys.stdout.write(report.as_json(results, path) if args.json else report.human(results, path))
+    return EXIT_OK if results and all(r.proven for r in results) else EXIT_FAILED
+
+
+def _print_diagnostics(diagnostics, fmt: str) -> None:
+    """Diagnostics on stderr, as `teamc check` prints them (without colour)."""
+    import sys
+
+    from ..diagnostics import render_concise, render_human, render_json, sorted_unique
+
+    diagnostics = sorted_unique(diagnostics)
+    if fmt == "json":
+        sys.stderr.write(render_json(diagnostics))
+        return
+    for d in diagnostics:
+        sys.stderr.write(render_human(d) + "\n" if fmt == "human" else render_concise(d))
+    if fmt == "human" and diagnostics:
+        errors = sum(d.is_error for d in diagnostics)
+        warnings = len(diagnostics) - errors
+        parts = [f"{errors} error{'s' * (errors != 1)}"] if errors else []
+        parts += [f"{warnings} warning{'s' * (warnings != 1)}"] if warnings else []
+        sys.stderr.write(f"teamc: {', '.join(parts)}\n")
