@@ -14,6 +14,10 @@ from pathlib import Path
 
 from lxml import etree
 
+# -device/-netdev values in JSON or keyval syntax: shared with `teamc verify`, which derives its
+# verification argv the same way.
+from compiler.verify.plan import decode as _decode, encode as _encode
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 EXAMPLES = sorted((ROOT / "examples").glob("*.team"))
@@ -134,24 +138,6 @@ def standin_argv(argv: list[str]) -> list[str]:
                 arg = _encode(props, "driver", json_syntax)
         out.append(arg)
     return out
-
-
-def _decode(arg: str, head: str) -> dict:
-    if arg.startswith("{"):
-        return json.loads(arg)
-    parts = arg.replace(",,", "\0").split(",")
-    props = {head: parts[0].replace("\0", ",")}
-    for part in parts[1:]:
-        key, _, value = part.partition("=")
-        props[key] = value.replace("\0", ",")
-    return props
-
-
-def _encode(props: dict, head: str, json_syntax: bool) -> str:
-    if json_syntax:
-        return json.dumps(props, separators=(",", ":"))
-    rest = [f"{k}={str(v).replace(',', ',,')}" for k, v in props.items() if k != head]
-    return ",".join([props[head], *rest])
 
 
 def start_qemu(argv: list[str], commands: list[dict] | None = None, timeout: int = 60) -> tuple[int, str, list]:
