@@ -221,9 +221,12 @@ def run(argv: list[str]) -> int:
     failed = {_file_of(d) for d in diagnostics if d.is_error}
     if args.command == "compile":
         if output is not None:
-            batch.write_outputs(output, results, failed, options)
-            if args.depfile:
-                _write_text(Path(args.depfile), batch.depfile_text(output, results))
+            try:
+                batch.write_outputs(output, results, failed, options)
+                if args.depfile:
+                    _write_text(Path(args.depfile), batch.depfile_text(output, results))
+            except OSError as err:
+                parser.error(f"cannot write {err.filename or output}: {err.strerror or err}")
         elif not failed:
             _print_artifacts([a for r in results for a in r.artifacts])
     return EXIT_ERRORS if failed else EXIT_OK

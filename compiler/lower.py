@@ -32,6 +32,9 @@ UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
          "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
          "k": 1024, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}  # fmt: skip
 MACVTAP_MODES = ("vepa", "bridge", "private", "passthrough")
+# libvirt's own schema patterns (domaincommon.rng): a bridge name, and a host device name.
+BRIDGE_RE = re.compile(r"[a-zA-Z0-9_.\-\\:/ ]+\Z")
+DEVICE_RE = re.compile(r"[a-zA-Z0-9_.\-\\:/]+\Z")
 ARCHES = {"x86_64": "/usr/bin/qemu-system-x86_64", "i686": "/usr/bin/qemu-system-i386"}
 MAX_MEMORY_KIB = 16 * 1024**3  # 16 TiB, QEMU's x86 limit is higher but this is sane
 # Control characters, Unicode line and paragraph separators (which many tools split lines
@@ -270,6 +273,10 @@ class _Lowerer:
             aliases[alias] = name.span
         return True
 
+    def refuse_name(self, value: n.Value, what: str) -> None:
+        self.error("E0205", f"`{value.text}` is not a valid {what}", value.span,
+                   help="libvirt accepts letters, digits and `_ . - \\ : /`" + (" and spaces" if what == "bridge name" else ""))
+
     def check_model(self, value: n.Value) -> None:
         if not MODEL_RE.match(value.text):
             self.error("E0205", f"`{value.text}` is not a NIC model name", value.span,
@@ -378,10 +385,15 @@ class _Lowerer:
             fields["managed_span"] = src.managed.span if src.managed else None
         elif src.target is not None:
             fields["source_target"] = self.text(src.target, f"the {src.kind} name")
+            pattern = {"bridge": BRIDGE_RE, "direct": DEVICE_RE}.get(src.kind)
+            if fields["source_target"] and pattern and not pattern.match(src.target.text):
+                self.refuse_name(src.target, "bridge name" if src.kind == "bridge" else "host device name")
         if src.mode is not None:
             fields["mode"] = self.choice(src.mode, "macvtap mode", MACVTAP_MODES)
         if src.via_bridge is not None:
             fields["via_bridge"] = self.text(src.via_bridge, "the bridge name")
+            if fields["via_bridge"] and not BRIDGE_RE.match(src.via_bridge.text):
+                self.refuse_name(src.via_bridge, "bridge name")
         if src.via_vf is not None:
             fields["host_address"] = self.pci(src.via_vf, "the VF's host PCI address")
             fields["host_address_span"] = src.via_vf.span
@@ -409,6 +421,9 @@ class _Lowerer:
             elif key == "rom file":
                 fields["rom_file"] = self.text(value, "rom file")
                 fields["rom_span"] = opt.span
+                if fields["rom_file"] and not fields["rom_file"].startswith("/"):
+                    self.error("E0205", f"rom file `{value.text}` is not an absolute path", value.span,
+                               help="libvirt needs the full path of the ROM image")
             elif key == "rom enabled":
                 choice = self.choice(value, "rom enabled setting", ("yes", "no"))
                 fields["rom_enabled"] = None if choice is None else choice == "yes"

@@ -13,6 +13,7 @@ import difflib
 import re
 import threading
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import NamedTuple
 
 from lark import Lark, Token, Transformer
@@ -262,8 +263,10 @@ def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
     builder.source = source
     try:
         return _fast_parse(lark, source.text), []
+    except UnexpectedToken as err:  # raised by the fast path, with Lark's own parser state
+        return None, [_syntax_diagnostic(lark, source, err)]
     except _Bail:
-        pass  # not a clean parse: let Lark's own parser find and describe the error
+        pass  # a character no token matches: let Lark's lexer describe it
     try:
         return lark.parse(source.text), []
     except UnexpectedInput as err:
@@ -277,9 +280,11 @@ def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
 # Lark's LALR tables and rule callbacks, driven by a tight loop and a lexer made
 # of one regular expression. It reads exactly the tokens of the grammar's
 # contextual lexer (WORD always; a WORD becomes a keyword only where the parser
-# state expects that keyword) and gives up (`_Bail`) at the first thing it does
-# not expect; the Lark parser then runs on the same text and reports the error.
-# tests/test_parser.py checks that both paths build the same AST.
+# state expects that keyword). At an unexpected token it raises Lark's own
+# UnexpectedToken, with an interactive parser made from its stacks, so the
+# error is described exactly as on Lark's path without parsing again; a
+# character no token matches (`_Bail`) is left to Lark's lexer.
+# tests/test_parser.py checks that both paths give the same AST and diagnostics.
 
 _LEX = re.compile(
     r'(?P<ws>[\t \f\r]+)|(?P<nl>(?:\r?\n[\t ]*)+)|(?P<comment>#[^\n]*)'
@@ -320,6 +325,24 @@ class _Tables:
 _tables_cache: dict = {}
 
 
+def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list, end: int) -> UnexpectedToken:
+    from lark.parsers.lalr_interactive_parser import InteractiveParser
+    from lark.parsers.lalr_parser_state import ParseConf, ParserState
+
+    frontend = lark.parser.parser.parser
+    state = ParserState(ParseConf(frontend.parse_table, frontend.callbacks, "start"), None,
+                        list(state_stack), list(value_stack))
+    if tok is None:
+        token = Token("$END", "", end, 0, 0, 0, 0, end)
+    else:
+        token = Token(term, tok.value, tok.start_pos, 0, 0, 0, 0, tok.end_pos)
+    expected = {name for name in frontend.parse_table.states[state_stack[-1]] if name.isupper()}
+    # accepts() makes its probe tokens through the lexer thread's `_Token`.
+    lexer_thread = SimpleNamespace(_Token=Token)
+    return UnexpectedToken(token, expected, state=state,
+                           interactive_parser=InteractiveParser(frontend, state, lexer_thread))
+
+
 def _fast_parse(lark: Lark, text: str):
     tables = _tables_cache.get(id(lark))
     if tables is None:
@@ -334,7 +357,7 @@ def _fast_parse(lark: Lark, text: str):
         while True:
             step = actions.get(term)
             if step is None:
-                raise _Bail
+                raise _unexpected(lark, term, tok, state_stack, value_stack, len(text))
             shift, arg = step
             if shift:
                 state_stack.append(arg)

@@ -57,7 +57,11 @@ class FileResult:
 
 
 def read_source(path: str, data: bytes) -> tuple[SourceFile, list[Diagnostic]]:
-    """Decode an input; invalid UTF-8 becomes a diagnostic at the first bad byte."""
+    """Decode an input; invalid UTF-8 becomes a diagnostic at the first bad byte.
+
+    A UTF-8 byte-order mark (what some editors write first) is not part of the text."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     try:
         return SourceFile(path, data.decode("utf-8")), []
     except UnicodeDecodeError as err:
