@@ -40,6 +40,7 @@ CODES: dict[str, Code] = _codes(
     Code("E0001", "syntax-error", E, "the text is not valid .team syntax"),
     Code("E0002", "unknown-keyword", E, "a statement starts with a word that is not a keyword here"),
     Code("E0003", "unreadable-input", E, "the input is not UTF-8 text"),
+    Code("E0004", "bad-xml", E, "libvirt XML that is not well-formed, not a domain, or has a DOCTYPE"),
     Code("E0101", "duplicate-vm", E, "two VMs in one file have the same name"),
     Code("E0102", "duplicate-nic", E, "two NICs or teams of a VM have the same name or alias"),
     Code("E0103", "duplicate-setting", E, "a setting is given twice in one block"),
@@ -71,6 +72,7 @@ CODES: dict[str, Code] = _codes(
     Code("W0503", "primary-boot-or-rom", W, "boot order or option ROM set on the VF", allowable=True),
     Code("W0504", "vf-unresolved", W, "a hostdev-pool VF is picked by libvirt; no QEMU argv without a concrete VF", allowable=True),
     Code("W0505", "no-qemu-backend", W, "a persistent source has no plain-QEMU equivalent; no QEMU argv written", allowable=True),
+    Code("W0506", "left-out", W, "a NIC or NIC setting of libvirt XML has no .team form and is left out", allowable=True),
 )
 
 SLUGS: dict[str, Code] = {c.slug: c for c in CODES.values()}

@@ -2,7 +2,8 @@
 
 tests/cases/<slug>.team is named after the check it shows (a suffix may follow
 the slug); tests/golden/diagnostics/<case>.txt is what `teamc check` prints.
-The QEMU backend's warnings only appear when compiling, so those cases compile.
+The QEMU backend's warnings only appear when compiling, so those cases compile;
+tests/cases/<slug>.xml is libvirt XML, which goes through `teamc import`.
 """
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from compiler.diagnostics import CODES, SLUGS
 from helpers import GOLDEN, TESTS, check_golden, teamc
 
-CASES = sorted((TESTS / "cases").glob("*.team"))
+CASES = sorted([*(TESTS / "cases").glob("*.team"), *(TESTS / "cases").glob("*.xml")])
 COMPILE_ONLY = {"vf-unresolved", "no-qemu-backend"}
 
 
@@ -22,7 +23,9 @@ def slug_of(case) -> str:
 def test_diagnostics_golden(case, tmp_path, update_golden):
     slug = slug_of(case)
     rel = f"tests/cases/{case.name}"
-    if slug in COMPILE_ONLY:
+    if case.suffix == ".xml":
+        code, out, err = teamc("import", rel, "-o", str(tmp_path))
+    elif slug in COMPILE_ONLY:
         code, out, err = teamc("compile", rel, "-o", str(tmp_path))
     else:
         code, out, err = teamc("check", rel)
@@ -39,12 +42,14 @@ def test_every_code_has_a_case():
     assert shown == set(SLUGS), f"codes without a case: {sorted(set(SLUGS) - shown)}"
 
 
-def test_every_diagnostic_has_location_and_help():
+def test_every_diagnostic_has_location_and_help(tmp_path):
     import json
 
     for case in CASES:
         args = ("compile", f"tests/cases/{case.name}", "--emit", "xml") if slug_of(case) in COMPILE_ONLY else (
             "check", f"tests/cases/{case.name}")
+        if case.suffix == ".xml":
+            args = ("import", f"tests/cases/{case.name}", "-o", str(tmp_path))
         _, _, err = teamc(*args, "--format", "json")
         for d in json.loads(err)["diagnostics"]:
             assert d["help"], d
