@@ -336,8 +336,17 @@ def _current(folder: Path) -> bool:
 
 
 def build_debian_image(cache: Path, rebuild: bool = False, log=lambda message: None) -> GuestImage:
-    """The Debian guest image in `cache`/guest/<kernel package>, built if missing."""
-    package = debian_kernel_package()
+    """The Debian guest image in `cache`/guest/<kernel package>, built if missing. Without apt (or
+    its package lists), the newest image already in the cache is used."""
+    try:
+        package = debian_kernel_package()
+    except GuestError:
+        cached = sorted((f for f in (Path(cache) / "guest").glob("linux-image-*") if _current(f)),
+                        key=lambda f: f.stat().st_mtime)
+        if cached and not rebuild:
+            log(f"apt cannot name Debian's current kernel here; using the cached {cached[-1].name}")
+            return GuestImage.load(cached[-1])
+        raise
     folder = Path(cache) / "guest" / package
     if _current(folder) and not rebuild:
         return GuestImage.load(folder)
