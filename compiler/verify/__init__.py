@@ -47,7 +47,8 @@ def add_parser(subparsers) -> None:
                             "without FILE, nothing else")
     run_group = p.add_argument_group("run")
     run_group.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
-                           help="auto (default): the VM's accel, TCG when /dev/kvm is not usable")
+                           help="auto (default): the VM's accel, but TCG when KVM cannot run a guest here "
+                                "(tried once per host boot, remembered in the cache)")
     run_group.add_argument("--qemu", metavar="PATH", help="the QEMU binary (default: the VM's emulator)")
     run_group.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                            help="limit for each phase, boot and migration (default 120)")
