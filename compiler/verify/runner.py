@@ -500,6 +500,13 @@ def _boot(q: Qemu, result: VmResult, settings: Settings, progress: Progress) -> 
             progress("guest kernel up, loading the failover drivers")
         if not drivers and q.guest.note("modules"):
             drivers = True
+            failed = [text.split()[1] for _, text in q.guest.notes if text.startswith("module-failed ")]
+            if failed:
+                result.error = f"the guest could not load {', '.join(failed)}"
+                result.error_evidence = [f"console: {line}" for _, line in q.guest.console
+                                         if any(m in line for m in failed)][-10:]
+                result.boot_seconds = round(now - q.started, 1)
+                return
             progress("drivers loaded, waiting for the teams")
         tick = q.guest.ticks[-1] if q.guest.ticks else None
         for team in result.teams:
