@@ -153,6 +153,8 @@ def write_outputs(directory: Path, results: list[FileResult], failed: set[str], 
         if path in failed:
             _remove(directory, old)
             manifest.entries.pop(path, None)
+            staged.extend(result.artifacts)  # only what describes the input: --emit json, dot
+            written.extend(a.name for a in result.artifacts)
             continue
         if result.cached:
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .diagnostics import Diagnostic, lookup, sorted_unique
 from .ir import PciAddress
-from .pipeline import Artifact, FileResult, Options
+from .pipeline import ANALYSIS, Artifact, FileResult, Options, load
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -72,8 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     common(comp)
     comp.add_argument("-o", "--output", metavar="DIR",
                       help="write <vm>.xml and <vm>.sh into DIR (default: print to standard output)")
-    comp.add_argument("--emit", default="xml,qemu", metavar="KINDS",
-                      help="comma-separated outputs: xml, qemu (default: xml,qemu)")
+    comp.add_argument("--emit", metavar="KINDS",
+                      help="comma-separated outputs: xml, qemu, interfaces (one <vm>.<nic>.xml per NIC, for virsh "
+                           "attach-device), json (the IR), dot (the teaming graph) (default: xml,qemu; with --into: xml)")
+    comp.add_argument("--into", metavar="BASE.xml",
+                      help="merge the VM's teams into this libvirt domain: the xml output is BASE.xml with the "
+                           "team NICs and their root ports in it, everything else unchanged")
     comp.add_argument("--qemu-syntax", choices=("json", "keyval"), default="json",
                       help="-device/-netdev syntax: json (libvirt today) or keyval (older libvirt)")
     comp.add_argument("--qemu-format", choices=("shell", "lines"), default="shell",
@@ -114,9 +118,21 @@ def _options(args: argparse.Namespace) -> Options:
         allow.add(code.code)
     if args.command != "compile":
         return Options(allow=frozenset(allow))
-    emit = tuple(e.strip() for e in args.emit.split(",") if e.strip())
-    if not emit or set(emit) - {"xml", "qemu"}:
-        raise UsageError(f"--emit {args.emit}: choose from xml, qemu")
+    kinds = args.emit or ("xml" if args.into else "xml,qemu")
+    emit = tuple(e.strip() for e in kinds.split(",") if e.strip())
+    if not emit or set(emit) - {"xml", "qemu", "interfaces", "json", "dot"}:
+        raise UsageError(f"--emit {args.emit}: choose from xml, qemu, interfaces, json, dot")
+    into = None
+    if args.into:
+        if "qemu" in emit:
+            raise UsageError("--into: the QEMU command line is teamc's own domain's; with a base domain, "
+                             "let libvirt start it (--emit xml)")
+        try:
+            into, read_errors = load(args.into)
+        except OSError as err:
+            raise UsageError(f"cannot read {args.into}: {err.strerror or err}") from err
+        if read_errors:
+            raise UsageError(f"cannot read {args.into}: {read_errors[0].message}")
     vf = {}
     for spec in args.vf:
         target, _, addr = spec.partition("=")
@@ -126,7 +142,7 @@ def _options(args: argparse.Namespace) -> Options:
             raise UsageError(f"--vf {spec}: expected VM:NAME=DOMAIN:BUS:SLOT.FUNCTION, e.g. web:up0=0000:03:10.2")
         vf[(vm, name)] = address
     return Options(emit=emit, qemu_syntax=args.qemu_syntax, qemu_format=args.qemu_format, vf=vf,
-                   allow=frozenset(allow))
+                   allow=frozenset(allow), into=into)
 
 
 def _allowable():
@@ -219,6 +235,13 @@ def run(argv: list[str]) -> int:
         names = ", ".join(f"{vm}:{name}" for vm, name in sorted(unused_vf))
         parser.error(f"--vf {names}: no hostdev-pool transient of that name")
     failed = {_file_of(d) for d in diagnostics if d.is_error}
+    if (args.command == "compile" and options.into is not None and "xml" in options.emit and not failed
+            and not any(r.cached for r in results)):
+        merged = [vm for r in results for vm, _ in r.vms if any(a.name == f"{vm}.xml" for a in r.artifacts)]
+        if len(merged) != 1:
+            vms = ", ".join(vm for r in results for vm, _ in r.vms)
+            parser.error(f"--into {args.into}: {len(merged)} VMs to merge ({', '.join(merged) or 'none'} of {vms}); "
+                         "name the VM like the base domain's <name>, or compile one VM")
     if args.command == "compile":
         if output is not None:
             try:
@@ -227,8 +250,9 @@ def run(argv: list[str]) -> int:
                     _write_text(Path(args.depfile), batch.depfile_text(output, results))
             except OSError as err:
                 parser.error(f"cannot write {err.filename or output}: {err.strerror or err}")
-        elif not failed:
-            _print_artifacts([a for r in results for a in r.artifacts])
+        else:  # after errors, only what describes the input (json, dot)
+            _print_artifacts([a for r in results for a in r.artifacts
+                              if not failed or a.name.endswith(tuple(f".{kind}" for kind in ANALYSIS))])
     return EXIT_ERRORS if failed else EXIT_OK
 
 

@@ -193,19 +193,21 @@ def render_concise(d: Diagnostic) -> str:
     return f"{where}{d.code} {d.message}\n"
 
 
-def to_json(d: Diagnostic) -> dict:
-    def loc(span: Span) -> dict:
-        line, col = span.line_col
-        end_line, end_col = span.source.line_col(span.end)
-        return {"file": span.source.name, "line": line, "column": col, "end_line": end_line, "end_column": end_col}
+def location(span: Span) -> dict:
+    """A span as JSON: file, 1-based line and column of both ends."""
+    line, col = span.line_col
+    end_line, end_col = span.source.line_col(span.end)
+    return {"file": span.source.name, "line": line, "column": col, "end_line": end_line, "end_column": end_col}
 
+
+def to_json(d: Diagnostic) -> dict:
     return {
         "code": d.code,
         "slug": d.slug,
         "severity": d.severity.value,
         "message": d.message,
-        "location": loc(d.span) if d.span else None,
-        "labels": [{"message": lab.message, "location": loc(lab.span)} for lab in d.labels],
+        "location": location(d.span) if d.span else None,
+        "labels": [{"message": lab.message, "location": location(lab.span)} for lab in d.labels],
         "help": d.help,
     }
 

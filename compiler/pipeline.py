@@ -24,16 +24,23 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Options:
-    emit: tuple[str, ...] = ("xml", "qemu")  # what compile writes: xml, qemu
+    emit: tuple[str, ...] = ("xml", "qemu")  # what compile writes: xml, qemu, interfaces, json, dot
     qemu_syntax: str = "json"  # json | keyval
     qemu_format: str = "shell"  # shell (runnable script) | lines (one argument per line)
     vf: dict = field(default_factory=dict)  # (vm, team or nic name) -> PciAddress, for hostdev-pool transients
     allow: frozenset[str] = frozenset()  # codes downgraded to warnings everywhere
+    into: SourceFile | None = None  # --into BASE.xml: the xml output is the teams merged into this domain
 
     def cache_key(self) -> str:
         """Everything here that changes outputs, as stable text."""
         vf = ",".join(f"{vm}:{name}={addr}" for (vm, name), addr in sorted(self.vf.items()))
-        return f"{','.join(self.emit)}|{self.qemu_syntax}|{self.qemu_format}|{vf}|{','.join(sorted(self.allow))}"
+        into = ""
+        if self.into is not None:
+            import hashlib
+
+            into = f"{self.into.name}:{hashlib.sha256(self.into.text.encode()).hexdigest()}"
+        return (f"{','.join(self.emit)}|{self.qemu_syntax}|{self.qemu_format}|{vf}|{','.join(sorted(self.allow))}"
+                f"|{into}")
 
 
 @dataclass(frozen=True)
@@ -120,20 +127,41 @@ def compile_source(source: SourceFile, options: Options = Options()) -> FileResu
         return _compile_source(source, options)
 
 
+# What describes the input, errors included: written even when the input has errors.
+ANALYSIS = ("json", "dot")
+
+
 def _compile_source(source: SourceFile, options: Options) -> FileResult:
     graph, result = _check_source(source, options)
+    if graph is not None and set(ANALYSIS) & set(options.emit):
+        result.artifacts.extend(_analysis_artifacts(graph, result.diagnostics, options))
     if graph is None or result.failed:
         return result
-    from .backends.libvirt import domain_view
+    from .backends.libvirt import domain_view, nic_view
     from .backends.qemu import qemu_command
     from .layout import layout
     from .render import render
 
     backend_diagnostics = []
-    for vm_layout in layout(graph):
+    layouts = layout(graph)
+    if options.into is not None and "xml" in options.emit:
+        from .merge import merge_into
+
+        merged, merge_diagnostics = merge_into(options.into, layouts)
+        result.diagnostics.extend(apply_allow(graph, merge_diagnostics, options.allow))
+        if result.failed:
+            return result
+        result.artifacts.extend(Artifact(f"{name}.xml", text) for name, text in merged)
+    for vm_layout in layouts:
         name = vm_layout.vm.name
-        if "xml" in options.emit:
+        if "xml" in options.emit and options.into is None:
             result.artifacts.append(Artifact(f"{name}.xml", render("libvirt/domain.xml.j2", d=domain_view(vm_layout))))
+        if "interfaces" in options.emit:
+            for device in vm_layout.devices:
+                nic = device.nic
+                file_name = f"{name}.{nic.alias or nic.name}{'.transient' if nic.team and not nic.alias else ''}.xml"
+                result.artifacts.append(Artifact(file_name, render("libvirt/nic.xml.j2",
+                                                                   n=nic_view(device, placed=False)) + "\n"))
         if "qemu" in options.emit:
             command = qemu_command(vm_layout, options.qemu_syntax)
             backend_diagnostics.extend(command.diagnostics)
@@ -142,6 +170,20 @@ def _compile_source(source: SourceFile, options: Options) -> FileResult:
     if backend_diagnostics:
         result.diagnostics.extend(apply_allow(graph, backend_diagnostics, options.allow))
     return result
+
+
+def _analysis_artifacts(graph, diagnostics, options: Options) -> list[Artifact]:
+    from .backends.dot import dot_view
+    from .backends.ir_json import ir_json
+    from .render import render
+
+    out = []
+    for vm in vms(graph):
+        if "json" in options.emit:
+            out.append(Artifact(f"{vm.name}.json", ir_json(graph, vm, diagnostics)))
+        if "dot" in options.emit:
+            out.append(Artifact(f"{vm.name}.dot", render("dot/teaming.dot.j2", g=dot_view(graph, vm, diagnostics))))
+    return out
 
 
 def _qemu_artifact(command, options: Options, render) -> Artifact:

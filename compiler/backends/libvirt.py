@@ -52,7 +52,7 @@ class NicView:
     teaming_persistent: str | None
     mtu: int | None
     alias: str | None
-    address: PciView
+    address: PciView | None  # None in a fragment for `virsh attach-device`: libvirt places it
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +70,13 @@ class DomainView:
     nics: tuple[NicView, ...]  # the <interface>s, then the <hostdev>s, as libvirt orders them
 
 
-def _controller(port: RootPort) -> ControllerView:
+def controller_view(port: RootPort) -> ControllerView:
     return ControllerView(port.index, port.chassis, f"0x{port.port:x}",
                           pci_view(PciAddress(0, 0, port.slot, port.function), port.multifunction))
 
 
-def _nic(device: Device) -> NicView:
+def nic_view(device: Device, placed: bool = True) -> NicView:
+    """One NIC element; `placed=False` leaves out the guest address the user did not pin."""
     nic = device.nic
     kind = nic.source_kind
     source: tuple[tuple[str, str], ...] = ()
@@ -108,7 +109,7 @@ def _nic(device: Device) -> NicView:
         teaming_persistent=device.failover_pair_id if nic.role == TRANSIENT else None,
         mtu=nic.mtu if nic.role == PERSISTENT else None,
         alias=nic.alias,
-        address=pci_view(device.address),
+        address=pci_view(device.address) if placed or nic.guest_address is not None else None,
     )
 
 
@@ -124,6 +125,6 @@ def domain_view(layout: VmLayout) -> DomainView:
         machine=vm.machine,
         emulator=vm.emulator,
         pcie=vm.machine_family == "q35",
-        root_ports=tuple(_controller(p) for p in layout.root_ports),
-        nics=tuple(_nic(d) for d in layout.devices),
+        root_ports=tuple(controller_view(p) for p in layout.root_ports),
+        nics=tuple(nic_view(d) for d in layout.devices),
     )
