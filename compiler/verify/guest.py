@@ -150,8 +150,7 @@ def default_cache() -> Path:
     env = os.environ.get("TEAMC_CACHE")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "teamc"
+    return Path.home() / ".cache" / "teamc"
 
 
 def _run(argv: list[str], cwd: Path | None = None, timeout: int = 600) -> str:
