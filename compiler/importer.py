@@ -496,7 +496,8 @@ def import_xml(source: SourceFile, allow: frozenset[str] = frozenset()) -> Impor
     if result.failed:
         return result
     header = [f"The teamed NICs of domain `{vm.name.text}`, imported by `teamc import` from",
-              f"{source.name}. The rest of the domain stays there: merge these NICs back with",
+              f"{source.name}.",
+              "The rest of the domain stays there; merge these NICs back into it with",
               f"`teamc compile FILE.team --into {source.name}`."]
     result.text = _print(vm, nics, skipped, doc, header)
     return result

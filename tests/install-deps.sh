@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-    libvirt0 libvirt-clients qemu-system-x86 >/dev/null
+    libvirt0 libvirt-clients qemu-system-x86 graphviz >/dev/null
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 # apt-get download (used by the guest image build) needs the package lists updated above.
 TEAMC_CACHE="${TEAMC_CACHE:-$PWD/.cache/teamc}" python3 -m compiler verify --build-guest-image >/dev/null

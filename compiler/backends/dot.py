@@ -71,8 +71,8 @@ def dot_view(graph, vm, diagnostics) -> DotView:
             placed.add(missing)
             nodes.append(DotStatement(f"{missing} [{_attrs(label=f'{nic.pairs_with}{chr(10)}(no such NIC)', style='dashed', color='red', fontcolor='red')}]"))
             edges.append(DotStatement(f"{ids[key]} -> {missing} [{_attrs(style='dashed', color='red')}]"))
-    vm_found = [d for d in diagnostics if within(d.span, vm.span) and not any(
-        within(d.span, nic.span) for _, nic in members)]
+    vm_found = [d for d in diagnostics if any(within(span, vm.span) for span in (d.span, *(l.span for l in d.labels)))
+                and not any(within(d.span, nic.span) for _, nic in members)]
     label = f"VM {vm.name} ({vm.machine})" + "".join(f"\n{d.code} {d.message}" for d in vm_found)
     graph_attrs = _attrs(label=label, labelloc="t", rankdir="LR", fontname="Helvetica",
                          fontcolor=_style(vm_found).get("color"))

@@ -1,0 +1,130 @@
+"""`compile --into BASE.xml`: teams merged into the user's domain, everything else byte for byte.
+
+Golden merged domains in tests/golden/merge/, each valid against libvirt's RNG
+and defined by `virsh -c test:///default`; merging the result again changes
+nothing; conflicts with the base are diagnostics pointing into the base.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import pytest
+
+from helpers import GOLDEN, TESTS, check_golden, rng_errors, teamc, virsh_define_dumpxml
+
+MERGE = TESTS / "merge"
+FIXTURE = "tests/conformance/libvirt/net-virtio-teaming.xml"
+
+# (case, .team file, base domain, VM name)
+CASES = [
+    ("web01", "tests/merge/web01.team", "tests/merge/web01-base.xml", "web01"),
+    ("fixture-imported", "tests/merge/net-virtio-teaming.team", FIXTURE, "QEMUGuest1"),
+]
+
+
+def merged(team: str, base: str, *extra: str) -> str:
+    code, out, err = teamc("compile", team, "--into", base, *extra)
+    assert code == 0 and "error[" not in err, err
+    return out
+
+
+@pytest.mark.parametrize("case,team,base,vm", CASES, ids=[c[0] for c in CASES])
+def test_merge_golden_valid_and_defined(case, team, base, vm, tmp_path, update_golden):
+    text = merged(team, base)
+    check_golden(GOLDEN / "merge" / f"{case}.xml", text, update_golden)
+    assert rng_errors(text) == []
+    path = tmp_path / "merged.xml"
+    path.write_text(text)
+    dump = virsh_define_dumpxml(path, vm)
+    assert dump.count("<teaming") == text.count("<teaming")
+    # Merging into the merged domain changes nothing.
+    assert merged(team, str(path)) == text
+
+
+def test_untouched_parts_keep_every_byte():
+    base = (MERGE / "web01-base.xml").read_text()
+    text = merged("tests/merge/web01.team", "tests/merge/web01-base.xml")
+    ops = difflib.SequenceMatcher(None, base.splitlines(True), text.splitlines(True), autojunk=False).get_opcodes()
+    assert {op for op, *_ in ops} == {"equal", "insert"}, "the base lost or changed a line"
+    assert "<!-- management network: not part of any team, stays as it is -->" in text
+
+
+def test_replacing_a_team_changes_only_its_lines(tmp_path):
+    first = tmp_path / "first.xml"
+    first.write_text(merged("tests/merge/web01.team", "tests/merge/web01-base.xml"))
+    team = tmp_path / "web01.team"
+    team.write_text((MERGE / "web01.team").read_text().replace("mtu 9000", "mtu 1500"))
+    second = merged(str(team), str(first))
+    diff = [line for line in difflib.unified_diff(first.read_text().splitlines(), second.splitlines(), lineterm="")
+            if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert diff == ["-      <mtu size='9000'/>", "+      <mtu size='1500'/>"]
+
+
+def test_import_edit_fmt_merge_round_trip(tmp_path):
+    """The README's walk-through: import libvirt's fixture, edit, fmt, compile --into the fixture."""
+    code, _, _ = teamc("import", FIXTURE, "-o", str(tmp_path))
+    assert code == 0
+    team = tmp_path / "net-virtio-teaming.team"
+    assert merged(str(team), FIXTURE).count("<interface") == 4  # unchanged teams merge back
+    team.write_text(team.read_text().replace("mac 66:44:33:22:11:00", "mac 52:54:00:66:11:00"))
+    assert teamc("fmt", "--check", str(team))[0] == 0
+    assert merged(str(team), FIXTURE) == merged("tests/merge/net-virtio-teaming.team", FIXTURE)
+
+
+def conflict(tmp_path, base_edit, team_edit=lambda t: t) -> str:
+    base = tmp_path / "base.xml"
+    base.write_text(base_edit((MERGE / "web01-base.xml").read_text()))
+    team = tmp_path / "web01.team"
+    team.write_text(team_edit((MERGE / "web01.team").read_text()))
+    code, out, err = teamc("compile", str(team), "--into", str(base), "--format", "concise")
+    assert code == 1 and out == "", err
+    return err
+
+
+def test_conflicts_with_the_base_are_refused(tmp_path):
+    err = conflict(tmp_path, lambda b: b.replace("machine='pc-q35-7.2'", "machine='pc-i440fx-7.2'"))
+    assert "base.xml:10:34: E0405 the base domain's machine `pc-i440fx-7.2` is not of the VM's" in err
+    err = conflict(tmp_path, lambda b: b.replace("machine='pc-q35-7.2'", "machine='virt'"))
+    assert "E0405 the base domain's machine `virt` cannot host a failover team" in err
+    err = conflict(tmp_path, lambda b: b.replace("<target dev='vda' bus='virtio'/>",
+                                                 "<target dev='vda' bus='virtio'/>\n      <alias name='ua-uplink'/>"))
+    assert "E0102 alias `ua-uplink` is already used by the base domain's <disk 'file'>" in err
+    err = conflict(tmp_path, lambda b: b.replace("52:54:00:6b:3c:58", "52:54:00:10:00:01"))
+    assert "E0309 MAC 52:54:00:10:00:01 is also used by the base domain's <interface 'network'>" in err
+    err = conflict(tmp_path, lambda b: b, lambda t: t.replace("{ mtu 9000 }", "{ mtu 9000; address 0000:04:00.0 }"))
+    assert "E0403 guest PCI address 0000:04:00.0 is already used by the base domain's <disk 'file'>" in err
+    err = conflict(tmp_path, lambda b: b, lambda t: t.replace("{ mtu 9000 }", "{ mtu 9000; address 0000:02:00.0 }"))
+    assert "E0403 guest PCI address 0000:02:00.0 is already used by the base domain's <controller 'qemu-xhci'>" in err
+    hostdev = ("<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x5e' "
+               "slot='0x02' function='0x1'/></source></hostdev>\n    <memballoon")
+    err = conflict(tmp_path, lambda b: b.replace("<memballoon", hostdev, 1))
+    assert "E0310 host VF 0000:5e:02.1 is also assigned by the base domain's <hostdev 'pci'>" in err
+
+
+def test_a_dropped_setting_of_a_replaced_nic_is_a_warning(tmp_path):
+    base = tmp_path / "base.xml"
+    first = merged("tests/merge/web01.team", "tests/merge/web01-base.xml")
+    base.write_text(first.replace("<source bridge='br0'/>", "<source bridge='br0'/>\n      <link state='down'/>"))
+    code, out, err = teamc("compile", "tests/merge/web01.team", "--into", str(base))
+    assert code == 0 and "warning[W0506]: `<link>` of the base domain's <interface 'bridge'>" in err
+    assert out == first
+
+
+def test_usage_errors(tmp_path):
+    code, _, err = teamc("compile", "tests/merge/web01.team", "--into", "tests/merge/web01-base.xml", "--emit", "qemu")
+    assert code == 2 and "--into" in err
+    code, _, err = teamc("compile", "examples/fleet.team", "--into", "tests/merge/web01-base.xml")
+    assert code == 2 and "0 VMs to merge" in err
+    code, _, err = teamc("compile", "tests/merge/web01.team", "--into", "no/such.xml")
+    assert code == 2 and "cannot read no/such.xml" in err
+    code, _, err = teamc("compile", "tests/merge/web01.team", "--into", "tests/cases/bad-xml.xml")
+    assert code == 1 and "error[E0004]" in err
+
+
+def test_output_folder_gets_the_vm_file(tmp_path):
+    code, out, err = teamc("compile", "tests/merge/web01.team", "--into", "tests/merge/web01-base.xml",
+                           "-o", str(tmp_path))
+    assert (code, out, err) == (0, "", "")
+    assert (tmp_path / "web01.xml").read_text() == (GOLDEN / "merge" / "web01.xml").read_text()
