@@ -806,7 +806,7 @@ def _migrate(session: Session, source: Qemu, plan: VmPlan, image: GuestImage, re
             break
         if now > deadline:
             for team in result.teams:
-                _timeout_migration(dest, team, settings.timeout)
+                _timeout_migration(source, dest, team, ticks_before, info, settings.timeout)
             break
         time.sleep(POLL)
     if resumed is not None:
@@ -835,7 +835,8 @@ def _fail_migration(result: VmResult, why: str, evidence: list[str]) -> None:
 
 
 def _judge_migration(source: Qemu, dest: Qemu, team: TeamResult, ticks_before: int, resumed: float | None,
-                     info: dict, progress: Progress) -> None:
+                     info: dict, progress: Progress, final: bool = False) -> None:
+    """`final`: the deadline has passed; judge the standby on what the guest reported so far."""
     t = team.team
     c = team.checks
     ticks = source.guest.ticks[ticks_before:] + dest.guest.ticks
@@ -859,13 +860,17 @@ def _judge_migration(source: Qemu, dest: Qemu, team: TeamResult, ticks_before: i
         pre = next((tk for tk in reversed(source.guest.ticks[:ticks_before] or source.guest.ticks[-1:])
                     if _primary_up(tk, t)), None)
         back = next((tk for tk in dest.guest.ticks if _primary_up(tk, t)), None)
+        if back is None and final and dest.guest.ticks:
+            back = dest.guest.ticks[-1]
         gap = [tk for tk in ticks if not _primary_up(tk, t)]
         if pre is not None and back is not None:
             m0, m1 = pre.master(t.mac), back.master(t.mac)
             s0, s1 = pre.slave(m0, "virtio"), back.slave(m1, "virtio")
+            until = ("had link again on the destination" if _primary_up(back, t)
+                     else "was still away on the destination")
             if s0 and s1 and s1.tx - s0.tx >= 1 and s1.rx - s0.rx >= 1 and gap:
                 c["traffic on standby"].ok(
-                    f"from the unplug until {t.primary} had link again on the destination ({len(gap)} guest "
+                    f"from the unplug until {t.primary} {until} ({len(gap)} guest "
                     f"reports, t={gap[0].uptime:.2f}-{gap[-1].uptime:.2f} s) the pings went through the standby "
                     f"{s1.name}: tx +{s1.tx - s0.tx} rx +{s1.rx - s0.rx}",
                     [f"guest source t={pre.uptime:.2f}: {s0.line()}"]
@@ -900,15 +905,26 @@ def _judge_migration(source: Qemu, dest: Qemu, team: TeamResult, ticks_before: i
             c["traffic after migration"].ok("destination: " + detail, evidence)
 
 
-def _timeout_migration(dest: Qemu, team: TeamResult, timeout: float) -> None:
+def _timeout_migration(source: Qemu, dest: Qemu, team: TeamResult, ticks_before: int, info: dict,
+                       timeout: float) -> None:
+    _judge_migration(source, dest, team, ticks_before, None, info, Progress(enabled=False), final=True)
+    t = team.team
     tick = dest.guest.ticks[-1] if dest.guest.ticks else None
     state = [f"guest destination: {i.line()}" for i in tick.ifaces.values()] if tick else \
         ["guest destination: no interface report"]
+    waiting = {
+        "primary unplugged": f"the unplug of {t.primary}",
+        "traffic on standby": "pings through the standby",
+        "primary re-plugged": f"FAILOVER_NEGOTIATED for {t.standby} on the destination and the guest to enslave "
+                              f"{t.primary} again",
+        "traffic after migration": f"pings through {t.primary} on the destination",
+    }
     first = True
     for name in MIGRATION_CHECKS:
         if _pending(team, name):
             if first:
-                team.checks[name].fail(f"timed out after {timeout:.0f} s", state + dest.warnings()[-3:])
+                team.checks[name].fail(f"timed out after {timeout:.0f} s waiting for {waiting[name]}",
+                                       state + dest.warnings()[-3:])
                 first = False
             else:
                 team.checks[name].status = "skipped"
