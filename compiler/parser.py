@@ -481,7 +481,7 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
             help="a block opened with `{` must be closed with `}`" if "RBRACE" in expected else None,
         )
     span = Span(source, tok.start_pos, tok.end_pos)
-    found = "a newline" if tok.type == "_NL" else f"`{tok.value}`"
+    found = "end of line" if tok.type == "_NL" else f"`{tok.value}`"
     if tok.type == "_NL":
         span = Span(source, tok.start_pos, tok.start_pos)
     keywords = sorted({w for name in meaningful if name in words for w in words[name]})

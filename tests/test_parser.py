@@ -293,7 +293,7 @@ def test_missing_value():
 def test_value_on_the_next_line():
     d = err("vm a {\n  machine\n  q35\n}")
     assert (d.code, d.span.line_col, d.span.text) == ("E0001", (2, 10), "")
-    assert d.message == "unexpected a newline; expected a value"
+    assert d.message == "unexpected end of line; expected a value"
 
 
 def test_missing_open_brace():
