@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, fields, replace
 
 from . import nodes as n
 from .diagnostics import Diagnostic, diag
-from .lower import ARCHES
 from .source import SourceFile, Span
 
 # libvirt memory units -> (teamc unit, factor to get there)
@@ -161,6 +160,8 @@ class _Importer:
             out.extend(self.memory(memory))
         if (vcpu := root.find("vcpu")) is not None:
             setting("vcpus", self.value(vcpu))
+        from .lower import ARCHES
+
         emulator = root.find("devices/emulator")
         arch = os_type.get("arch", "x86_64") if os_type is not None else "x86_64"
         if emulator is not None and (emulator.text or "").strip() != ARCHES.get(arch):

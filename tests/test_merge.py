@@ -11,6 +11,8 @@ import difflib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from helpers import GOLDEN, TESTS, check_golden, rng_errors, teamc, virsh_define_dumpxml
 
@@ -128,3 +130,21 @@ def test_output_folder_gets_the_vm_file(tmp_path):
                            "-o", str(tmp_path))
     assert (code, out, err) == (0, "", "")
     assert (tmp_path / "web01.xml").read_text() == (GOLDEN / "merge" / "web01.xml").read_text()
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(rng=st.randoms(use_true_random=False), steps=st.integers(1, 6), kind=st.sampled_from(["tree", "text"]))
+def test_merge_never_crashes_on_a_mutated_base(rng, steps, kind):
+    """Whatever the base holds: a diagnostic, or well-formed XML."""
+    from lxml import etree
+
+    from compiler.pipeline import Options, compile_source, load
+    from compiler.source import SourceFile
+    from test_importer import mutate_text, mutate_tree
+
+    base = (mutate_tree if kind == "tree" else mutate_text)((MERGE / "web01-base.xml").read_text(), rng, steps)
+    result = compile_source(load("tests/merge/web01.team")[0], Options(emit=("xml",), into=SourceFile("b.xml", base)))
+    assert all(d.help and d.span is not None for d in result.diagnostics)
+    if not result.failed:
+        for artifact in result.artifacts:
+            etree.fromstring(artifact.text.encode())
