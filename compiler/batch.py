@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +84,8 @@ def run_batch(command: str, paths: list[str], options: Options, jobs: int,
     todo = [p for p in paths if p not in cached]
     job_list = [(command, p, options, stdin if p == "-" else None) for p in todo]
     if jobs > 1 and len(job_list) > 1:
+        from concurrent.futures import ProcessPoolExecutor  # only when there is parallel work
+
         chunk = max(1, len(job_list) // (jobs * 8))
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             fresh = list(pool.map(_work, job_list, chunksize=chunk))

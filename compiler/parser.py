@@ -246,13 +246,33 @@ def _grammar() -> str:
     return (resource_dir("grammar") / "team.lark").read_text(encoding="utf-8")
 
 
+def _cache_path() -> str | bool:
+    """Where Lark may keep its analysed grammar: the user's own cache folder (the cache is a
+    pickle, so never a shared temporary folder). False when there is no writable one."""
+    import hashlib
+    import os
+
+    import lark as lark_module
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "teamc")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if not os.access(folder, os.W_OK) or os.stat(folder).st_uid != os.getuid():
+            return False
+    except OSError:
+        return False
+    digest = hashlib.sha256(_grammar().encode()).hexdigest()[:16]
+    return os.path.join(folder, f"grammar-{digest}-lark{lark_module.__version__}.cache")
+
+
 def _parser() -> tuple[Lark, _Builder]:
     # One parser per thread: the embedded transformer carries the current source.
     cached = getattr(_local, "parser", None)
     if cached is None:
         builder = _Builder()
         lark = Lark(_grammar(), parser="lalr", lexer="contextual", keep_all_tokens=True, transformer=builder,
-                    postlex=_WholeWords())
+                    postlex=_WholeWords(), cache=_cache_path())
         cached = _local.parser = (lark, builder)
     return cached
 
