@@ -108,16 +108,22 @@ def _jobs(text: str) -> int:
     return value
 
 
-def _options(args: argparse.Namespace) -> Options:
+def allowed_codes(names: list[str]) -> frozenset[str]:
+    """The codes of `--allow` options (codes or slugs); a name that is not allowable is a usage error."""
     allow = set()
-    for name in args.allow:
+    for name in names:
         code = lookup(name)
         if code is None or not code.allowable:
             allowable = ", ".join(f"{c.code} ({c.slug})" for c in _allowable())
             raise UsageError(f"--allow {name}: not an allowable check (allowable: {allowable})")
         allow.add(code.code)
+    return frozenset(allow)
+
+
+def _options(args: argparse.Namespace) -> Options:
+    allow = allowed_codes(args.allow)
     if args.command != "compile":
-        return Options(allow=frozenset(allow))
+        return Options(allow=allow)
     kinds = args.emit or ("xml" if args.into else "xml,qemu")
     emit = tuple(e.strip() for e in kinds.split(",") if e.strip())
     if not emit or set(emit) - {"xml", "qemu", "interfaces", "json", "dot"}:
@@ -142,7 +148,7 @@ def _options(args: argparse.Namespace) -> Options:
             raise UsageError(f"--vf {spec}: expected VM:NAME=DOMAIN:BUS:SLOT.FUNCTION, e.g. web:up0=0000:03:10.2")
         vf[(vm, name)] = address
     return Options(emit=emit, qemu_syntax=args.qemu_syntax, qemu_format=args.qemu_format, vf=vf,
-                   allow=frozenset(allow), into=into)
+                   allow=allow, into=into)
 
 
 def _allowable():

@@ -531,23 +531,18 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from .cli import EXIT_ERRORS, EXIT_OK, UsageError, _print_artifacts, _print_diagnostics
-    from .diagnostics import lookup, sorted_unique
+    from .cli import EXIT_ERRORS, EXIT_OK, UsageError, _print_artifacts, _print_diagnostics, allowed_codes
+    from .diagnostics import sorted_unique
     from .pipeline import Artifact, load
 
-    allow = set()
-    for name in args.allow:
-        code = lookup(name)
-        if code is None or not code.allowable:
-            raise UsageError(f"--allow {name}: not an allowable check")
-        allow.add(code.code)
+    allow = allowed_codes(args.allow)
     results = []
     for path in args.files:
         try:
             source, read_errors = load(path)
         except OSError as err:
             raise UsageError(f"cannot read {path}: {err.strerror or err}") from err
-        results.append(ImportResult(source, read_errors) if read_errors else import_xml(source, frozenset(allow)))
+        results.append(ImportResult(source, read_errors) if read_errors else import_xml(source, allow))
     diagnostics = sorted_unique([d for r in results for d in r.diagnostics])
     _print_diagnostics(diagnostics, args.format, args.color)
     if any(d.is_error for d in diagnostics):
