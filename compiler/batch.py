@@ -1,9 +1,10 @@
 """Many inputs at once: expand directories, compile in parallel, write per file.
 
 `run_batch` turns the command line's inputs into `FileResult`s (in parallel
-with `-j`, identical output to `-j 1`), and `write_outputs` writes each file's
-artifacts into the output folder. A file with errors gets nothing written, and
-what an earlier run wrote for it is removed, so no stale output survives. The
+with `-j`, identical output to `-j 1`); with an output folder each worker
+writes its input's artifacts there, and `finish_outputs` then removes what
+belongs to inputs that failed (what an earlier run wrote for them too), so no
+stale output survives. The
 folder's manifest (`.teamc-manifest.json`) records, per input, the hash of its
 content and options and the outputs it produced; an unchanged input whose
 outputs are still in place is not compiled again.
@@ -26,7 +27,7 @@ MANIFEST_VERSION = 1
 
 
 class InputError(Exception):
-    """An input that cannot be read at all (a usage error)."""
+    """An input that cannot be read, or an output folder that cannot be written (a usage error)."""
 
 
 def expand_inputs(paths: list[str]) -> list[str]:
@@ -44,8 +45,26 @@ def expand_inputs(paths: list[str]) -> list[str]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-def _work(job: tuple[str, str, Options, bytes | None]) -> FileResult:
-    command, path, options, data = job
+def _work(job: tuple[str, str, Options, bytes | None, Path | None]) -> FileResult:
+    command, path, options, data, out_dir = job
+    result = _compile_one(command, path, options, data)
+    if out_dir is not None and command == "compile":
+        # Written here, in the worker, so that -j also spreads the file writing; the parent
+        # removes them again if the input turns out to fail (--werror, a VM in two inputs).
+        keep = result.artifacts if not result.failed else [a for a in result.artifacts if a.analysis]
+        try:
+            write_files(out_dir, keep)
+        except OSError as err:
+            raise InputError(f"cannot write {err.filename or out_dir}: {err.strerror or err}") from err
+        result.written = [a.name for a in keep]
+        result.analysis_names = [a.name for a in keep if a.analysis]
+        result.artifacts = []
+        if data is None:
+            result.key = content_key(Path(path).read_bytes(), options)
+    return result
+
+
+def _compile_one(command: str, path: str, options: Options, data: bytes | None) -> FileResult:
     if data is not None:  # standard input, read by the parent
         from .pipeline import read_source
 
@@ -71,8 +90,9 @@ def content_key(data: bytes, options: Options) -> str:
 
 
 def run_batch(command: str, paths: list[str], options: Options, jobs: int,
-              cached: dict[str, dict] | None = None) -> list[FileResult]:
-    """Compile or check every input; `cached` maps a path to a manifest entry to reuse."""
+              cached: dict[str, dict] | None = None, out_dir: Path | None = None) -> list[FileResult]:
+    """Compile or check every input; `cached` maps a path to a manifest entry to reuse. With
+    `out_dir`, each input's outputs are written there as it compiles (see `finish_outputs`)."""
     cached = cached or {}
     stdin = None
     if "-" in paths:
@@ -82,7 +102,12 @@ def run_batch(command: str, paths: list[str], options: Options, jobs: int,
 
         stdin = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
     todo = [p for p in paths if p not in cached]
-    job_list = [(command, p, options, stdin if p == "-" else None) for p in todo]
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"cannot write {out_dir}: {err.strerror or err}") from err
+    job_list = [(command, p, options, stdin if p == "-" else None, out_dir) for p in todo]
     if jobs > 1 and len(job_list) > 1:
         from concurrent.futures import ProcessPoolExecutor  # only when there is parallel work
 
@@ -142,33 +167,25 @@ class Manifest:
         write_files(self.directory, [Artifact(MANIFEST, text)])
 
 
-def write_outputs(directory: Path, results: list[FileResult], failed: set[str], options: Options) -> list[str]:
-    """Write each good file's outputs; remove what failed files wrote before. Returns written names."""
-    directory.mkdir(parents=True, exist_ok=True)
+def finish_outputs(directory: Path, results: list[FileResult], failed: set[str]) -> None:
+    """After the workers wrote: remove what belongs to failing inputs (what earlier runs wrote for
+    them too) and stale names, and record each good input in the manifest."""
     manifest = Manifest.load(directory)
-    written: list[str] = []
-    staged: list[Artifact] = []
     for result in results:
         path = result.source.name
         old = manifest.entries.get(path, {}).get("outputs", [])
         if path in failed:
-            _remove(directory, old)
+            keep = set(result.analysis_names)  # --emit json/dot describe the errors
+            _remove(directory, [name for name in [*old, *result.written] if name not in keep])
             manifest.entries.pop(path, None)
-            staged.extend(result.artifacts)  # only what describes the input: --emit json, dot
-            written.extend(a.name for a in result.artifacts)
             continue
         if result.cached:
             continue
-        names = [a.name for a in result.artifacts]
-        _remove(directory, [name for name in old if name not in names])
-        staged.extend(result.artifacts)
-        written.extend(names)
+        _remove(directory, [name for name in old if name not in result.written])
         if path != "<stdin>":
-            manifest.entries[path] = {"key": content_key(Path(path).read_bytes(), options), "outputs": names,
+            manifest.entries[path] = {"key": result.key, "outputs": result.written,
                                       "vms": [vm for vm, _ in result.vms]}
-    write_files(directory, staged)
     manifest.save()
-    return written
 
 
 def _remove(directory: Path, names: list[str]) -> None:

@@ -183,11 +183,14 @@ def _terminal_wants_color(stream) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
-def _duplicate_vms(results: list[FileResult]) -> list[Diagnostic]:
+def _duplicate_vms(results: list[FileResult]) -> tuple[list[Diagnostic], set[str]]:
+    """A VM defined in two inputs: the diagnostics, and every input involved (whose outputs
+    would overwrite each other, so none of them may keep outputs)."""
     from .diagnostics import Label, diag
 
     seen: dict = {}
     out = []
+    involved: set[str] = set()
     # In path order, so that which file is "first" does not depend on the command line.
     for result in sorted(results, key=lambda r: r.source.name):
         for vm, span in result.vms:
@@ -198,8 +201,9 @@ def _duplicate_vms(results: list[FileResult]) -> list[Diagnostic]:
                 other = result.source.name if span is None else first[0].source.name
                 out.append(diag("E0101", f"VM `{vm}` is defined in two input files ({other})", where, *labels,
                                 help="outputs are named after the VM; rename one of them"))
+                involved |= {result.source.name, first[0].source.name}
             seen.setdefault(vm, (result, span))
-    return out
+    return out, involved
 
 
 def run(argv: list[str]) -> int:
@@ -226,12 +230,12 @@ def run(argv: list[str]) -> int:
             raise UsageError("--depfile needs -o DIR")
         output = Path(args.output) if getattr(args, "output", None) else None
         cached = batch.Manifest.load(output).reusable(paths, options) if output else {}
-        results = batch.run_batch(args.command, paths, options, args.jobs, cached)
+        results = batch.run_batch(args.command, paths, options, args.jobs, cached, output)
     except (UsageError, batch.InputError) as err:
         parser.error(str(err))  # exits with status 2
 
     # Outputs are named after their VM, so two inputs may not define one VM when compiling.
-    clashes = _duplicate_vms(results) if args.command == "compile" else []
+    clashes, clashing = _duplicate_vms(results) if args.command == "compile" else ([], set())
     diagnostics = sorted_unique([d for r in results for d in r.diagnostics] + clashes)
     if args.werror:
         diagnostics = [d.as_error() for d in diagnostics]
@@ -240,18 +244,21 @@ def run(argv: list[str]) -> int:
     if unused_vf:
         names = ", ".join(f"{vm}:{name}" for vm, name in sorted(unused_vf))
         parser.error(f"--vf {names}: no hostdev-pool transient of that name")
-    failed = {_file_of(d) for d in diagnostics if d.is_error}
+    failed = {_file_of(d) for d in diagnostics if d.is_error} | clashing
     if (args.command == "compile" and options.into is not None and "xml" in options.emit and not failed
             and not any(r.cached for r in results)):
-        merged = [vm for r in results for vm, _ in r.vms if any(a.name == f"{vm}.xml" for a in r.artifacts)]
+        merged = [vm for r in results for vm, _ in r.vms
+                  if f"{vm}.xml" in {a.name for a in r.artifacts} | set(r.written)]
         if len(merged) != 1:
             vms = ", ".join(vm for r in results for vm, _ in r.vms)
+            if output is not None:  # take back what the workers wrote for this refused run
+                batch.finish_outputs(output, results, {r.source.name for r in results})
             parser.error(f"--into {args.into}: {len(merged)} VMs to merge ({', '.join(merged) or 'none'} of {vms}); "
                          "name the VM like the base domain's <name>, or compile one VM")
     if args.command == "compile":
         if output is not None:
             try:
-                batch.write_outputs(output, results, failed, options)
+                batch.finish_outputs(output, results, failed)
                 if args.depfile:
                     _write_text(Path(args.depfile), batch.depfile_text(output, results))
             except OSError as err:

@@ -47,6 +47,7 @@ class Options:
 class Artifact:
     name: str  # file name inside the output folder
     text: str
+    analysis: bool = False  # describes the input (--emit json, dot): written even when it has errors
 
 
 @dataclass
@@ -57,6 +58,9 @@ class FileResult:
     vms: list = field(default_factory=list)  # (name, name span) of each VM
     used_vf: set = field(default_factory=set)
     cached: bool = False  # reused from the output folder's manifest, not compiled again
+    written: list = field(default_factory=list)  # names a worker wrote into the output folder
+    analysis_names: list = field(default_factory=list)  # those of them that describe the input (json, dot)
+    key: str = ""  # the manifest key of the input (batch.content_key)
 
     @property
     def failed(self) -> bool:
@@ -180,9 +184,10 @@ def _analysis_artifacts(graph, diagnostics, options: Options) -> list[Artifact]:
     out = []
     for vm in vms(graph):
         if "json" in options.emit:
-            out.append(Artifact(f"{vm.name}.json", ir_json(graph, vm, diagnostics)))
+            out.append(Artifact(f"{vm.name}.json", ir_json(graph, vm, diagnostics), analysis=True))
         if "dot" in options.emit:
-            out.append(Artifact(f"{vm.name}.dot", render("dot/teaming.dot.j2", g=dot_view(graph, vm, diagnostics))))
+            out.append(Artifact(f"{vm.name}.dot", render("dot/teaming.dot.j2", g=dot_view(graph, vm, diagnostics)),
+                                analysis=True))
     return out
 
 

@@ -273,3 +273,14 @@ def test_version():
     from compiler import __version__
 
     assert proc.stdout.decode() == f"teamc {__version__}\n"
+
+
+def test_a_vm_in_two_inputs_fails_both_and_leaves_neither_output(tmp_path):
+    a, b = tmp_path / "a.team", tmp_path / "b.team"
+    a.write_text("vm web { team t { persistent virtio user; transient hostdev 0000:03:07.1 } }\n"
+                 "vm db { team t { persistent virtio user; transient hostdev 0000:03:07.2 } }\n")
+    b.write_text("vm web { team t { persistent virtio user; transient hostdev 0000:03:07.3 } }\n")
+    out = tmp_path / "out"
+    code, _, err = teamc("compile", str(a), str(b), "-o", str(out), "-j", "2")
+    assert code == 1 and err.count("error[E0101]") == 1
+    assert tree_hashes(out) == {}  # neither input keeps outputs: web.xml would be one or the other
