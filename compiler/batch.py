@@ -60,7 +60,9 @@ def _work(job: tuple[str, str, Options, bytes | None, Path | None]) -> FileResul
         result.analysis_names = [a.name for a in keep if a.analysis]
         result.artifacts = []
         if data is None:
+            stamp = file_stamp(path)
             result.key = content_key(Path(path).read_bytes(), options)
+            result.stamp = stamp
     return result
 
 
@@ -81,12 +83,23 @@ def _compile_one(command: str, path: str, options: Options, data: bytes | None) 
     return compile_source(source, options)
 
 
+def options_key(options: Options) -> str:
+    return hashlib.sha256(f"teamc {__version__}\n{options.cache_key()}\n".encode()).hexdigest()[:16]
+
+
 def content_key(data: bytes, options: Options) -> str:
     """What an input's outputs depend on: its bytes, the options and teamc's version."""
     digest = hashlib.sha256()
     digest.update(f"teamc {__version__}\n{options.cache_key()}\n".encode())
     digest.update(data)
     return digest.hexdigest()
+
+
+def file_stamp(path: str) -> list[int]:
+    """Size and modification time: when both are unchanged, the content is taken as unchanged
+    (as git and make do), which spares reading every input of a large tree on a rebuild."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
 
 
 def run_batch(command: str, paths: list[str], options: Options, jobs: int,
@@ -149,15 +162,18 @@ class Manifest:
     def reusable(self, paths: list[str], options: Options) -> dict[str, dict]:
         """Entries whose input is unchanged and whose outputs are all still there."""
         out = {}
+        opts = options_key(options)
+        present = set(os.listdir(self.directory)) if self.entries else set()
         for path in paths:
             entry = self.entries.get(path)
-            if path == "-" or entry is None:
+            if path == "-" or entry is None or entry.get("options") != opts:
                 continue
             try:
-                key = content_key(Path(path).read_bytes(), options)
+                unchanged = entry.get("stamp") == file_stamp(path) or (
+                    entry.get("key") == content_key(Path(path).read_bytes(), options))
             except OSError:
                 continue
-            if entry.get("key") == key and all((self.directory / name).exists() for name in entry["outputs"]):
+            if unchanged and all(name in present for name in entry["outputs"]):
                 out[path] = entry
         return out
 
@@ -167,10 +183,11 @@ class Manifest:
         write_files(self.directory, [Artifact(MANIFEST, text)])
 
 
-def finish_outputs(directory: Path, results: list[FileResult], failed: set[str]) -> None:
+def finish_outputs(directory: Path, results: list[FileResult], failed: set[str], options: Options) -> None:
     """After the workers wrote: remove what belongs to failing inputs (what earlier runs wrote for
     them too) and stale names, and record each good input in the manifest."""
     manifest = Manifest.load(directory)
+    opts = options_key(options)
     for result in results:
         path = result.source.name
         old = manifest.entries.get(path, {}).get("outputs", [])
@@ -183,8 +200,8 @@ def finish_outputs(directory: Path, results: list[FileResult], failed: set[str])
             continue
         _remove(directory, [name for name in old if name not in result.written])
         if path != "<stdin>":
-            manifest.entries[path] = {"key": result.key, "outputs": result.written,
-                                      "vms": [vm for vm, _ in result.vms]}
+            manifest.entries[path] = {"key": result.key, "stamp": result.stamp, "options": opts,
+                                      "outputs": result.written, "vms": [vm for vm, _ in result.vms]}
     manifest.save()
 
 

@@ -252,13 +252,13 @@ def run(argv: list[str]) -> int:
         if len(merged) != 1:
             vms = ", ".join(vm for r in results for vm, _ in r.vms)
             if output is not None:  # take back what the workers wrote for this refused run
-                batch.finish_outputs(output, results, {r.source.name for r in results})
+                batch.finish_outputs(output, results, {r.source.name for r in results}, options)
             parser.error(f"--into {args.into}: {len(merged)} VMs to merge ({', '.join(merged) or 'none'} of {vms}); "
                          "name the VM like the base domain's <name>, or compile one VM")
     if args.command == "compile":
         if output is not None:
             try:
-                batch.finish_outputs(output, results, failed)
+                batch.finish_outputs(output, results, failed, options)
                 if args.depfile:
                     _write_text(Path(args.depfile), batch.depfile_text(output, results))
             except OSError as err:

@@ -61,6 +61,7 @@ class FileResult:
     written: list = field(default_factory=list)  # names a worker wrote into the output folder
     analysis_names: list = field(default_factory=list)  # those of them that describe the input (json, dot)
     key: str = ""  # the manifest key of the input (batch.content_key)
+    stamp: list = field(default_factory=list)  # its size and mtime when it was read (batch.file_stamp)
 
     @property
     def failed(self) -> bool:
