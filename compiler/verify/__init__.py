@@ -70,7 +70,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..cli import UsageError
+    from ..cli import UsageError, allowed_codes
     from ..diagnostics import lookup
 
     if args.kernel and not args.modules or args.modules and not args.kernel:
@@ -81,12 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("verify: FILE is required (or --build-guest-image)")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    allow = set()
-    for name in args.allow:
-        code = lookup(name)
-        if code is None or not code.allowable:
-            raise UsageError(f"--allow {name}: not an allowable check")
-        allow.add(code.code)
+    allow = set(allowed_codes(args.allow))
     forced = set()
     for name in args.force:
         code = lookup(name)
