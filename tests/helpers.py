@@ -16,7 +16,8 @@ from lxml import etree
 
 # -device/-netdev values in JSON or keyval syntax: shared with `teamc verify`, which derives its
 # verification argv the same way.
-from compiler.verify.plan import decode as _decode, encode as _encode
+from compiler.backends.qemu import encode as _encode_option
+from compiler.verify.plan import decode as _decode
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -108,7 +109,7 @@ def runnable_here(argv: list[str]) -> list[str]:
         elif prev == "-netdev":
             props = _decode(arg, "type")
             if props["type"] == "bridge":
-                arg = _encode({"type": "user", "id": props["id"]}, "type", json_syntax=arg.startswith("{"))
+                arg = _encode_option("type", {"type": "user", "id": props["id"]}, "json" if arg.startswith("{") else "keyval")
         out.append(arg)
     return out
 
@@ -132,10 +133,10 @@ def standin_argv(argv: list[str]) -> list[str]:
                 props = {"driver": "e1000e", **{k: v for k, v in props.items() if k != "driver"}}
                 props["mac"] = macs[props["failover_pair_id"]]
                 props["romfile"] = ""
-                arg = _encode(props, "driver", json_syntax)
+                arg = _encode_option("driver", props, "json" if json_syntax else "keyval")
             elif props["driver"].startswith("virtio-net-pci") and props.get("failover") in (True, "on"):
                 props["failover"] = False if json_syntax else "off"
-                arg = _encode(props, "driver", json_syntax)
+                arg = _encode_option("driver", props, "json" if json_syntax else "keyval")
         out.append(arg)
     return out
 

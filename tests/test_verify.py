@@ -22,7 +22,8 @@ import pytest
 from compiler.layout import layout
 from compiler.pipeline import check_source, load
 from compiler.verify.guest import GuestImage, build_debian_image
-from compiler.verify.plan import decode, encode, plan_vm
+from compiler.backends.qemu import encode
+from compiler.verify.plan import decode, plan_vm
 from compiler.verify.runner import Progress, Settings, verify_vm
 from helpers import ROOT, TESTS
 
@@ -69,7 +70,7 @@ def test_verification_argv_is_the_compiled_argv_with_only_the_stand_ins_swapped(
         assert {k: standin[k] for k in ("id", "bus", "addr", "failover_pair_id")} == {
             k: vf[k] for k in ("id", "bus", "addr", "failover_pair_id")}
         assert standin["mac"] == team.mac and standin["romfile"] == ""
-        assert ("-netdev", encode({"type": "user", "id": standin["netdev"]}, "type")) in pairs(argv)
+        assert ("-netdev", encode("type", {"type": "user", "id": standin["netdev"]}, "json")) in pairs(argv)
     assert not any('"bridge"' in v for _, v in pairs(argv))
     assert ("-accel", "tcg") in pairs(argv)
     assert any("bridge br-wan -> user networking" in c for c in plan.changes)
@@ -182,7 +183,7 @@ def test_standby_without_failover_is_not_negotiated(image):
         if plan.argv[i - 1] == "-device" and "virtio-net-pci" in arg:
             props = decode(arg, "driver")
             del props["failover"]
-            plan.argv[i] = encode(props, "driver")
+            plan.argv[i] = encode("driver", props, "json")
     result = verify_vm(plan, image, Settings(timeout=90), Progress(enabled=False))
     assert not result.proven and result.error is None
     for team in result.teams:

@@ -21,6 +21,7 @@ import os
 import shutil
 from dataclasses import dataclass, field, replace
 
+from ..backends.qemu import encode
 from ..ir import PERSISTENT, PciAddress
 
 STANDIN = "e1000e"  # an emulated PCI Express NIC the Debian kernel drives (CONFIG_E1000E=m)
@@ -60,11 +61,8 @@ def decode(arg: str, head: str) -> dict:
     return props
 
 
-def encode(props: dict, head: str, json_syntax: bool = True) -> str:
-    if json_syntax:
-        return json.dumps(props, separators=(",", ":"))
-    rest = [f"{k}={str(v).replace(',', ',,')}" for k, v in props.items() if k != head]
-    return ",".join([props[head], *rest])
+def _syntax(json_syntax: bool) -> str:
+    return "json" if json_syntax else "keyval"
 
 
 def kvm_usable() -> bool:
@@ -168,7 +166,7 @@ def verification_argv(compiled: list[str], primary_macs: dict[str, str], accel: 
             if props["type"] in ("bridge", "tap"):
                 where = props.get("br") or props.get("ifname") or ""
                 changes.append(f"{props['id']}: {props['type']} {where} -> user networking".replace("  ", " "))
-                value = encode({"type": "user", "id": props["id"]}, "type", value.startswith("{"))
+                value = encode("type", {"type": "user", "id": props["id"]}, _syntax(value.startswith("{")))
             out += [arg, value]
             i += 2
             continue
@@ -185,8 +183,8 @@ def verification_argv(compiled: list[str], primary_macs: dict[str, str], accel: 
                     if key in props:
                         standin[key] = props[key]
                 standin["romfile"] = ""
-                out += ["-netdev", encode({"type": "user", "id": netdev}, "type", json_syntax),
-                        arg, encode(standin, "driver", json_syntax)]
+                out += ["-netdev", encode("type", {"type": "user", "id": netdev}, _syntax(json_syntax)),
+                        arg, encode("driver", standin, _syntax(json_syntax))]
                 host = props.get("host", "")
                 host = "" if host == str(PLACEHOLDER_VF) else f" {host}"
                 changes.append(f"{ident}: vfio-pci{host} -> emulated {STANDIN} stand-in "
