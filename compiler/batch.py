@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .pipeline import Artifact, FileResult, Options, check_source, compile_source, load
+from .pipeline import Artifact, FileResult, Options, check_source, compile_source, decode_input, read_input
 
 MANIFEST = ".teamc-manifest.json"
 MANIFEST_VERSION = 1
@@ -47,7 +47,20 @@ def expand_inputs(paths: list[str]) -> list[str]:
 
 def _work(job: tuple[str, str, Options, bytes | None, Path | None]) -> FileResult:
     command, path, options, data, out_dir = job
-    result = _compile_one(command, path, options, data)
+    stamp: list[int] = []
+    if data is None:  # a file (standard input was read by the parent)
+        try:
+            stamp = file_stamp(path)  # before the read: a later change then shows as a changed stamp
+            data = read_input(path)
+        except OSError as err:
+            raise InputError(f"cannot read {path}: {err.strerror or err}") from err
+    source, read_errors = decode_input("<stdin>" if path == "-" else path, data)
+    if read_errors:
+        result = FileResult(source, read_errors)
+    elif command == "check":
+        result = check_source(source, options)[1]
+    else:
+        result = compile_source(source, options)
     if out_dir is not None and command == "compile":
         # Written here, in the worker, so that -j also spreads the file writing; the parent
         # removes them again if the input turns out to fail (--werror, a VM in two inputs).
@@ -59,28 +72,10 @@ def _work(job: tuple[str, str, Options, bytes | None, Path | None]) -> FileResul
         result.written = [a.name for a in keep]
         result.analysis_names = [a.name for a in keep if a.analysis]
         result.artifacts = []
-        if data is None:
-            stamp = file_stamp(path)
-            result.key = content_key(Path(path).read_bytes(), options)
+        if path != "-":
+            result.key = content_key(data, options)  # the bytes just compiled, not a second read
             result.stamp = stamp
     return result
-
-
-def _compile_one(command: str, path: str, options: Options, data: bytes | None) -> FileResult:
-    if data is not None:  # standard input, read by the parent
-        from .pipeline import read_source
-
-        source, read_errors = read_source("<stdin>", data)
-    else:
-        try:
-            source, read_errors = load(path)
-        except OSError as err:
-            raise InputError(f"cannot read {path}: {err.strerror or err}") from err
-    if read_errors:
-        return FileResult(source, read_errors)
-    if command == "check":
-        return check_source(source, options)[1]
-    return compile_source(source, options)
 
 
 def options_key(options: Options) -> str:
@@ -107,13 +102,7 @@ def run_batch(command: str, paths: list[str], options: Options, jobs: int,
     """Compile or check every input; `cached` maps a path to a manifest entry to reuse. With
     `out_dir`, each input's outputs are written there as it compiles (see `finish_outputs`)."""
     cached = cached or {}
-    stdin = None
-    if "-" in paths:
-        import sys
-
-        from .pipeline import MAX_INPUT_BYTES
-
-        stdin = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    stdin = read_input("-") if "-" in paths else None
     todo = [p for p in paths if p not in cached]
     if out_dir is not None:
         try:

@@ -201,19 +201,25 @@ def _qemu_artifact(command, options: Options, render) -> Artifact:
     return Artifact(f"{command.vm}.sh", render("qemu/command.sh.j2", vm=command.vm, lines=lines))
 
 
-def load(path: str) -> tuple[SourceFile, list[Diagnostic]]:
-    """Read a file (or '-' for stdin) with a size bound."""
+def read_input(path: str) -> bytes:
+    """The bytes of a file, or of standard input for '-': at most one more than the size bound."""
     import sys
 
     if path == "-":
-        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
-        name = "<stdin>"
-    else:
-        with open(Path(path), "rb") as fh:
-            data = fh.read(MAX_INPUT_BYTES + 1)
-        name = path
+        return sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    with open(Path(path), "rb") as fh:
+        return fh.read(MAX_INPUT_BYTES + 1)
+
+
+def decode_input(name: str, data: bytes) -> tuple[SourceFile, list[Diagnostic]]:
+    """An input's bytes as source text, or the diagnostic that it is too large or not UTF-8."""
     if len(data) > MAX_INPUT_BYTES:
         source = SourceFile(name, "")
         return source, [diag("E0003", f"the file is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB", None,
                              help="split the fleet into several .team files")]
     return read_source(name, data)
+
+
+def load(path: str) -> tuple[SourceFile, list[Diagnostic]]:
+    """Read and decode a file (or '-' for stdin) with a size bound."""
+    return decode_input("<stdin>" if path == "-" else path, read_input(path))
