@@ -255,6 +255,17 @@ class Guest:
     def console_matching(self, *needles: str) -> list[str]:
         return [line for _, line in self.console if any(n in line for n in needles)]
 
+    def await_console(self, needle: str, exclude: str, seconds: float = 3.0) -> list[str]:
+        """Console lines with `needle` (and without `exclude`), waiting a little for the first: the
+        kernel's emulated serial port can lag behind the report that already told us what happened."""
+        deadline = time.monotonic() + seconds
+        while True:
+            lines = [line.strip() for line in self.console_matching(needle) if exclude not in line]
+            if lines or time.monotonic() >= deadline:
+                return lines
+            time.sleep(0.1)
+            self.read()
+
 
 # --- processes ----------------------------------------------------------------------
 
@@ -887,8 +898,7 @@ def _judge_migration(source: Qemu, dest: Qemu, team: TeamResult, ticks_before: i
         if event is not None and back is not None:
             m = back.master(t.mac)
             p = back.slave(m, "pci")
-            lines = [line.strip() for line in dest.guest.console_matching(f" {m.name}: failover primary slave")
-                     if "unregistered" not in line]
+            lines = dest.guest.await_console(f" {m.name}: failover primary slave", exclude="unregistered")
             c["primary re-plugged"].ok(
                 f"destination: QMP FAILOVER_NEGOTIATED {t.standby}, {t.primary} plugged back; the guest enslaved "
                 f"{p.name} to {m.name} again", [_fmt_event(event)] + lines[:3])
