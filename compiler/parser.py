@@ -221,21 +221,14 @@ class _Builder(Transformer):
         )
 
 
+_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
 def _unquote(text: str) -> str:
     body = text[1:-1]
     if "\\" not in body:
         return body
-    out, i = [], 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+    return _ESCAPE.sub(lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), body)
 
 
 _local = threading.local()
@@ -308,7 +301,7 @@ def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
 
 _LEX = re.compile(
     r'(?P<ws>[\t \f\r]+)|(?P<nl>(?:\r?\n[\t ]*)+)|(?P<comment>#[^\n]*)'
-    r'|(?P<string>"(?:[^"\\\n]|\\.)*")|(?P<word>[^\s{};#"]+)|(?P<punct>[{};])'
+    r'|(?P<string>"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+")|(?P<word>[^\s{};#"]++)|(?P<punct>[{};])'
 )
 _PUNCT = {"{": "LBRACE", "}": "RBRACE", ";": "SEMICOLON"}
 
@@ -521,7 +514,8 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
     )
 
 
-_CODE_RE = re.compile(r'(?:"(?:[^"\\\n]|\\.)*"?|[^"#\n])*')
+# Possessive throughout (as STRING in the grammar): no backtracking state per character.
+_CODE_RE = re.compile(r'(?:"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"?|[^"#\n]++)*+')
 
 
 def _end_of_code(text: str) -> int:

@@ -538,3 +538,27 @@ def test_fast_path_never_disagrees_with_lark(tokens):
     # Same AST, or the very same rendered syntax diagnostic.
     fast, slow = _both_paths(" ".join(tokens))
     assert fast == slow or (fast == "bailed" and isinstance(slow, str))
+
+
+@pytest.mark.parametrize("body", ["x" * 40_000_000, "\\/" * 10_000_000, "a\\\"" * 5_000_000],
+                         ids=["plain", "escapes", "escaped-quotes"])
+def test_a_long_quoted_string_compiles_in_memory_linear_in_its_size(tmp_path, body):
+    # The string terminal once backtracked per character: 10 MB took 2.2 GiB, 40 MB ran out of memory.
+    from test_scale import run_teamc
+
+    path = tmp_path / "long.team"
+    path.write_text(f'vm a {{\n    emulator "/{body}"\n}}\n# a comment "with a quote\n')
+    size_mib = path.stat().st_size / (1024 * 1024)
+    code, err, peak = run_teamc("check", "--format", "concise", str(path))
+    assert (code, err) == (0, "")
+    assert peak < 20 * size_mib + 60  # 20x the input, plus the interpreter and teamc themselves
+
+
+def test_a_long_unterminated_string_is_one_diagnostic_in_linear_memory(tmp_path):
+    from test_scale import run_teamc
+
+    path = tmp_path / "open.team"
+    path.write_text('vm a {\n    emulator "/' + "x\\\"" * 5_000_000 + "\n}\n")
+    code, err, peak = run_teamc("check", "--format", "concise", str(path))
+    assert code == 1 and err == f"{path}:2:14: E0001 unterminated string\n"
+    assert peak < 20 * path.stat().st_size / (1024 * 1024) + 60
