@@ -271,19 +271,36 @@ def _parser() -> tuple[Lark, _Builder]:
 
 
 def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
-    """Parse one file. Returns the module, or None and the syntax diagnostics."""
+    """Parse one file. Returns the module, or None and every syntax diagnostic (up to MAX_SYNTAX_ERRORS)."""
+    result = parse_tolerant(source, keep_tree=False)
+    return (None, result.diagnostics) if result.diagnostics else (result.module, [])
+
+
+class Parsed(NamedTuple):
+    """What a recovering parse gives: the module (None only when recovery gave up), the syntax
+    diagnostics, and the offsets of the errors (the blocks around them hold synthetic values)."""
+
+    module: n.Module | None
+    diagnostics: list[Diagnostic]
+    error_offsets: tuple[int, ...]
+
+
+MAX_SYNTAX_ERRORS = 50
+
+
+def parse_tolerant(source: SourceFile, keep_tree: bool = True) -> Parsed:
+    """Parse with error recovery, reporting several syntax errors per file.
+
+    After an error the parser drops tokens until a statement ends (newline, `;` or `}`), and
+    closes the statement or block there with placeholder tokens if the grammar needs them, so
+    the rest of the file parses on (panic mode, as in ANTLR's default strategy). With
+    `keep_tree` the AST is built throughout (the language server outlines a broken file);
+    without it, rules after the first error build nothing, so a huge file stays cheap.
+    """
     lark, builder = _parser()
     builder.source = source
     try:
-        return _fast_parse(lark, source.text), []
-    except UnexpectedToken as err:  # raised by the fast path, with Lark's own parser state
-        return None, [_syntax_diagnostic(lark, source, err)]
-    except _Bail:
-        pass  # a character no token matches: let Lark's lexer describe it
-    try:
-        return lark.parse(source.text), []
-    except UnexpectedInput as err:
-        return None, [_syntax_diagnostic(lark, source, err)]
+        return _drive(lark, source, recover=True, keep_tree=keep_tree)
     except VisitError as err:  # a builder bug, never bad input: let it surface
         raise err.orig_exc from err
 
@@ -293,25 +310,34 @@ def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
 # Lark's LALR tables and rule callbacks, driven by a tight loop and a lexer made
 # of one regular expression. It reads exactly the tokens of the grammar's
 # contextual lexer (WORD always; a WORD becomes a keyword only where the parser
-# state expects that keyword). At an unexpected token it raises Lark's own
-# UnexpectedToken, with an interactive parser made from its stacks, so the
-# error is described exactly as on Lark's path without parsing again; a
-# character no token matches (`_Bail`) is left to Lark's lexer.
-# tests/test_parser.py checks that both paths give the same AST and diagnostics.
+# state expects that keyword). At an unexpected token it describes the error
+# through Lark's own UnexpectedToken, with an interactive parser made from its
+# stacks, so the error reads exactly as on Lark's path without parsing again.
+# tests/test_parser.py checks that both paths give the same AST and first diagnostic.
 
 _LEX = re.compile(
     r'(?P<ws>[\t \f\r]+)|(?P<nl>(?:\r?\n[\t ]*)+)|(?P<comment>#[^\n]*)'
     r'|(?P<string>"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+")|(?P<word>[^\s{};#"]++)|(?P<punct>[{};])'
 )
 _PUNCT = {"{": "LBRACE", "}": "RBRACE", ";": "SEMICOLON"}
+# Where a statement ends: recovery resumes at these.
+_SYNC = frozenset(("_NL", "SEMICOLON", "RBRACE", "$END"))
 
 
 class _Bail(Exception):
-    pass
+    """Without recovery: a character no token matches."""
+
+
+class _GiveUp(Exception):
+    """Recovery found no way to close the file."""
+
+
+def _discard(children) -> None:
+    return None
 
 
 class _Tables:
-    """Lark's parse table, flattened for the fast loop."""
+    """Lark's parse table, flattened for the fast loop (twice: building the AST, and building nothing)."""
 
     def __init__(self, lark: Lark) -> None:
         from lark.parsers.lalr_analysis import Shift
@@ -322,28 +348,42 @@ class _Tables:
         self.start = table.start_states["start"]
         self.end = table.end_states["start"]
         self.states = {}
+        self.bare_states = {}
         for state, actions in table.states.items():
-            flat = {}
+            flat, bare = {}, {}
             for term, (action, arg) in actions.items():
                 if action is Shift:
-                    flat[term] = (True, arg)
+                    flat[term] = bare[term] = (True, arg)
                 else:
                     flat[term] = (False, (len(arg.expansion), arg.origin.name, callbacks[arg]))
+                    bare[term] = (False, (len(arg.expansion), arg.origin.name, _discard))
             self.states[state] = flat
+            self.bare_states[state] = bare
+        self.bare_callbacks = {rule: _discard for rule in callbacks}
         word = re.compile(r'[^\s{};#"]+\Z')
         self.keywords = {t.pattern.value: t.name for t in lark.terminals
                          if type(t.pattern).__name__ == "PatternStr" and word.match(t.pattern.value)}
+        # The placeholder recovery feeds for each terminal: a keyword's own text, else nothing.
+        self.fill_text = {t.name: t.pattern.value for t in lark.terminals if type(t.pattern).__name__ == "PatternStr"}
 
 
 _tables_cache: dict = {}
 
 
-def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list, end: int) -> UnexpectedToken:
+def _tables(lark: Lark) -> _Tables:
+    tables = _tables_cache.get(id(lark))
+    if tables is None:
+        tables = _tables_cache[id(lark)] = _Tables(lark)
+    return tables
+
+
+def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list, end: int,
+                callbacks: dict | None = None) -> UnexpectedToken:
     from lark.parsers.lalr_interactive_parser import InteractiveParser
     from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
     frontend = lark.parser.parser.parser
-    state = ParserState(ParseConf(frontend.parse_table, frontend.callbacks, "start"), None,
+    state = ParserState(ParseConf(frontend.parse_table, callbacks or frontend.callbacks, "start"), None,
                         list(state_stack), list(value_stack))
     if tok is None:
         token = Token("$END", "", end, 0, 0, 0, 0, end)
@@ -356,26 +396,55 @@ def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list
                            interactive_parser=InteractiveParser(frontend, state, lexer_thread))
 
 
-def _fast_parse(lark: Lark, text: str):
-    tables = _tables_cache.get(id(lark))
-    if tables is None:
-        tables = _tables_cache[id(lark)] = _Tables(lark)
+def _fast_parse(lark: Lark, source: SourceFile):
+    """Parse without recovery: the module, or Lark's UnexpectedToken / `_Bail` at the first error."""
+    return _drive(lark, source, recover=False).module
+
+
+def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True) -> Parsed:
+    text = source.text
+    tables = _tables(lark)
     states, keywords = tables.states, tables.keywords
     state_stack = [tables.start]
     value_stack: list = []
     actions = states[tables.start]
+    errors: list[Diagnostic] = []
+    offsets: list[int] = []
+    panic = False  # after an error, until a statement ends: report nothing more
+    skip = 0  # depth inside a block being skipped after an error
+    building = True
+
+    def accepts(term: str) -> bool:
+        """Would `term` be shifted now? (Replays the reductions on a copy of the state stack.)"""
+        stack = list(state_stack)
+        while True:
+            step = states[stack[-1]].get(term)
+            if step is None:
+                return False
+            shift, arg = step
+            if shift or (term == "$END" and arg[1] == "start"):
+                return True
+            size, origin, _ = arg
+            if size:
+                del stack[-size:]
+            stack.append(states[stack[-1]][origin][1])
 
     def feed(term: str, tok) -> None:
-        nonlocal actions
+        nonlocal actions, panic
         while True:
             step = actions.get(term)
             if step is None:
-                raise _unexpected(lark, term, tok, state_stack, value_stack, len(text))
+                if not recover:
+                    raise _unexpected(lark, term, tok, state_stack, value_stack, len(text))
+                recover_at(term, tok)
+                return
             shift, arg = step
             if shift:
                 state_stack.append(arg)
                 value_stack.append(tok)
                 actions = states[arg]
+                if panic and term in _SYNC:
+                    panic = False
                 return
             size, origin, callback = arg
             if size:
@@ -391,30 +460,107 @@ def _fast_parse(lark: Lark, text: str):
             if term == "$END" and goto == tables.end:
                 return
 
+    def record(make) -> None:
+        nonlocal states, actions, building
+        if len(errors) >= MAX_SYNTAX_ERRORS:
+            if not keep_tree:
+                raise _GiveUp
+            return
+        errors.append(make())
+        if building and not keep_tree:
+            # Nothing after the first error is kept: build no more of the tree.
+            building = False
+            states = tables.bare_states
+            actions = states[state_stack[-1]]
+
+    def recover_at(term: str, tok) -> None:
+        nonlocal panic, skip
+        at = len(text) if tok is None else tok.start_pos
+        if not panic:
+            offsets.append(at)
+            record(lambda: _syntax_diagnostic(lark, source, _unexpected(
+                lark, term, tok, state_stack, value_stack, len(text),
+                None if building else tables.bare_callbacks)))
+        panic = True
+        if term == "LBRACE":  # an unexpected block is skipped whole, to its own closing brace
+            skip += 1
+            return
+        if term not in _SYNC or (term == "_NL" and accepts("WORD")):
+            # Drop the token. A newline where a value belongs is most often a value written on
+            # the next line: reading on past it reports that once, not again for the value.
+            return
+        # Close the statement or block with placeholders until the grammar takes the separator.
+        for _ in range(12):
+            if accepts(term):
+                feed(term, tok)
+                panic = term == "$END"
+                return
+            filler = _filler([t for t in actions if t.isupper()], accepts)
+            if filler is None:
+                break
+            feed(filler, _Tok(filler, tables.fill_text.get(filler, ""), at, at))
+        if term == "$END":
+            raise _GiveUp
+        # else drop the separator; a later one may fit
+
     pos, end = 0, len(text)
     match = _LEX.match
-    while pos < end:
-        m = match(text, pos)
-        if m is None:
-            raise _Bail
-        kind = m.lastgroup
-        stop = m.end()
-        if kind == "word":
-            value = m.group()
-            term = keywords.get(value)
-            if term is None or term not in actions:
-                term = "WORD"
-            feed(term, _Tok(term, value, pos, stop))
-        elif kind == "nl":
-            feed("_NL", _Tok("_NL", m.group(), pos, stop))
-        elif kind == "string":
-            feed("STRING", _Tok("STRING", m.group(), pos, stop))
-        elif kind == "punct":
-            term = _PUNCT[m.group()]
-            feed(term, _Tok(term, m.group(), pos, stop))
-        pos = stop
-    feed("$END", None)
-    return value_stack[-1]
+    try:
+        while pos < end:
+            m = match(text, pos)
+            if m is None:
+                if not recover:
+                    raise _Bail
+                offsets.append(pos)
+                record(lambda: _character_diagnostic(source, pos))
+                panic = True
+                if text[pos] == '"':  # an unterminated string runs to the end of its line
+                    stop = text.find("\n", pos)
+                    pos = end if stop == -1 else stop
+                else:  # one diagnostic for a run of such characters
+                    pos += 1
+                    while pos < end and text[pos] not in '"\n' and match(text, pos) is None:
+                        pos += 1
+                continue
+            kind = m.lastgroup
+            stop = m.end()
+            if skip and kind == "punct":
+                skip += {"{": 1, "}": -1}.get(m.group(), 0)
+                pos = stop
+                continue
+            if skip:
+                pos = stop
+                continue
+            if kind == "word":
+                value = m.group()
+                term = keywords.get(value)
+                if term is None or term not in actions:
+                    term = "WORD"
+                feed(term, _Tok(term, value, pos, stop))
+            elif kind == "nl":
+                feed("_NL", _Tok("_NL", m.group(), pos, stop))
+            elif kind == "string":
+                feed("STRING", _Tok("STRING", m.group(), pos, stop))
+            elif kind == "punct":
+                term = _PUNCT[m.group()]
+                feed(term, _Tok(term, m.group(), pos, stop))
+            pos = stop
+        feed("$END", None)
+    except _GiveUp:
+        return Parsed(None, errors, tuple(offsets))
+    module = value_stack[-1] if building and value_stack else None
+    return Parsed(module, errors, tuple(offsets))
+
+
+# What recovery feeds to close a statement, cheapest first: a value, a keyword the
+# state needs (`user` for a source, `persistent` after `teaming`), then a closing brace.
+def _filler(candidates: list[str], accepts) -> str | None:
+    order = sorted(candidates, key=lambda t: (t != "WORD", t in ("LBRACE", "RBRACE", "_NL", "SEMICOLON", "STRING"),
+                                              t != "RBRACE", t))
+    for term in order:
+        if term not in ("_NL", "SEMICOLON", "$END", "STRING") and accepts(term):
+            return term
+    return None
 
 
 # --- syntax errors -----------------------------------------------------------
@@ -458,23 +604,27 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " or " + items[-1]
 
 
+def _character_diagnostic(source: SourceFile, pos: int) -> Diagnostic:
+    """A character no token starts with: an unterminated string, or a stray character."""
+    text = source.text
+    char = text[pos]
+    if char == '"':
+        line_end = text.find("\n", pos)
+        span = Span(source, pos, len(text) if line_end == -1 else line_end)
+        return diag("E0001", "unterminated string", span, help='close the string with `"` on the same line')
+    return diag(
+        "E0001",
+        f"unexpected character {char!r}",
+        Span(source, pos, pos + 1),
+        help="values may not contain `{`, `}`, `;`, `#` or `\"`; quote such a value",
+    )
+
+
 def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> Diagnostic:
     text = source.text
     words = _terminal_words(lark)
     if isinstance(err, UnexpectedCharacters):
-        pos = err.pos_in_stream
-        char = text[pos]
-        span = Span(source, pos, pos + 1)
-        if char == '"':
-            line_end = text.find("\n", pos)
-            span = Span(source, pos, len(text) if line_end == -1 else line_end)
-            return diag("E0001", "unterminated string", span, help='close the string with `"` on the same line')
-        return diag(
-            "E0001",
-            f"unexpected character {char!r}",
-            span,
-            help="values may not contain `{`, `}`, `;`, `#` or `\"`; quote such a value",
-        )
+        return _character_diagnostic(source, err.pos_in_stream)
 
     assert isinstance(err, UnexpectedToken)
     tok = err.token
