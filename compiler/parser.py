@@ -70,7 +70,7 @@ class _Via(NamedTuple):
 class _Tok:
     """The fast path's token: what the builder reads of a Lark Token, without its cost."""
 
-    __slots__ = ("type", "value", "start_pos", "end_pos")
+    __slots__ = ("end_pos", "start_pos", "type", "value")
 
     def __init__(self, type_: str, value: str, start_pos: int, end_pos: int) -> None:
         self.type, self.value, self.start_pos, self.end_pos = type_, value, start_pos, end_pos
@@ -221,7 +221,7 @@ class _Builder(Transformer):
         )
 
 
-_ESCAPE = re.compile(r"\\(.)", re.S)
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 
 def _unquote(text: str) -> str:
@@ -512,7 +512,7 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
                 if not recover:
                     raise _Bail
                 offsets.append(pos)
-                record(lambda: _character_diagnostic(source, pos))
+                record(lambda at=pos: _character_diagnostic(source, at))
                 panic = True
                 if text[pos] == '"':  # an unterminated string runs to the end of its line
                     stop = text.find("\n", pos)

@@ -5,13 +5,13 @@ texts, span texts, codes, line:col and messages.
 """
 
 import pytest
+from helpers import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compiler import nodes as n
-from compiler.parser import parse
+from compiler.parser import MAX_SYNTAX_ERRORS, parse, parse_tolerant
 from compiler.source import SourceFile
-from helpers import ROOT
 
 TEAM = "team up0 { persistent virtio user; transient hostdev 0000:03:07.1 }"
 
@@ -433,7 +433,7 @@ def test_unknown_teaming_role_lists_the_roles():
 
 
 def test_bad_managed_value():
-    d = err(f"vm a {{ team x {{ persistent virtio user; transient hostdev 0000:03:07.1 managed maybe }} }}")
+    d = err("vm a { team x { persistent virtio user; transient hostdev 0000:03:07.1 managed maybe } }")
     assert (d.code, d.span.text, d.message) == ("E0002", "maybe", "unknown keyword `maybe`")
     assert d.help == "expected '{', '}', `no`, `yes` or a newline or ';'"
 
@@ -449,7 +449,7 @@ def test_bad_managed_value():
     ("text", "word"),
     [
         ("vma {}", "vma"),
-        (f"vm a {{ teamup0 {{ persistent virtio user; transient hostdev 0000:03:07.1 }} }}", "teamup0"),
+        ("vm a { teamup0 { persistent virtio user; transient hostdev 0000:03:07.1 } }", "teamup0"),
         ("vm a { team up0 { persistent virtio user; transienthostdev 0000:03:07.1 } }", "transienthostdev"),
         ("vm a { machinery q35 }", "machinery"),
         ("vm a { team x { persistent virtio user; transient hostdevs 0000:03:07.1 } }", "hostdevs"),
@@ -566,7 +566,6 @@ def test_a_long_unterminated_string_is_one_diagnostic_in_linear_memory(tmp_path)
 
 # --- error recovery: several syntax errors per file ------------------------------------
 
-from compiler.parser import MAX_SYNTAX_ERRORS, parse_tolerant  # noqa: E402
 
 
 def errors(text: str) -> list[tuple[str, tuple[int, int], str]]:
