@@ -401,7 +401,26 @@ def _fast_parse(lark: Lark, source: SourceFile):
     return _drive(lark, source, recover=False).module
 
 
-def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True) -> Parsed:
+def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
+    """What may come at the end of `source` (a prefix of a file, cut where a word is being typed):
+    the keywords, and the other terminals by name (WORD: a value or name; RBRACE; …).
+
+    Recovery runs over errors earlier in the prefix, so a broken statement above the cursor
+    does not stop completion below it."""
+    lark, builder = _parser()
+    builder.source = source
+    expect: list[str] = []
+    try:
+        _drive(lark, source, recover=True, keep_tree=False, expect=expect)
+    except VisitError as err:
+        raise err.orig_exc from err
+    fill = _tables(lark).fill_text
+    keywords = {fill[t] for t in expect if t in fill and t not in _DESCRIPTIONS and t not in ("LBRACE", "RBRACE")}
+    return keywords, {t for t in expect if t not in fill or t in ("LBRACE", "RBRACE")}
+
+
+def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True,
+           expect: list[str] | None = None) -> Parsed:
     text = source.text
     tables = _tables(lark)
     states, keywords = tables.states, tables.keywords
@@ -412,6 +431,8 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
     offsets: list[int] = []
     panic = False  # after an error, until a statement ends: report nothing more
     skip = 0  # depth inside a block being skipped after an error
+    between_vms = False  # the error was outside any VM: resume at the next `vm`
+    opened = False  # recovery opened a block the text did not
     building = True
 
     def accepts(term: str) -> bool:
@@ -430,12 +451,22 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
             stack.append(states[stack[-1]][origin][1])
 
     def feed(term: str, tok) -> None:
-        nonlocal actions, panic
+        nonlocal actions, panic, between_vms
+        undo: list | None = None  # what this token's reductions took off the stacks
         while True:
             step = actions.get(term)
             if step is None:
                 if not recover:
                     raise _unexpected(lark, term, tok, state_stack, value_stack, len(text))
+                report(term, tok)
+                # LALR may reduce on a token it then refuses; recovery resumes from before those
+                # reductions, where the statement that was being parsed is still open.
+                for states_taken, values_taken in reversed(undo or ()):
+                    state_stack.pop()
+                    value_stack.pop()
+                    state_stack.extend(states_taken)
+                    value_stack.extend(values_taken)
+                actions = states[state_stack[-1]]
                 recover_at(term, tok)
                 return
             shift, arg = step
@@ -443,16 +474,22 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
                 state_stack.append(arg)
                 value_stack.append(tok)
                 actions = states[arg]
-                if panic and term in _SYNC:
-                    panic = False
+                if panic and (term == "VM" or term in _SYNC and not between_vms):
+                    panic = between_vms = False
                 return
             size, origin, callback = arg
             if size:
                 children = value_stack[-size:]
+                if recover:
+                    undo = undo or []
+                    undo.append((state_stack[-size:], children))
                 del state_stack[-size:]
                 del value_stack[-size:]
             else:
                 children = []
+                if recover:
+                    undo = undo or []
+                    undo.append(((), ()))
             goto = states[state_stack[-1]][origin][1]
             state_stack.append(goto)
             value_stack.append(callback(children))
@@ -473,35 +510,67 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
             states = tables.bare_states
             actions = states[state_stack[-1]]
 
-    def recover_at(term: str, tok) -> None:
-        nonlocal panic, skip
-        at = len(text) if tok is None else tok.start_pos
-        if not panic:
-            offsets.append(at)
+    def report(term: str, tok) -> None:
+        # A block recovery opened itself is likely unclosed too: the end of file says nothing new.
+        if not panic and not (term == "$END" and opened):
+            offsets.append(len(text) if tok is None else tok.start_pos)
             record(lambda: _syntax_diagnostic(lark, source, _unexpected(
                 lark, term, tok, state_stack, value_stack, len(text),
                 None if building else tables.bare_callbacks)))
+
+    def recover_at(term: str, tok) -> None:
+        nonlocal panic, skip, between_vms, opened
+        at = len(text) if tok is None else tok.start_pos
+        if not panic and accepts("VM"):
+            between_vms = True  # junk between VMs: nothing is read again before the next `vm`
         panic = True
-        if term == "LBRACE":  # an unexpected block is skipped whole, to its own closing brace
-            skip += 1
+        if term not in ("LBRACE", "$END") and [t for t in actions if accepts(t)] == ["LBRACE"]:
+            # `team up0 persistent …`: only the opening brace is missing. Open the block, read on.
+            feed("LBRACE", _Tok("LBRACE", "", at, at))
+            opened = True
+            if term == "WORD" and tok.value in keywords and keywords[tok.value] in actions:
+                term = keywords[tok.value]
+            if accepts(term):
+                feed(term, tok)
+                panic = False
+                return
+        if term == "LBRACE":
+            if accepts("WORD"):  # `team {`: the name is missing, the block is fine
+                feed("WORD", _Tok("WORD", "", at, at))
+                if accepts("LBRACE"):
+                    feed(term, tok)
+                    panic = False
+                    return
+            skip += 1  # an unexpected block is skipped whole, to its own closing brace
+            return
+        if tok is not None and tok.value == "vm" and term in ("WORD", "VM"):
+            # A `vm` where a statement belongs: the blocks before it were left open. Close them.
+            if close_until("VM", at):
+                feed("VM", _Tok("VM", "vm", tok.start_pos, tok.end_pos))
+                panic = between_vms = False
             return
         if term not in _SYNC or (term == "_NL" and accepts("WORD")):
             # Drop the token. A newline where a value belongs is most often a value written on
             # the next line: reading on past it reports that once, not again for the value.
             return
         # Close the statement or block with placeholders until the grammar takes the separator.
-        for _ in range(12):
-            if accepts(term):
-                feed(term, tok)
-                panic = term == "$END"
-                return
-            filler = _filler([t for t in actions if t.isupper()], accepts)
-            if filler is None:
-                break
-            feed(filler, _Tok(filler, tables.fill_text.get(filler, ""), at, at))
-        if term == "$END":
+        if close_until(term, at):
+            feed(term, tok)
+            panic = term == "$END" or between_vms
+        elif term == "$END":
             raise _GiveUp
         # else drop the separator; a later one may fit
+
+    def close_until(term: str, at: int) -> bool:
+        """Feed placeholders until `term` is acceptable; False if none makes it so."""
+        for _ in range(12):
+            if accepts(term):
+                return True
+            filler = _filler([t for t in actions if t.isupper()], accepts)
+            if filler is None:
+                return False
+            feed(filler, _Tok(filler, tables.fill_text.get(filler, ""), at, at))
+        return False
 
     pos, end = 0, len(text)
     match = _LEX.match
@@ -545,6 +614,9 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
                 term = _PUNCT[m.group()]
                 feed(term, _Tok(term, m.group(), pos, stop))
             pos = stop
+        if expect is not None:
+            expect.extend(t for t in actions if t.isupper() and t != "$END" and accepts(t))
+            return Parsed(None, errors, tuple(offsets))
         feed("$END", None)
     except _GiveUp:
         return Parsed(None, errors, tuple(offsets))
@@ -552,13 +624,15 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
     return Parsed(module, errors, tuple(offsets))
 
 
-# What recovery feeds to close a statement, cheapest first: a value, a keyword the
-# state needs (`user` for a source, `persistent` after `teaming`), then a closing brace.
+# What recovery feeds to close a statement, cheapest first: a closing brace, a value, then a keyword the
+# state needs (`user` for a source, `persistent` after `teaming`). Never what opens a block or a VM.
+_NEVER_FILL = frozenset(("LBRACE", "STRING", "_NL", "SEMICOLON", "$END", "VM", "TEAM", "NIC"))
+
+
 def _filler(candidates: list[str], accepts) -> str | None:
-    order = sorted(candidates, key=lambda t: (t != "WORD", t in ("LBRACE", "RBRACE", "_NL", "SEMICOLON", "STRING"),
-                                              t != "RBRACE", t))
+    order = sorted(candidates, key=lambda t: (t != "RBRACE", t != "WORD", t))
     for term in order:
-        if term not in ("_NL", "SEMICOLON", "$END", "STRING") and accepts(term):
+        if term not in _NEVER_FILL and accepts(term):
             return term
     return None
 
