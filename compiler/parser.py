@@ -563,14 +563,18 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
 
     def close_until(term: str, at: int) -> bool:
         """Feed placeholders until `term` is acceptable; False if none makes it so."""
+        nonlocal panic
         for _ in range(12):
             if accepts(term):
-                return True
+                break
             filler = _filler([t for t in actions if t.isupper()], accepts)
+            if filler is None and term == "VM" and accepts("_NL"):
+                filler = "_NL"  # VMs are separated by a newline or `;`
             if filler is None:
-                return False
+                break
             feed(filler, _Tok(filler, tables.fill_text.get(filler, ""), at, at))
-        return False
+        panic = True  # a placeholder brace or separator ends no statement of the text
+        return accepts(term)
 
     pos, end = 0, len(text)
     match = _LEX.match

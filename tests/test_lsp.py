@@ -7,17 +7,17 @@ The feature modules are also tested directly (fixes applied and recompiled, posi
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
 import pytest_lsp
+from helpers import ROOT
 from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+from compiler.formatter import format_source
 from compiler.lsp.positions import LineIndex
-from helpers import ROOT
+from compiler.source import SourceFile
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"),
               pytest.mark.filterwarnings("error::pytest_lsp.LspSpecificationWarning")]
@@ -29,8 +29,9 @@ ENV = {"PYTHONPATH": str(ROOT), "TEAMC_LSP_VFS": "0000:3b:02.0,0000:3b:02.1,0000
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER, server_env=ENV), scope="module",
                     params=["neovim", "visual_studio_code"])
 async def client(lsp_client: LanguageClient, request):
-    await lsp_client.initialize_session(lsp.InitializeParams(
+    result = await lsp_client.initialize_session(lsp.InitializeParams(
         capabilities=client_capabilities(request.param), root_uri=ROOT.as_uri()))
+    lsp_client.encoding = result.capabilities.position_encoding or lsp.PositionEncodingKind.Utf16
     yield
     await lsp_client.shutdown_session()
 
@@ -92,7 +93,7 @@ async def test_diagnostics_carry_related_locations_and_follow_every_change(clien
 
     client.text_document_did_change(lsp.DidChangeTextDocumentParams(
         lsp.VersionedTextDocumentIdentifier(uri=uri, version=3), [lsp.TextDocumentContentChangeWholeDocument(
-            text=fixed.replace("machine", "x").replace("teaming persistent", "teaming persistent }"))]))
+            text=fixed.replace("teaming persistent", "teaming"))]))
     params = await client.wait_for_notification(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     assert params.version == 3 and [d.code for d in params.diagnostics] == ["E0001"]
 
@@ -111,8 +112,10 @@ async def test_every_example_is_clean(client: LanguageClient, path):
 async def test_columns_count_utf16_units_after_an_emoji_and_crlf(client: LanguageClient):
     text = 'vm a {\r\n    emulator "/usr/bin/🦆"; vcpus x\r\n}\r\n'
     _, diagnostics = await open_doc(client, "emoji.team", text)
-    assert [(d.code, d.range.start.line, d.range.start.character) for d in diagnostics] == [("E0205", 1, 37)]
-    assert diagnostics[0].range.end.character == 38
+    # Neovim negotiates UTF-8 (the 🦆 is 4 units), VS Code keeps UTF-16 (2 units).
+    column = {lsp.PositionEncodingKind.Utf8: 36, lsp.PositionEncodingKind.Utf16: 34}[client.encoding]
+    assert [(d.code, d.range.start.line, d.range.start.character) for d in diagnostics] == [("E0205", 1, column)]
+    assert diagnostics[0].range.end.character == column + 1
 
 
 # --- hover, navigation ------------------------------------------------------------------------
@@ -130,8 +133,8 @@ async def test_hover_on_a_keyword_a_diagnostic_and_a_nic(client: LanguageClient)
     value = nic.contents.value
     assert "<interface type='hostdev' managed='yes'>" in value
     assert "<teaming type='transient' persistent='ua-backup0'/>" in value
-    assert ('-device \'{"driver":"vfio-pci","host":"0000:03:07.1","id":"hostdev0","bus":"pci.3","addr":"0x0",'
-            '"failover_pair_id":"ua-backup0"}\'') in value
+    assert ('-device \'{"driver":"vfio-pci","host":"0000:03:07.1","id":"hostdev0","failover_pair_id":"ua-backup0",'
+            '"bus":"pci.3","addr":"0x0"}\'') in value
 
     broken = read("tests/cases/pc-machine-team.team")
     uri, _ = await open_doc(client, "pc.team", broken)
@@ -151,8 +154,8 @@ async def test_definition_and_references_link_a_transient_and_its_persistent_nic
     assert definition.range.start == at(text, "ua-backup0")
 
     refs = await client.text_document_references_async(lsp.ReferenceParams(
-        doc, at(text, "ua-backup0"), lsp.ReferenceContext(include_declaration=True)))
-    assert sorted((r.range.start.line, r.range.start.character) for r in refs) == [(8, 8), (10, 85)]
+        text_document=doc, position=at(text, "ua-backup0"), context=lsp.ReferenceContext(include_declaration=True)))
+    assert sorted(r.range.start for r in refs) == [at(text, "ua-backup0"), LineIndex(text).position(use)]
 
 
 async def test_rename_a_team_updates_alias_references(client: LanguageClient):
@@ -194,18 +197,20 @@ async def test_completion_offers_what_the_grammar_allows_here(client: LanguageCl
     assert await complete(client, "c2.team", text, "virtio ") == [
         "bridge", "direct", "hostdev", "network", "pci-hostdev", "user"]
     text = "vm a {\n    team t { persistent virtio user; transient hostdev 0000:3b:02.1 }\n    memory 2 \n}\n"
-    assert await complete(client, "c3.team", text, "memory 2 ")[:3] == ["B", "KiB", "MiB"]
+    assert (await complete(client, "c3.team", text, "memory 2 "))[:3] == ["B", "KiB", "MiB"]
 
 
 async def test_completion_offers_names_macs_and_vfs_not_used_elsewhere(client: LanguageClient):
     text = ("vm web {\n    team up0 { persistent virtio user; transient hostdev 0000:3b:02.1 }\n"
             "    nic ua-up1 { model virtio; source user; mac 52:54:00:aa:00:01; teaming persistent }\n"
             "    nic vf1 { source hostdev ; mac ; teaming transient  }\n"
-            "    nic vf2 { source hostdev 0000:3b:02.0; teaming transient ua-up1 }\n}\n")
+            "    nic vf2 { source hostdev 0000:3b:02.0; mac ; teaming transient ua-up1 }\n}\n")
     assert await complete(client, "c4.team", text, "teaming transient ") == ["ua-up0", "ua-up1"]
     assert await complete(client, "c4.team", text, "hostdev ") == ["0000:3b:02.7"]
-    macs = await complete(client, "c4.team", text, "; mac ")
-    assert macs[0].startswith("52:54:00:") and "52:54:00:aa:00:01" not in macs
+    fresh = await complete(client, "c4.team", text, "hostdev ; mac ")
+    assert len(fresh) == 1 and fresh[0].startswith("52:54:00:") and fresh[0] != "52:54:00:aa:00:01"
+    partner = await complete(client, "c4.team", text, "02.0; mac ")
+    assert partner[0] == "52:54:00:aa:00:01" and len(partner) == 2
 
 
 async def test_document_symbols_outline_vms_teams_and_nics(client: LanguageClient):
@@ -228,9 +233,8 @@ async def test_formatting_is_teamc_fmt_and_refuses_a_broken_file(client: Languag
     options = lsp.FormattingOptions(tab_size=4, insert_spaces=True)
     edits = await client.text_document_formatting_async(
         lsp.DocumentFormattingParams(lsp.TextDocumentIdentifier(uri), options))
-    expected = subprocess.run([sys.executable, "-m", "compiler", "fmt", "-"], input=text, capture_output=True,
-                              text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
-    assert [e.new_text for e in edits] == [expected]
+    expected, _ = format_source(SourceFile("fmt.team", text))
+    assert [e.new_text for e in edits] == [expected] and expected != text
     uri, _ = await open_doc(client, "fmt-broken.team", "vm a { vcpus }\n")
     assert await client.text_document_formatting_async(
         lsp.DocumentFormattingParams(lsp.TextDocumentIdentifier(uri), options)) is None
@@ -244,14 +248,14 @@ async def test_code_actions_offer_the_fixes_the_diagnostics_suggest(client: Lang
     assert [a.title for a in actions] == ["Rename to `ua-up0` (and every reference)"]
     action = actions[0]
     assert action.kind == lsp.CodeActionKind.QuickFix and action.is_preferred
-    assert action.diagnostics == [diagnostics[0]]
+    assert list(action.diagnostics) == [diagnostics[0]]
     edits = action.edit.document_changes[0].edits if action.edit.document_changes else action.edit.changes[uri]
     assert sorted((e.range.start.line, e.new_text) for e in edits) == [(1, "ua-up0"), (2, "ua-up0")]
 
 
 async def test_every_request_at_every_offset_of_a_truncated_file_answers(client: LanguageClient):
     full = read("examples/fleet.team")
-    text = full[:full.index("transient hostdev 0000:3b:03.0") + 12]
+    text = full[:full.index("hostdev 0000:3b:03.0") + 12]
     uri, _ = await open_doc(client, "truncated.team", text)
     doc = lsp.TextDocumentIdentifier(uri)
     lines = LineIndex(text)
@@ -264,3 +268,4 @@ async def test_every_request_at_every_offset_of_a_truncated_file_answers(client:
     await client.text_document_hover_async(lsp.HoverParams(doc, beyond))
     symbols = await client.text_document_document_symbol_async(lsp.DocumentSymbolParams(doc))
     assert symbols  # the recovered AST still has the VMs
+

@@ -608,7 +608,7 @@ def test_a_value_on_the_next_line_is_one_error():
 def test_an_unclosed_block_still_gives_the_module_to_the_language_server():
     parsed = parse_tolerant(SourceFile("t.team", "vm a {\n    team t { persistent virtio user\nvm b {}\n"))
     assert parsed.diagnostics and parsed.module is not None
-    assert [vm.name.text for vm in parsed.module.vms] == ["a"]
+    assert [vm.name.text for vm in parsed.module.vms] == ["a", "b"]
     team = parsed.module.vms[0].items[0]
     assert isinstance(team, n.Team) and team.name.text == "t"
     assert parsed.error_offsets

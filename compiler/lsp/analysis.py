@@ -112,8 +112,9 @@ def analyse(uri: str, name: str, text: str, version: int | None = None) -> Analy
         lowered = lower(parsed.module)
         graph = lowered.graph
         later = apply_allow(graph, [*lowered.diagnostics, *check(graph)])
+        # An error at a VM's first token (`vm`) is where recovery closed the VM before it.
         poisoned = [vm.span for vm in parsed.module.vms
-                    if any(vm.span.start <= at <= vm.span.end for at in parsed.error_offsets)]
+                    if any(vm.span.start < at <= vm.span.end for at in parsed.error_offsets)]
         diagnostics += [d for d in later
                         if d.span is None or not any(p.start <= d.span.start <= p.end for p in poisoned)]
     diagnostics.sort(key=Diagnostic.sort_key)

@@ -86,7 +86,7 @@ def _safe(default):
                 return handler(ls, params)
             except navigation.RenameError:
                 raise
-            except Exception:  # noqa: BLE001 - logged; the editor gets an empty answer
+            except Exception:
                 log.exception("%s failed", handler.__name__)
                 return default
         return run
@@ -119,7 +119,7 @@ async def _analyse_and_publish(ls: TeamcServer, uri: str) -> None:
     loop = asyncio.get_running_loop()
     try:
         result = await loop.run_in_executor(ls.worker, analyse, uri, _name(uri), text, version)
-    except Exception:  # noqa: BLE001 - a bug in a phase: keep serving, say so in the log
+    except Exception:
         log.exception("analysis of %s failed", uri)
         return
     if uri not in ls.workspace.text_documents or ls.workspace.get_text_document(uri).version != version:
