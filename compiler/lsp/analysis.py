@@ -17,6 +17,7 @@ from ..checks import apply_allow, check
 from ..diagnostics import Diagnostic
 from ..lower import lower, team_alias
 from ..parser import parse_tolerant
+from ..pipeline import _no_cyclic_gc as no_cyclic_gc
 from ..source import SourceFile, Span
 
 
@@ -53,10 +54,19 @@ class Occurrence:
 class Index:
     symbols: tuple[Symbol, ...]
     occurrences: tuple[Occurrence, ...]  # sorted by offset
-    values: tuple[Span, ...]  # every value's span, sorted: a keyword-looking word there is a value
+    module: n.Module | None = field(repr=False)
+
+    @cached_property
+    def starts(self) -> list[int]:
+        return [o.span.start for o in self.occurrences]
+
+    @cached_property
+    def values(self) -> tuple[Span, ...]:
+        """Every value's span, sorted: a keyword-looking word there is a value (hover needs it, rarely)."""
+        return tuple(sorted((v.span for v in _values(self.module)), key=lambda s: s.start))
 
     def at(self, offset: int) -> Occurrence | None:
-        starts = [o.span.start for o in self.occurrences]
+        starts = self.starts
         i = bisect.bisect_right(starts, offset) - 1
         if i >= 0 and self.occurrences[i].span.start <= offset <= self.occurrences[i].span.end:
             return self.occurrences[i]
@@ -104,6 +114,11 @@ class Analysis:
 
 
 def analyse(uri: str, name: str, text: str, version: int | None = None) -> Analysis:
+    with no_cyclic_gc():
+        return _analyse(uri, name, text, version)
+
+
+def _analyse(uri: str, name: str, text: str, version: int | None) -> Analysis:
     source = SourceFile(name, text)
     parsed = parse_tolerant(source)
     diagnostics = list(parsed.diagnostics)
@@ -126,7 +141,7 @@ def build_index(module: n.Module | None) -> Index:
     symbols: list[Symbol] = []
     occurrences: list[Occurrence] = []
     if module is None:
-        return Index((), (), ())
+        return Index((), (), None)
     for vm in module.vms:
         vm_symbol = Symbol("vm", vm.name.text, vm.name.text, vm.name.span, vm.span)
         symbols.append(vm_symbol)
@@ -149,8 +164,7 @@ def build_index(module: n.Module | None) -> Index:
         for ref in refs:
             occurrences.append(Occurrence(ref.span, by_name.get(ref.text) or by_alias.get(ref.text), False))
     occurrences.sort(key=lambda o: o.span.start)
-    values = sorted((v.span for v in _values(module)), key=lambda s: s.start)
-    return Index(tuple(symbols), tuple(occurrences), tuple(values))
+    return Index(tuple(symbols), tuple(occurrences), module)
 
 
 def _values(node):
