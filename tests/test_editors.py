@@ -22,7 +22,7 @@ from compiler.keywords import KEYWORDS
 
 GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "team.tmLanguage.json"
 TOKENIZER = ROOT / "editors" / "test" / "tokenize.js"
-TEAM_FILES = sorted([*ROOT.glob("examples/*.team"), *ROOT.glob("tests/cases/*.team")])
+TEAM_FILES = sorted([*ROOT.glob("examples/*.team"), *ROOT.glob("tests/editor/*.team")])
 
 
 def _tokenize(paths) -> dict:
