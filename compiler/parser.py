@@ -396,11 +396,6 @@ def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list
                            interactive_parser=InteractiveParser(frontend, state, lexer_thread))
 
 
-def _fast_parse(lark: Lark, source: SourceFile):
-    """Parse without recovery: the module, or Lark's UnexpectedToken / `_Bail` at the first error."""
-    return _drive(lark, source, recover=False).module
-
-
 def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
     """What may come at the end of `source` (a prefix of a file, cut where a word is being typed):
     the keywords, and the other terminals by name (WORD: a value or name; RBRACE; …).

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 from helpers import ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lsprotocol import types as lsp
 
 from compiler.keywords import KEYWORDS
@@ -121,3 +123,29 @@ def test_without_the_lsp_extra_the_command_says_how_to_get_it():
     proc = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 2
     assert "`teamc lsp` needs the pygls package: pip install 'teamc[lsp]'" in proc.stderr
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_no_feature_raises_at_any_offset_of_a_truncated_or_mangled_example(data):
+    # The server turns a handler's exception into an empty answer; here the features run bare, so a crash
+    # on a half-typed file fails the test instead of hiding in the server's log.
+    from compiler.lsp import hover, navigation
+    from compiler.lsp.actions import format_edits
+
+    path = data.draw(st.sampled_from(sorted((ROOT / "examples").glob("*.team"))), label="example")
+    text = path.read_text()
+    cut = data.draw(st.integers(0, len(text)), label="cut")
+    junk = data.draw(st.sampled_from(["", "}", "{", "vm", "\n", '"', "teaming transient ", "mac ", "\r\n🦆"]))
+    text = text[:cut] + junk
+    analysis = analysed(text)
+    fixes(analysis)
+    format_edits(analysis)
+    navigation.outline(analysis)
+    for offset in {0, cut // 2, cut, len(text), data.draw(st.integers(0, len(text)), label="offset")}:
+        hover.hover_markdown(analysis, offset, lambda code: None)
+        navigation.definition(analysis, offset)
+        navigation.references(analysis, offset, True)
+        complete(analysis, text, offset, vfs=list)
+        if navigation.prepare_rename(analysis, offset) is not None:
+            rename_edits(analysis, offset, "renamed")

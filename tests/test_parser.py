@@ -505,7 +505,7 @@ def _both_paths(text: str):
     lark, builder = parser_module._parser()
     builder.source = source
     try:
-        fast = parser_module._fast_parse(lark, source)
+        fast = parser_module._drive(lark, source, recover=False).module
     except UnexpectedToken as err:
         fast = render_human(parser_module._syntax_diagnostic(lark, source, err))
     except parser_module._Bail:
