@@ -9,7 +9,7 @@ analyses, so no handler sees a half-built one.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
 
 from .. import nodes as n
@@ -86,6 +86,7 @@ class Index:
 
 @dataclass(frozen=True)
 class Analysis:
+    """Parse, lower and check; `with_backends` adds what only compiling finds (the QEMU backend's warnings)."""
     uri: str
     version: int | None
     source: SourceFile
@@ -94,6 +95,7 @@ class Analysis:
     diagnostics: tuple[Diagnostic, ...]
     syntax_errors: int
     index: Index = field(repr=False)
+    backends_done: bool = False
 
     @cached_property
     def layouts(self) -> dict:
@@ -111,6 +113,21 @@ class Analysis:
             if vm.name not in failed and self.syntax_errors == 0:
                 out[vm.name] = layout_vm(self.graph, vm)
         return out
+
+
+    def with_backends(self) -> Analysis:
+        """This analysis plus the diagnostics of the QEMU backend (`teamc compile`'s W0504, W0505) for the VMs
+        that lay out. It costs as much again as the checks, so the server publishes it second."""
+        if self.backends_done:
+            return self
+        from ..backends.qemu import qemu_command
+
+        with no_cyclic_gc():
+            found = [d for layout in self.layouts.values() for d in qemu_command(layout).diagnostics]
+            if found:
+                found = apply_allow(self.graph, found)
+        diagnostics = tuple(sorted((*self.diagnostics, *found), key=Diagnostic.sort_key))
+        return replace(self, diagnostics=diagnostics, backends_done=True)
 
 
 def analyse(uri: str, name: str, text: str, version: int | None = None) -> Analysis:

@@ -56,9 +56,18 @@ class TeamcServer(LanguageServer):
         cached = self.analyses.get(uri)
         if cached is not None and cached.version == doc.version and cached.source.text == doc.source:
             return cached
-        fresh = analyse(uri, _name(uri), doc.source, doc.version)
+        fresh = analyse(uri, _name(uri), doc.source, doc.version).with_backends()
         self.analyses[uri] = fresh
         return fresh
+
+    def publish(self, analysis: Analysis) -> None:
+        lines = self.lines(analysis)
+        self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
+            uri=analysis.uri, version=analysis.version,
+            diagnostics=[to_lsp(d, lines, analysis.uri, self.docs_href(d.code)) for d in analysis.diagnostics]))
+
+    def is_current(self, uri: str, version: int | None) -> bool:
+        return uri in self.workspace.text_documents and self.workspace.get_text_document(uri).version == version
 
     def markdown(self) -> bool:
         hover_caps = self.client_capabilities.text_document and self.client_capabilities.text_document.hover
@@ -114,21 +123,25 @@ def to_lsp(d: Diagnostic, lines: LineIndex, uri: str, href: str | None) -> lsp.D
 
 
 async def _analyse_and_publish(ls: TeamcServer, uri: str) -> None:
+    """Publish the checks' diagnostics as soon as they are known, then again with the QEMU backend's if that
+    adds any; either is dropped if the text changed meanwhile (a newer analysis is on its way)."""
     doc = ls.workspace.get_text_document(uri)
     version, text = doc.version, doc.source
     loop = asyncio.get_running_loop()
     try:
-        result = await loop.run_in_executor(ls.worker, analyse, uri, _name(uri), text, version)
+        checked = await loop.run_in_executor(ls.worker, analyse, uri, _name(uri), text, version)
+        if not ls.is_current(uri, version):
+            return
+        ls.analyses[uri] = checked
+        ls.publish(checked)
+        compiled = await loop.run_in_executor(ls.worker, checked.with_backends)
     except Exception:
-        log.exception("analysis of %s failed", uri)
+        log.exception("analysis of %s failed", uri)  # a bug in a phase: keep serving, say so in the log
         return
-    if uri not in ls.workspace.text_documents or ls.workspace.get_text_document(uri).version != version:
-        return  # the text changed while this ran: a newer analysis is on its way
-    ls.analyses[uri] = result
-    lines = ls.lines(result)
-    ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
-        uri=uri, version=version,
-        diagnostics=[to_lsp(d, lines, uri, ls.docs_href(d.code)) for d in result.diagnostics]))
+    if ls.is_current(uri, version) and ls.analyses.get(uri) is checked:
+        ls.analyses[uri] = compiled
+        if compiled.diagnostics != checked.diagnostics:
+            ls.publish(compiled)
 
 
 def _schedule(ls: TeamcServer, uri: str) -> None:
