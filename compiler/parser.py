@@ -4,7 +4,9 @@ The Lark LALR parser is built once per process, with the transformer embedded
 so that no parse tree is materialised: each grammar rule directly builds its
 AST node. Syntax errors become diagnostics that name the expected tokens in
 words, put the caret on the offending token (or at the end of the file), and
-suggest the nearest keyword for a misspelled one.
+suggest the nearest keyword for a misspelled one. The parser recovers after an
+error and reports the next broken statement too (up to MAX_SYNTAX_ERRORS); the
+language server also takes the recovered AST (`parse_tolerant`).
 """
 
 from __future__ import annotations
