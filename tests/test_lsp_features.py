@@ -149,3 +149,12 @@ def test_no_feature_raises_at_any_offset_of_a_truncated_or_mangled_example(data)
         complete(analysis, text, offset, vfs=list)
         if navigation.prepare_rename(analysis, offset) is not None:
             rename_edits(analysis, offset, "renamed")
+
+
+def test_no_completion_inside_a_comment_or_a_string():
+    text = 'vm a {\n    # team \n    emulator "/usr/bin/ \n    \n}\n'
+    analysis = analysed(text)
+    for cursor in ("# team ", '"/usr/bin/ '):
+        assert complete(analysis, text, text.index(cursor) + len(cursor), vfs=list) == []
+    labels = [c.label for c in complete(analysis, text, text.index("\n    \n") + 5, vfs=list)]
+    assert "team" in labels and "vcpus" in labels

@@ -52,8 +52,26 @@ def host_vfs(root: Path = _SYSFS_PCI) -> list[str]:
         return []
 
 
+_STRING_OR_CODE = re.compile(r'"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+("?)|[^"#]++')
+
+
+def _in_comment_or_string(line: str) -> bool:
+    """Whether the end of `line` (the text before the cursor) is inside a comment or an open string."""
+    pos = 0
+    while pos < len(line):
+        m = _STRING_OR_CODE.match(line, pos)
+        if m is None:
+            return True  # a `#` outside a string: the rest of the line is a comment
+        if m.group(0).startswith('"') and not m.group(1) and m.end() == len(line):
+            return True
+        pos = m.end()
+    return False
+
+
 def complete(analysis: Analysis, current_text: str, offset: int, vfs=None) -> list[Candidate]:
     vfs = vfs or environment_vfs
+    if _in_comment_or_string(current_text[current_text.rfind("\n", 0, offset) + 1:offset]):
+        return []
     word = word_at(current_text, offset)
     start = word[0] if word and word[0] < offset else offset
     keywords, others = expected_words(SourceFile(analysis.source.name, current_text[:start]))
