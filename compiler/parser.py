@@ -586,7 +586,10 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
                 panic = True
                 if text[pos] == '"':  # an unterminated string runs to the end of its line
                     stop = text.find("\n", pos)
-                    pos = end if stop == -1 else stop
+                    stop = end if stop == -1 else stop
+                    if not skip and accepts("STRING"):  # it is still the value the statement needs
+                        feed("STRING", _Tok("STRING", text[pos:stop] + '"', pos, stop))
+                    pos = stop
                 else:  # one diagnostic for a run of such characters
                     pos += 1
                     while pos < end and text[pos] not in '"\n' and match(text, pos) is None:
