@@ -132,9 +132,9 @@ def test_concise_and_json_formats():
     assert err.splitlines()[0].startswith(f"{BROKEN}:3:48: E0308 transient nic `vf0` has MAC")
     import json
 
-    code, _, err = teamc("check", BROKEN, "--format", "json")
-    data = json.loads(err)
-    assert data["version"] == 1 and data["diagnostics"][0]["code"] == "E0308"
+    code, out, err = teamc("check", BROKEN, "--format", "json")
+    data = json.loads(out)  # a document for a program: on stdout, stderr stays empty
+    assert err == "" and data["version"] == 1 and data["diagnostics"][0]["code"] == "E0308"
 
 
 def test_python_dash_m_and_console_script_agree(tmp_path):

@@ -50,8 +50,8 @@ def test_every_diagnostic_has_location_and_help(tmp_path):
             "check", f"tests/cases/{case.name}")
         if case.suffix == ".xml":
             args = ("import", f"tests/cases/{case.name}", "-o", str(tmp_path))
-        _, _, err = teamc(*args, "--format", "json")
-        for d in json.loads(err)["diagnostics"]:
+        _, out, err = teamc(*args, "--format", "json")
+        for d in json.loads(out if args[0] == "check" else err)["diagnostics"]:
             assert d["help"], d
             assert d["location"] and d["location"]["line"] >= 1, d
             first_word = d["message"].split()[0]
