@@ -148,7 +148,7 @@ def explain(code: str) -> str:
 
     found = lookup(code)
     if found is None:
-        raise OptionError(f"explain {code}: no such code (codes are listed by `teamc explain --list`)")
+        raise OptionError(f"explain {code}: no such code (`teamc explain` lists every code)")
     return explanation(found.code)
 
 
