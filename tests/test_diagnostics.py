@@ -71,7 +71,7 @@ def test_registry_codes_are_unique_and_well_formed():
 
 # --- teamc explain --------------------------------------------------------------------------
 
-EXAMPLE = re.compile(r"^(Broken|Fixed):\n\n```(team|xml)\n(.*?)^```$", re.S | re.M)
+EXAMPLE = re.compile(r"^(Broken|Fixed):\n\n```(team|xml)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
 
 def shown(code: str, kind: str, lang: str, text: str) -> list:

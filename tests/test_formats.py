@@ -115,7 +115,7 @@ def test_sarif_with_no_findings_is_valid_too():
 
 
 def test_json_format_is_versioned_and_complete():
-    code, out = check(BROKEN, "--format", "json")
+    _, out = check(BROKEN, "--format", "json")
     (d,) = json.loads(out)["diagnostics"]
     assert json.loads(out)["version"] == 1
     assert d["code"] == "E0308" and d["slug"] == "mac-mismatch" and d["severity"] == "error"
