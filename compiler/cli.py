@@ -325,7 +325,10 @@ class _ClosedStream:
 
         raise OSError(errno.EBADF, "it is closed", self.name)
 
-    read = readline = write = writelines = flush = _closed
+    read = readline = write = writelines = _closed
+
+    def flush(self) -> None:
+        pass  # nothing was written, so a command that prints nothing still succeeds
 
     @property
     def buffer(self):
