@@ -143,13 +143,16 @@ def render_diagnostics(diagnostics: list[Diagnostic], fmt: str = "human", *, col
 
 
 def explain(code: str) -> str:
-    """The long explanation of a diagnostic code or slug, with a broken and a fixed example."""
-    from .explain import explanation
+    """The long explanation of a diagnostic code or slug (`teamc explain CODE`): what the check
+    guards against and why, a broken example and the fixed one. Each code has its text in
+    `explanations/<CODE>.md` inside the package; tests/test_diagnostics.py proves that each broken
+    example shows its code and each fixed one is clean."""
+    from pathlib import Path
 
     found = lookup(code)
     if found is None:
         raise OptionError(f"explain {code}: no such code (`teamc explain` lists every code)")
-    return explanation(found.code)
+    return (Path(__file__).resolve().parent / "explanations" / f"{found.code}.md").read_text(encoding="utf-8")
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

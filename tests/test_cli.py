@@ -157,7 +157,7 @@ UGLY = "vm web {\n  team up0 { persistent virtio user; transient hostdev 0000:03
 
 def sh(script: str, **env: str) -> subprocess.CompletedProcess:
     """Run a shell line in which `$TEAMC` is this checkout's teamc, as a separate process."""
-    return subprocess.run(["sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+    return subprocess.run(["sh", "-c", script], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "TEAMC": f"{shlex.quote(sys.executable)} -m teamc", **env})
 
 
