@@ -100,8 +100,8 @@ def test_installed_module_reports_version(installed):
 
 def test_the_import_package_is_teamc_and_no_compiler_package_is_installed(installed):
     venv, _, cwd = installed
-    code = ("import sysconfig, teamc; print(teamc.__version__, sysconfig.get_path('purelib'))\n"
-            "try:\n    import compiler.cli\nexcept ModuleNotFoundError:\n    print('no compiler')")
+    code = ("import importlib, sysconfig, teamc; print(teamc.__version__, sysconfig.get_path('purelib'))\n"
+            "try:\n    importlib.import_module('.cli', 'compiler')\nexcept ModuleNotFoundError:\n    print('no compiler')")
     proc = run([venv / "bin" / "python", "-c", code], cwd=cwd)
     version, site_packages, *rest = proc.stdout.split(maxsplit=2)
     assert (version, rest) == (VERSION, ["no compiler\n"])
