@@ -555,10 +555,13 @@ def run(args) -> int:
     if len(set(names)) != len(names):
         raise UsageError("two inputs would both be written as " + next(x for x in names if names.count(x) > 1))
     if args.output:
-        from .batch import write_files
+        from .outdir import locked, write_files
 
-        Path(args.output).mkdir(parents=True, exist_ok=True)
-        write_files(Path(args.output), artifacts)
+        try:
+            with locked(Path(args.output)):
+                write_files(Path(args.output), artifacts)
+        except OSError as err:
+            raise UsageError(f"cannot write {err.filename or args.output}: {err.strerror or err}") from err
     else:
         _print_artifacts(artifacts)
     return EXIT_OK

@@ -182,8 +182,12 @@ def _analysis_artifacts(graph, diagnostics, options: Options) -> list[Artifact]:
     from .backends.ir_json import ir_json
     from .render import render
 
+    # Outputs are named after their VM: one whose name is refused (`../x`, `/abs`) gets no file at all.
+    refused = {(d.span.start, d.span.end) for d in diagnostics if d.code == "E0205" and d.is_error and d.span}
     out = []
     for vm in vms(graph):
+        if (vm.name_span.start, vm.name_span.end) in refused:
+            continue
         if "json" in options.emit:
             out.append(Artifact(f"{vm.name}.json", ir_json(graph, vm, diagnostics), analysis=True))
         if "dot" in options.emit:
