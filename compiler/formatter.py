@@ -293,10 +293,7 @@ def run(args) -> int:
         elif path == "-" and not args.check and not args.diff:
             sys.stdout.write(formatted)
         elif formatted != source.text and not args.check and not args.diff:
-            try:
-                _rewrite(path, formatted)
-            except OSError as err:
-                raise UsageError(f"cannot write {err.filename or path}: {err.strerror or err}") from err
+            _rewrite(path, formatted)
     _print_diagnostics(sorted_unique(diagnostics), args.format, args.color)
     for name in changed:
         if name == "<stdin>" and not (args.check or args.diff):
