@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, teamc, teamc_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_scale import fleet
 
 from compiler import outdir
 from compiler.outdir import MANIFEST
-from helpers import ROOT, teamc, teamc_process
-from test_scale import fleet
 
 ALL_KINDS = "xml,qemu,interfaces,json,dot"
 
@@ -253,3 +253,16 @@ def test_concurrent_runs_with_disjoint_inputs_keep_every_manifest_entry(tmp_path
     before = {name: os.stat(out / name).st_mtime_ns for name in outputs(out)}
     assert teamc("compile", *map(str, folders), "-o", str(out))[0] == 0
     assert {name: os.stat(out / name).st_mtime_ns for name in outputs(out)} == before
+
+
+def test_import_into_a_folder_writes_only_plain_names(tmp_path):
+    hidden = tmp_path / ".hidden.xml"
+    hidden.write_text((ROOT / "tests/conformance/libvirt/net-virtio-teaming.xml").read_text().replace("'pc'", "'q35'"))
+    out = tmp_path / "out"
+    code, _, err = teamc("import", str(hidden), "-o", str(out))
+    assert code == 2 and f"cannot be written into {out} as `.hidden.team`" in err and "internal error" not in err
+    assert not out.exists() or os.listdir(out) == []
+    visible = tmp_path / "domain.xml"
+    hidden.rename(visible)
+    assert teamc("import", str(visible), "-o", str(out))[0] == 0
+    assert os.listdir(out) == ["domain.team"]
