@@ -19,12 +19,13 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .outdir import MANIFEST, output_name, remove_outputs, save_manifest, write_files
+from .outdir import MANIFEST, lock, output_name, remove_outputs, save_manifest, write_files
 from .pipeline import FileResult, Options, check_source, compile_source, decode_input, read_input
 
 MANIFEST_VERSION = 1
@@ -35,15 +36,16 @@ class InputError(Exception):
 
 
 @contextmanager
-def locked(directory: Path):
-    """Hold the output folder for this run (see `outdir.locked`); a folder that cannot be made is a usage error."""
-    from .outdir import locked as hold
-
+def locked(directory: Path) -> Iterator[None]:
+    """Hold the output folder for this run (see `outdir.lock`); a folder that cannot be made is a usage error."""
     try:
-        with hold(directory):
-            yield
+        fd = lock(directory)
     except OSError as err:
         raise InputError(f"cannot write {err.filename or directory}: {err.strerror or err}") from err
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def expand_inputs(paths: list[str]) -> list[str]:

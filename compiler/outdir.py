@@ -126,9 +126,9 @@ def remove_leftovers(directory: Path) -> None:
                 Path(entry.path).unlink(missing_ok=True)
 
 
-@contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    """Create the folder if needed and hold it for one run (other runs wait); clean leftovers first."""
+def lock(directory: Path) -> int:
+    """Create the folder if needed, wait until no other run holds it, and hold it; closing the returned
+    descriptor releases it. Leftover temporary files are removed first thing."""
     import fcntl
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -136,6 +136,17 @@ def locked(directory: Path) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         remove_leftovers(directory)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold the folder (see `lock`) for the `with` block."""
+    fd = lock(directory)
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        os.close(fd)
