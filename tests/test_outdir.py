@@ -266,3 +266,15 @@ def test_import_into_a_folder_writes_only_plain_names(tmp_path):
     hidden.rename(visible)
     assert teamc("import", str(visible), "-o", str(out))[0] == 0
     assert os.listdir(out) == ["domain.team"]
+
+
+def test_remove_outputs_refuses_what_is_not_a_plain_output_name(tmp_path):
+    """The last line of defence, whatever reaches it: nothing but DIR/NAME.suffix regular files go."""
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    for path in [tmp_path / "victim.xml", out / "sub" / "f.xml", out / ".hidden.xml", out / "notes.txt",
+                 out / "web.xml"]:
+        path.write_text("x")
+    outdir.remove_outputs(out, [str(tmp_path / "victim.xml"), "../victim.xml", "sub/f.xml", ".hidden.xml",
+                                "notes.txt", "sub", ".", "..", "", "web.xml", "gone.xml"])
+    assert tree(tmp_path) == {"victim.xml", "out", "out/sub", "out/sub/f.xml", "out/.hidden.xml", "out/notes.txt"}
