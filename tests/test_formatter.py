@@ -240,6 +240,18 @@ def test_fmt_rewrites_in_place_and_check_reports(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.team"]
 
 
+def test_fmt_on_a_symlink_formats_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "a.team"
+    target.write_text("vm a {memory 1 GiB}\n")
+    link = tmp_path / "link.team"
+    link.symlink_to(os.path.join("real", "a.team"))
+    assert teamc("fmt", str(link)) == (0, "", f"reformatted {link}\n")
+    assert link.is_symlink() and os.readlink(link) == os.path.join("real", "a.team")
+    assert target.read_text() == "vm a { memory 1 GiB }\n"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["a.team"]  # no temporary file left
+
+
 def test_fmt_stdin_to_stdout():
     assert teamc("fmt", "-", stdin="vm a {}") == (0, "vm a {}\n", "")
     assert teamc("fmt", "--check", "-", stdin="vm a {}\n") == (0, "", "")
