@@ -81,7 +81,7 @@ async def test_diagnostics_of_a_broken_file_list_every_syntax_error(client: Lang
     first = diagnostics[0]
     assert first.severity == lsp.DiagnosticSeverity.Error and first.source == "teamc"
     assert first.message == "unknown keyword `machin`\nhelp: did you mean `machine`?"
-    assert first.code_description.href.endswith("README.md#checks")
+    assert first.code_description.href == (ROOT / "compiler" / "explanations" / "E0002.md").as_uri()
 
 
 async def test_diagnostics_carry_related_locations_and_follow_every_change(client: LanguageClient):
@@ -149,6 +149,8 @@ async def test_hover_on_a_keyword_a_diagnostic_and_a_nic(client: LanguageClient)
                                                                        at(broken, "pc-i440fx")))
     assert "**E0401** `pc-machine-team` (error)" in explained.contents.value
     assert "allow pc-machine-team" in explained.contents.value
+    assert (ROOT / "compiler" / "explanations" / "E0401.md").read_text().split("\n", 1)[1].strip() \
+        in explained.contents.value  # the long text of `teamc explain E0401`
 
 
 async def test_definition_and_references_link_a_transient_and_its_persistent_nic(client: LanguageClient):

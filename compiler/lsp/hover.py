@@ -53,12 +53,17 @@ def hover_markdown(analysis: Analysis, offset: int, docs_href) -> tuple[str, tup
 
 
 def explain(d: Diagnostic, href: str | None) -> str:
+    """The code, its summary and this diagnostic's help, then the long text of `teamc explain CODE`."""
+    from ..api import explain as long_text
+
     code = CODES[d.code]
     text = f"**{d.code}** `{code.slug}` ({code.severity.value}): {code.summary}."
     if d.help:
         text += f"\n\nhelp: {d.help}"
     if code.allowable:
         text += f"\n\nAllowable: `allow {code.slug}` in the VM, or `--allow {d.code}`."
+    body = long_text(d.code).split("\n", 1)[1].strip()  # its first line is a heading that repeats the code
+    text += f"\n\n{body}"
     if href:
         text += f"\n\n[{d.code} in the teamc documentation]({href})"
     return text

@@ -27,7 +27,8 @@ from .positions import LineIndex
 
 log = logging.getLogger("teamc.lsp")
 
-_README = Path(__file__).resolve().parents[2] / "README.md"
+# Each code's page: the text `teamc explain CODE` prints, shipped inside the package.
+_EXPLANATIONS = Path(__file__).resolve().parents[1] / "explanations"
 
 
 class TeamcServer(LanguageServer):
@@ -37,11 +38,9 @@ class TeamcServer(LanguageServer):
         self.pending: dict[str, asyncio.Task] = {}
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teamc-analysis")
         # `initializationOptions.codeDocsUrl`: a URL template with {code} and {slug} for each code's page.
-        self.docs_template: str | None = _README.as_uri() + "#checks" if _README.exists() else None
+        self.docs_template = _EXPLANATIONS.as_uri() + "/{code}.md"
 
-    def docs_href(self, code: str) -> str | None:
-        if self.docs_template is None:
-            return None
+    def docs_href(self, code: str) -> str:
         return self.docs_template.format(code=code, slug=CODES[code].slug)
 
     def encoding(self) -> str:
