@@ -158,3 +158,17 @@ def test_no_completion_inside_a_comment_or_a_string():
         assert complete(analysis, text, text.index(cursor) + len(cursor), vfs=list) == []
     labels = [c.label for c in complete(analysis, text, text.index("\n    \n") + 5, vfs=list)]
     assert "team" in labels and "vcpus" in labels
+
+
+# Not unreadable-input: an editor sends the server text it has decoded itself, never bytes.
+@pytest.mark.parametrize("case", sorted(p for p in (ROOT / "tests" / "cases").glob("*.team")
+                                        if p.stem != "unreadable-input"), ids=lambda p: p.stem)
+def test_the_server_reports_what_teamc_compile_reports(case):
+    # Same phases, same diagnostics: the editor shows what the command line prints, place for place.
+    from compiler.pipeline import compile_source
+
+    source = SourceFile(str(case), case.read_text())
+    expected = compile_source(source).diagnostics
+    got = analyse(case.as_uri(), str(case), source.text).with_backends().diagnostics
+    assert sorted((d.code, d.span.start, d.message) for d in got) == \
+        sorted((d.code, d.span.start, d.message) for d in expected if d.span is not None)
