@@ -125,3 +125,16 @@ def test_neovim_shows_several_syntax_errors_of_a_broken_file(tmp_path):
     result = _neovim(str(broken), [[2, 5]], [1, 6], tmp_path)
     assert [(d["lnum"], d["col"], d["code"]) for d in result["diagnostics"]] == [(1, 4, "E0002"), (2, 36, "E0001")]
     assert result["hover"] and result["hover"][0].startswith("**E0002** `unknown-keyword` (error)")
+
+
+def test_the_sublime_grammar_is_the_textmate_grammar_as_a_property_list(update_golden):
+    # Sublime Text reads TextMate grammars as XML property lists; this one must never drift from the JSON
+    # (`--update-golden` writes it from the JSON).
+    import plistlib
+
+    grammar = json.loads(GRAMMAR.read_text())
+    grammar.pop("$schema")
+    sublime = ROOT / "editors" / "sublime" / "team.tmLanguage"
+    if update_golden:
+        sublime.write_bytes(plistlib.dumps(grammar, sort_keys=True))
+    assert plistlib.loads(sublime.read_bytes()) == grammar
