@@ -26,6 +26,7 @@ EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMAND_MODULES = {
     "fmt": "compiler.formatter",
     "import": "compiler.importer",
+    "lsp": "compiler.lsp",
     "verify": "compiler.verify",
 }
 
