@@ -111,6 +111,7 @@ def rom_source():
     pytest.fail("QEMU's efi-virtio.rom is needed (package ipxe-qemu)")
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("syntax", ["json", "keyval"])
 def test_qemu_reads_back_exactly_the_hostile_value(tmp_path, rom_source, syntax):
     """Through the generated shell script, the real QEMU sees exactly the intended romfile."""
@@ -134,6 +135,7 @@ def test_qemu_reads_back_exactly_the_hostile_value(tmp_path, rom_source, syntax)
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.qemu
 def test_a_hostile_emulator_path_is_one_shell_word(tmp_path):
     odd = tmp_path / "qemu $(touch pwned) 'x' \"y\"; z"
     odd.symlink_to(QEMU)

@@ -32,6 +32,7 @@ def merged(team: str, base: str, *extra: str) -> str:
     return out
 
 
+@pytest.mark.libvirt
 @pytest.mark.parametrize("case,team,base,vm", CASES, ids=[c[0] for c in CASES])
 def test_merge_golden_valid_and_defined(case, team, base, vm, tmp_path, update_golden):
     text = merged(team, base)
@@ -174,6 +175,7 @@ def _one_line_base(children: str) -> str:
     return head + "<devices>" + children + devices.split("</devices>", 1)[0].replace("\n", "") + "</devices></domain>\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("child", [
     "<serial type='pty'/>",  # every child's indentation was looked for back to the start of the line
     # every one is removed (a second transient of the team's persistent NIC): one copy of the text per removal
