@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import DOMAIN_RNG, ROOT
 
+pytest_plugins = ["pytester"]  # test_tiers runs a pytest of its own
+
 INSTALL = "sh tests/install-deps.sh installs it"
 
 # Markers that --fast leaves out.
@@ -37,7 +39,7 @@ def _missing_guest() -> str | None:
     cache = Path(os.environ.get("TEAMC_CACHE") or ROOT / ".cache" / "teamc") / "guest"
     # Without a built image the tests build one, which takes apt-get (Debian's packages).
     if not any(cache.glob("linux-image-*")) and shutil.which("apt-get") is None:
-        return f"needs the guest image in {cache} or apt-get to build it ({INSTALL})"
+        return _missing_qemu() or f"needs the guest image in {cache} or apt-get to build it ({INSTALL})"
     return _missing_qemu()
 
 
@@ -47,14 +49,16 @@ def _missing_program(program: str, package: str):
     return missing
 
 
-# marker -> what is missing on this machine for its tests (None: nothing).
-REQUIREMENTS = {
-    "qemu": _missing_qemu,
-    "libvirt": _missing_libvirt,
-    "guest": _missing_guest,
-    "graphviz": _missing_program("dot", f"graphviz; {INSTALL}"),
-    "node": _missing_program("node", "nodejs"),
-    "nvim": _missing_program("nvim", "neovim"),
+# marker -> (what its tests run, what is missing on this machine for them: None when nothing).
+TIERS = {
+    "qemu": ("starts qemu-system-x86_64", _missing_qemu),
+    "libvirt": ("runs virsh or validates against libvirt's RNG schemas", _missing_libvirt),
+    "guest": ("boots the guest kernel in QEMU, minutes (teamc verify; every test taking test_verify's `image`)",
+              _missing_guest),
+    "slow": ("takes seconds to minutes: fuzzing, races, big inputs, a wheel build", lambda: None),
+    "graphviz": ("runs Graphviz's dot", _missing_program("dot", f"graphviz; {INSTALL}")),
+    "node": ("runs Node.js (editor integration)", _missing_program("node", "nodejs")),
+    "nvim": ("runs Neovim (editor integration)", _missing_program("nvim", "neovim")),
 }
 
 
@@ -71,33 +75,33 @@ def pytest_addoption(parser):
                           f"-m \"{' and '.join('not ' + m for m in SLOW_TIERS)}\")")
 
 
+def pytest_configure(config):
+    for marker, (runs, _) in TIERS.items():
+        config.addinivalue_line("markers", f"{marker}: {runs}")
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(config, items):
+    missing = {marker: find() for marker, (_, find) in TIERS.items()}
     for item in items:
         # Every test that takes the booted-guest fixture of test_verify boots the guest kernel.
         if "image" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.guest)
+        for marker, reason in missing.items():
+            if reason and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=f"{marker} tier: {reason}"))
     if config.getoption("--fast"):
         kept = [item for item in items if not any(item.get_closest_marker(m) for m in SLOW_TIERS)]
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept
 
 
-@pytest.hookimpl(tryfirst=True)  # before any fixture (the guest image) is set up
-def pytest_runtest_setup(item):
-    for marker, missing in REQUIREMENTS.items():
-        if item.get_closest_marker(marker) is not None:
-            reason = missing()
-            if reason:
-                pytest.skip(f"{marker} tier: {reason}")
-
-
 def _fail_if_skipped(report) -> None:
     if report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
-        report.longrepr = (f"skipped, but every test has to run here (CI or TEAMC_REQUIRE_ALL=1): {reason}\n"
-                           "install what it needs with `sh tests/install-deps.sh`")
+        report.longrepr = ("skipped, but every test has to run here (CI or TEAMC_REQUIRE_ALL=1): "
+                           + reason.removeprefix("Skipped: "))
 
 
 @pytest.hookimpl(hookwrapper=True)
