@@ -6,9 +6,11 @@ TEAMC_REQUIRE_ALL=1) every skip fails the run; `--fast` leaves out the slow tier
 
 from __future__ import annotations
 
-import pytest
+import re
 
-pytestmark = pytest.mark.slow  # a pytest session each, seconds
+import pytest
+from conftest import TIERS
+from helpers import ROOT
 
 SAMPLE = '''
 import pytest
@@ -53,6 +55,7 @@ def run_tiers(pytester, monkeypatch, *args: str, **env: str) -> tuple[int, str]:
     return result.ret, result.stdout.str()
 
 
+@pytest.mark.slow  # a pytest session of its own each, seconds
 def test_a_missing_tool_skips_its_tier_with_the_way_to_install_it(pytester, monkeypatch):
     code, out = run_tiers(pytester, monkeypatch)
     assert code == 0, out
@@ -63,6 +66,7 @@ def test_a_missing_tool_skips_its_tier_with_the_way_to_install_it(pytester, monk
     assert "2 passed, 3 skipped, 1 xfailed in" in out
 
 
+@pytest.mark.slow  # a pytest session of its own each, seconds
 def test_every_skip_fails_the_run_in_ci(pytester, monkeypatch):
     for env in ({"CI": "true"}, {"TEAMC_REQUIRE_ALL": "1"}):
         code, out = run_tiers(pytester, monkeypatch, **env)
@@ -77,9 +81,17 @@ def test_every_skip_fails_the_run_in_ci(pytester, monkeypatch):
     assert run_tiers(pytester, monkeypatch, CI="false")[0] == 0
 
 
+@pytest.mark.slow  # a pytest session of its own each, seconds
 def test_fast_leaves_out_the_slow_tiers(pytester, monkeypatch):
     code, out = run_tiers(pytester, monkeypatch, "--fast")
     assert code == 0, out
     assert "PASSED test_sample.py::test_plain" in out
     assert "test_slow" not in out and "test_boots" not in out and "test_needs_qemu" not in out
     assert "3 deselected" in out
+
+
+def test_the_readme_names_every_tier():
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"^\| marker \| the test \|\n(.*?)\n\n", readme, re.DOTALL | re.MULTILINE).group(1)
+    named = re.findall(r"`([a-z]+)`", "".join(line.split("|")[1] for line in table.splitlines()))
+    assert sorted(named) == sorted(TIERS)
