@@ -190,6 +190,7 @@ def assert_import_handles(xml: str) -> None:
     assert graph is not None and not checked.failed, (xml, result.text, checked.diagnostics)
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, len(SEED_XML) - 1), rng=st.randoms(use_true_random=False), steps=st.integers(1, 6),
        kind=st.sampled_from(["tree", "text"]))

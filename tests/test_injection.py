@@ -62,6 +62,7 @@ def decode(arg: str) -> dict:
     return props
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(["bridge", "rom", "emulator", "network", "dev", "machine"]), value=HOSTILE,
        syntax=st.sampled_from(["json", "keyval"]))

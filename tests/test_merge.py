@@ -133,6 +133,7 @@ def test_output_folder_gets_the_vm_file(tmp_path):
     assert (tmp_path / "web01.xml").read_text() == (GOLDEN / "merge" / "web01.xml").read_text()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(rng=st.randoms(use_true_random=False), steps=st.integers(1, 6), kind=st.sampled_from(["tree", "text"]))
 def test_merge_never_crashes_on_a_mutated_base(rng, steps, kind):

@@ -65,6 +65,7 @@ _HOSTILE = st.lists(st.sampled_from(["/", ".", "..", "a", "-", "_", " ", "\\", "
                     min_size=1, max_size=8).map("".join)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(names=st.lists(_HOSTILE, min_size=1, max_size=3, unique=True))
 def test_nothing_is_written_outside_the_folder_whatever_the_names(tmp_path_factory, names):
