@@ -1,6 +1,6 @@
 """Test tiers: what each marked test needs from the machine, the fast tier, and no skips in CI.
 
-A marker (registered in pyproject.toml) names what a test runs besides teamc itself. Without it
+A marker (registered here, in TIERS) names what a test runs besides teamc itself. Without it
 on this machine the test is skipped with the way to install it; in CI (`CI` set, as every CI
 service does) or with TEAMC_REQUIRE_ALL=1 every tier has to run, so each skip is a failure there.
 `--fast` leaves out every tier that boots, starts a tool or takes long: the edit-test loop.
