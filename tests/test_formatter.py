@@ -212,6 +212,7 @@ def programs(draw):
         st.sampled_from(["", "\n", "\n# trailing\n", ";\n"]))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=_SUPPRESS)
 @given(text=programs())
 @example(text='vm a { team t { persistent virtio user {\n} # c\n} }')

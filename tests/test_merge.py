@@ -32,6 +32,7 @@ def merged(team: str, base: str, *extra: str) -> str:
     return out
 
 
+@pytest.mark.libvirt
 @pytest.mark.parametrize("case,team,base,vm", CASES, ids=[c[0] for c in CASES])
 def test_merge_golden_valid_and_defined(case, team, base, vm, tmp_path, update_golden):
     text = merged(team, base)
@@ -132,6 +133,7 @@ def test_output_folder_gets_the_vm_file(tmp_path):
     assert (tmp_path / "web01.xml").read_text() == (GOLDEN / "merge" / "web01.xml").read_text()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(rng=st.randoms(use_true_random=False), steps=st.integers(1, 6), kind=st.sampled_from(["tree", "text"]))
 def test_merge_never_crashes_on_a_mutated_base(rng, steps, kind):
@@ -174,6 +176,7 @@ def _one_line_base(children: str) -> str:
     return head + "<devices>" + children + devices.split("</devices>", 1)[0].replace("\n", "") + "</devices></domain>\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("child", [
     "<serial type='pty'/>",  # every child's indentation was looked for back to the start of the line
     # every one is removed (a second transient of the team's persistent NIC): one copy of the text per removal

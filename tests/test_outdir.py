@@ -65,6 +65,7 @@ _HOSTILE = st.lists(st.sampled_from(["/", ".", "..", "a", "-", "_", " ", "\\", "
                     min_size=1, max_size=8).map("".join)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(names=st.lists(_HOSTILE, min_size=1, max_size=3, unique=True))
 def test_nothing_is_written_outside_the_folder_whatever_the_names(tmp_path_factory, names):
@@ -194,6 +195,7 @@ def test_leftover_temporary_files_are_removed_and_nothing_else(tmp_path):
     assert set(os.listdir(out)) == {MANIFEST, "web.xml", "web.sh", ".d.xml.1a2b3c4d.tmp", *kept}
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_writing_is_cleaned_up_by_the_next(tmp_path):
     src, out = tmp_path / "fleet.team", tmp_path / "out"
     src.write_text(fleet(2000))
@@ -219,6 +221,7 @@ def test_a_run_killed_while_writing_is_cleaned_up_by_the_next(tmp_path):
 # --- 15: two runs into one folder at once ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_run_waits_while_another_holds_the_folder(tmp_path):
     src, out = tmp_path / "in.team", tmp_path / "out"
     src.write_text(vm("web"))
@@ -233,6 +236,7 @@ def test_a_run_waits_while_another_holds_the_folder(tmp_path):
     assert proc.wait(timeout=60) == 0 and (out / "web.xml").exists()
 
 
+@pytest.mark.slow
 def test_concurrent_runs_with_disjoint_inputs_keep_every_manifest_entry(tmp_path):
     # Without the lock, a run saving the manifest between another's reading and saving it drops that
     # one's entries (about one round in three loses some, so this is the end-to-end check; the test above

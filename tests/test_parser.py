@@ -438,13 +438,9 @@ def test_bad_managed_value():
     assert d.help == "expected '{', '}', `no`, `yes` or a newline or ';'"
 
 
-# Keywords are matched as a prefix of a longer word in statement position, so a
-# misspelling that *extends* a keyword is silently split in two instead of
-# being reported as an unknown keyword on the whole word.
-# BUG (teamc): `vma {}` parses as `vm a {}`; `teamup0 {` as `team up0 {`;
-# `transienthostdev X` as `transient hostdev X`; `machinery q35` gives an
-# E0001 on `q35` instead of an E0002 on `machinery`; `hostdevs 0000:03:07.1`
-# gives "unknown keyword `0000:03:07.1`". These tests fail until fixed.
+# A keyword is only a keyword as a whole word: a misspelling that extends one
+# (`vma`, `teamup0`, `transienthostdev`, `machinery`, `hostdevs`) is reported on
+# the whole word, never split into the keyword and a value (`vm a`, `team up0`).
 @pytest.mark.parametrize(
     ("text", "word"),
     [
