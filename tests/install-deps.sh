@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-    libvirt0 libvirt-clients qemu-system-x86 graphviz neovim >/dev/null
+    libvirt0 libvirt-clients qemu-system-x86 graphviz neovim make >/dev/null
 # Node for the TextMate grammar test; a Node that is already there (with its own npm) is kept.
 command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
 sh install.sh test

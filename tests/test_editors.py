@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from helpers import GOLDEN, ROOT
 
 from compiler.keywords import KEYWORDS
@@ -36,6 +38,7 @@ def _tokenize(paths) -> dict:
     return json.loads(proc.stdout)
 
 
+@pytest.mark.node
 def test_the_textmate_grammar_tokenises_every_file_to_its_golden_scopes(update_golden):
     tokens = _tokenize(TEAM_FILES)
     folder = GOLDEN / "textmate"
@@ -49,6 +52,7 @@ def test_the_textmate_grammar_tokenises_every_file_to_its_golden_scopes(update_g
         assert golden.read_text() == got, f"{path}: scopes differ from {golden} (--update-golden to rewrite)"
 
 
+@pytest.mark.node
 def test_the_textmate_grammar_scopes_keywords_by_context():
     sample = ROOT / "tests" / "editor" / "scopes.team"
     lines = _tokenize([sample])["tests/editor/scopes.team"]
@@ -102,6 +106,7 @@ def _neovim(file: str, syntax: list, hover: list, tmp_path) -> dict:
     return result
 
 
+@pytest.mark.nvim
 def test_neovim_attaches_to_teamc_lsp_and_shows_the_diagnostics_and_hover(tmp_path):
     mac_column = (ROOT / "tests/cases/mac-mismatch.team").read_text().splitlines()[1].index("52:54") + 1
     result = _neovim("tests/cases/mac-mismatch.team", [[1, 1], [1, 4], [2, 5], [2, 9], [2, mac_column]], [2, 9],
@@ -119,6 +124,7 @@ def test_neovim_attaches_to_teamc_lsp_and_shows_the_diagnostics_and_hover(tmp_pa
                                 "and QEMU arguments it compiles to)")]
 
 
+@pytest.mark.nvim
 def test_neovim_shows_several_syntax_errors_of_a_broken_file(tmp_path):
     broken = tmp_path / "broken.team"
     broken.write_text("vm a {\n    machin q35\n    team t { persistent virtio user extra }\n}\n")
