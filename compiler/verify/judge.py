@@ -154,6 +154,13 @@ def bonded(q: Qemu, t: TeamPlan, since: Mark, watch: Watch, now: float) -> Verdi
                         f"{stray.mac}) to failover master {master.name} (MAC {master.mac}); net_failover pairs "
                         "NICs by MAC"), (console_for(q, [master, stray], since=since)
                                          + [f"guest: {i.line()}" for i in (master, stray)])
+    standins = [i for i in tick.ifaces.values() if i.kind == "pci" and i.mac == t.primary_mac]
+    if watch.held("no-primary", master is not None and not standins, now) > 2 * SETTLE:
+        present = peripherals(q)
+        why = (f"QEMU has no {t.primary}: {plug_refusal(q)}" if present is not None and t.primary not in present
+               else "QEMU has it, the guest did not probe it")
+        return "fail", f"no bond: the guest has no NIC for {t.primary} (MAC {t.primary_mac}); {why}", [
+            f"guest: {i.line()}" for i in tick.ifaces.values()] + q.warnings()[-3:]
     virtio = [i for i in tick.ifaces.values() if i.kind == "virtio" and i.mac == t.mac]
     if watch.held("no-master", master is None and bool(virtio), now) > SETTLE:
         why = ("the standby has no failover=on" if not standby_has_failover(q.argv, t.standby)
@@ -163,14 +170,28 @@ def bonded(q: Qemu, t: TeamPlan, since: Mark, watch: Watch, now: float) -> Verdi
     return None
 
 
+def plug_refusal(q: Qemu) -> str:
+    """QEMU's reason for not plugging a device, from its stderr (without the follow-up line that names
+    no cause)."""
+    warnings = [w.split("warning: ", 1)[-1] for w in q.warnings()]
+    causes = [w for w in warnings if not w.startswith("Virtio-net failover will not work")]
+    return (causes or warnings or ["no reason given"])[-1]
+
+
 def released(q: Qemu, t: TeamPlan, since: Mark, first: bool = False) -> Verdict | None:
-    """Has the guest let the primary go (its failover master has no primary slave any more)? `first`: judge
-    the first report of `q` only (a destination, whose guest starts where the source stopped)."""
+    """Has the guest let the primary go (no NIC with its MAC besides the standby, and no primary slave
+    under the failover master)? `first`: judge the first report of `q` only (a destination, whose guest
+    starts where the source stopped)."""
     ticks = q.guest.ticks[:1] if first else q.guest.ticks[since.ticks:]
-    gone = next((tk for tk in ticks if primary_away(tk, t)), None)
+    gone = next((tk for tk in ticks if not any(i.kind == "pci" and i.mac == t.primary_mac
+                                               for i in tk.ifaces.values())
+                 and (tk.master(t.mac) is None or primary_away(tk, t))), None)
     if gone is None:
         return None
     master = gone.master(t.mac)
+    if master is None:
+        return "ok", f"the guest removed its NIC (it had no failover master for {t.mac})", [
+            f"guest {gone.origin} t={gone.uptime:.2f}: {i.line()}" for i in gone.ifaces.values()]
     lines = [line.strip() for line in q.guest.console_matching(f" {master.name}: failover primary slave",
                                                                  since=None if first else since)
              if "unregistered" in line]

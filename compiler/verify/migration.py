@@ -18,6 +18,7 @@ from .judge import (
     bonded,
     fmt_event,
     peripherals,
+    plug_refusal,
     primary_away,
     primary_up,
     released,
@@ -147,8 +148,7 @@ def why_no_primary(run: Run, q: Qemu, t: TeamPlan) -> str:
         return f"{t.standby} has no failover=on, so {t.primary} is an ordinary device to QEMU"
     present = peripherals(q)
     if present is not None and t.primary not in present:
-        warnings = [w.split("warning: ", 1)[-1] for w in q.warnings()]
-        return f"QEMU never plugged it into {t.primary_bus}: {warnings[-1] if warnings else 'no reason given'}"
+        return f"QEMU never plugged it into {t.primary_bus}: {plug_refusal(q)}"
     return "the guest never negotiated failover"
 
 
@@ -212,9 +212,8 @@ def replugged(run: Run, migration: Migration | None, dest: Qemu, mark: Mark, whe
             if watch.held("absent", True, now) < SETTLE:
                 plugged.pop(t.primary)  # QEMU plugs it back a moment after the cancel: ask again
                 return None
-            warnings = [w.split("warning: ", 1)[-1] for w in dest.warnings()]
             return "fail", (f"QEMU did not plug {t.primary} back into {t.primary_bus} on the {where}: "
-                            f"{warnings[-1] if warnings else 'no reason given'}"), dest.warnings()[-5:]
+                            f"{plug_refusal(dest)}"), dest.warnings()[-5:]
         verdict = bonded(dest, t, mark, watch, now)
         if verdict is None or verdict[0] == "fail":
             return verdict

@@ -20,6 +20,7 @@ from .judge import (
     fmt_event,
     memory_hint,
     peripherals,
+    plug_refusal,
     primary_up,
     released,
     slot,
@@ -129,10 +130,8 @@ def team_boot_steps(run: Run, q, mark: Mark, since: float, what: str) -> None:
         if plugged[t.primary]:
             return "ok", f"QEMU plugged {t.primary} into {t.primary_bus} slot {t.primary_addr}", [
                 f"qom-list /machine/peripheral: {t.primary} present"]
-        warnings = q.warnings()
-        reason = warnings[-1].split("warning: ", 1)[-1] if warnings else "no reason given"
-        return "fail", f"QEMU did not plug {t.primary} into {t.primary_bus}: {reason}", (
-            warnings[-5:] + [f"qom-list /machine/peripheral: no {t.primary}"])
+        return "fail", f"QEMU did not plug {t.primary} into {t.primary_bus}: {plug_refusal(q)}", (
+            q.warnings()[-5:] + [f"qom-list /machine/peripheral: no {t.primary}"])
 
     run.steps(q, [
         Step("negotiated", negotiated, lambda t: f"QMP FAILOVER_NEGOTIATED for {t.standby}"),
@@ -262,7 +261,8 @@ def hot_unplug(run: Run) -> None:
         ticks = q.guest.ticks[mark.ticks:]
         verdict = standby_carried(ticks, t, minimum=3)
         if verdict is None and ticks and ticks[-1].master(t.mac) is None and watch.held("no-master", True, now) > SETTLE:
-            return "fail", f"no failover master for {t.mac} in the guest: nothing to carry the pings on the standby", [
+            why = "" if standby_has_failover(run.plan.argv, t.standby) else f" ({t.standby} has no failover=on)"
+            return "fail", f"no failover master for {t.mac} in the guest{why}: no bond to move the pings to the standby", [
                 f"guest: {i.line()}" for i in ticks[-1].ifaces.values()]
         return verdict
 
