@@ -13,6 +13,7 @@ from .qmp import QmpError
 from .serial import Mark, Reply, Tick
 
 SETTLE = 4.0  # seconds a decidable guest state must hold before it counts as final
+LAG = 3.0  # seconds the kernel console may lag behind the guest's report of the same event
 MIN_PACKETS = 3  # pings (tx and rx) a NIC must carry to count as carrying the traffic
 GATEWAY = "10.0.2.2"  # slirp's host side: what the guest pings through each failover master
 
@@ -143,9 +144,11 @@ def bonded(q: Qemu, t: TeamPlan, since: Mark, watch: Watch, now: float) -> Verdi
     standby = tick.slave(master, "virtio") if master else None
     primary = tick.slave(master, "pci") if master else None
     if master and standby and primary:
+        lines = console_for(q, [master, standby, primary], "failover", since=since)
+        if not any("primary slave" in line for line in lines) and watch.held("console", True, now) < LAG:
+            return None  # wait a moment for the kernel's own line
         return "ok", (f"master {master.name} {master.mac}: standby {standby.name} (virtio), primary {primary.name} "
-                      f"(stand-in for {t.primary})"), (
-            console_for(q, [master, standby, primary], "failover", since=since) + [f"guest: {master.line()}"])
+                      f"(stand-in for {t.primary})"), lines + [f"guest: {master.line()}"]
     strays = [i for i in tick.ifaces.values()
               if i.kind == "pci" and i.mac == t.primary_mac and i.name not in tick.enslaved()]
     if watch.held("stray-primary", bool(strays) and master is not None, now) > SETTLE:

@@ -156,14 +156,3 @@ class Guest:
     def console_matching(self, *needles: str, since: Mark | None = None) -> list[str]:
         lines = self.console[since.console:] if since else self.console
         return [line for _, line in lines if any(n in line for n in needles)]
-
-    def await_console(self, needle: str, exclude: str, since: Mark | None = None, seconds: float = 3.0) -> list[str]:
-        """Console lines with `needle` (and without `exclude`), waiting a little for the first: the
-        kernel's emulated serial port can lag behind the report that already told us what happened."""
-        deadline = time.monotonic() + seconds
-        while True:
-            lines = [line.strip() for line in self.console_matching(needle, since=since) if exclude not in line]
-            if lines or time.monotonic() >= deadline:
-                return lines
-            time.sleep(0.1)
-            self.read()
