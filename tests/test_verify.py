@@ -59,7 +59,7 @@ def test_verification_argv_is_the_compiled_argv_with_only_the_stand_ins_swapped(
     graph, _ = check_source(load("examples/fleet.team")[0])
     plan = plan_vm(layout(graph)[0], accel="tcg")  # edge-a: two teams on host bridges
     compiled, argv = plan.compiled, plan.argv
-    pairs = lambda a: [(a[i], a[i + 1]) for i in range(1, len(a) - 1) if a[i].startswith("-")]  # noqa: E731
+    pairs = lambda a: [(a[i], a[i + 1]) for i in range(1, len(a) - 1) if a[i].startswith("-")]
     kept = [(o, v) for o, v in pairs(compiled) if o != "-accel" and "vfio-pci" not in v and '"bridge"' not in v]
     assert all(pair in pairs(argv) for pair in kept)  # root ports, standbys, ids: exactly as compiled
     standins = [decode(v, "driver") for o, v in pairs(argv) if o == "-device" and "e1000e" in v]
@@ -122,8 +122,10 @@ def test_every_scenario_passes_on_the_seed_under_tcg(image):
     started = time.monotonic()
     proc = verify(SEED, "--accel", "tcg", "--scenario", "all", "--json", timeout=600)
     took = time.monotonic() - started
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
+    failures = [(s["scenario"], c["check"], c["detail"]) for s in report["vms"][0]["scenarios"]
+                for c in s["checks"] + [c for t in s["teams"] for c in t["checks"]] if c["status"] == "fail"]
+    assert proc.returncode == 0 and not failures, failures
     assert report["version"] == 2 and report["verdict"] == "pass"
     (vm,) = report["vms"]
     assert vm["vm"] == "QEMUGuest1" and vm["accel"] == "tcg" and vm["error"] is None

@@ -71,6 +71,26 @@ def peripherals(q: Qemu) -> set[str] | None:
         return None
 
 
+class Presence:
+    """Whether QEMU has a device, asked once per device (`qom-list`) unless forgotten."""
+
+    def __init__(self, q: Qemu):
+        self.q = q
+        self.known: dict[str, bool] = {}
+
+    def __call__(self, ident: str) -> bool | None:
+        """None while QEMU does not answer."""
+        if ident not in self.known:
+            present = peripherals(self.q)
+            if present is None:
+                return None
+            self.known[ident] = ident in present
+        return self.known[ident]
+
+    def forget(self, ident: str) -> None:
+        self.known.pop(ident, None)
+
+
 class Watch:
     """How long conditions have held, across the polls of one step."""
 
@@ -89,6 +109,12 @@ def primary_up(tick: Tick, t: TeamPlan) -> bool:
     master = tick.master(t.mac)
     primary = tick.slave(master, "pci") if master else None
     return primary is not None and primary.carrier == "1"
+
+
+def whole(tick: Tick, t: TeamPlan) -> bool:
+    """The team's failover master has both slaves."""
+    master = tick.master(t.mac)
+    return master is not None and bool(tick.slave(master, "virtio")) and bool(tick.slave(master, "pci"))
 
 
 def primary_away(tick: Tick, t: TeamPlan) -> bool:

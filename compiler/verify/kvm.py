@@ -8,10 +8,8 @@ import time
 from pathlib import Path
 
 from .guest import GuestImage
-from .process import Session
+from .process import POLL, Session
 from .qmp import QmpError
-
-POLL = 0.1
 
 
 def probe_kvm(emulator: str, image: GuestImage, cache: Path | None, timeout: float = 10.0) -> tuple[bool, str]:

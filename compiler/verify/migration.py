@@ -14,6 +14,7 @@ import time
 from .judge import (
     LAG,
     SETTLE,
+    Presence,
     Verdict,
     Watch,
     bonded,
@@ -194,7 +195,7 @@ def standby_during(source: Qemu, mark: Mark, dest: Qemu | None):
 def replugged(run: Run, migration: Migration | None, dest: Qemu, mark: Mark, where: str):
     """On `dest` (where the VM runs after the migration or the cancel) QEMU plugged the primary back
     and the guest made it the bond's primary again."""
-    plugged: dict[str, bool] = {}
+    has = Presence(dest)
 
     def judge(team: TeamResult, watch: Watch, now: float) -> Verdict | None:
         t = team.team
@@ -207,14 +208,12 @@ def replugged(run: Run, migration: Migration | None, dest: Qemu, mark: Mark, whe
         if where != "source" and event is None:
             verdict = bonded(dest, t, mark, watch, now)
             return verdict if verdict and verdict[0] == "fail" else None
-        if t.primary not in plugged:
-            present = peripherals(dest)
-            if present is None:
-                return None
-            plugged[t.primary] = t.primary in present
-        if not plugged[t.primary]:
+        present = has(t.primary)
+        if present is None:
+            return None
+        if not present:
             if watch.held("absent", True, now) < SETTLE:
-                plugged.pop(t.primary)  # QEMU plugs it back a moment after the cancel: ask again
+                has.forget(t.primary)  # QEMU plugs it back a moment after the cancel: ask again
                 return None
             return "fail", (f"QEMU did not plug {t.primary} back into {t.primary_bus} on the {where}: "
                             f"{plug_refusal(dest)}"), dest.warnings()[-5:]

@@ -23,6 +23,7 @@ from .qmp import Qmp, QmpError
 from .serial import Guest, Mark
 
 KERNEL_CMDLINE = "console=ttyS0 panic=-1 quiet"
+POLL = 0.1  # seconds between two looks at QMP and the guest's serial ports
 
 _LIVE: set = set()  # every QEMU process started and not yet reaped, for the last-resort cleanup
 

@@ -13,9 +13,11 @@ import time
 from . import migration
 from .judge import (
     SETTLE,
+    Presence,
     Verdict,
     Watch,
     bonded,
+    console_for,
     device,
     fmt_event,
     memory_hint,
@@ -87,7 +89,7 @@ def guest_up(run: Run, q, mark: Mark, name: str, since: float) -> bool:
 
 
 def team_boot_steps(run: Run, q, mark: Mark, since: float, what: str) -> None:
-    plugged: dict[str, bool] = {}
+    has = Presence(q)
 
     def negotiated(team: TeamResult, watch: Watch, now: float) -> Verdict | None:
         t = team.team
@@ -109,7 +111,7 @@ def team_boot_steps(run: Run, q, mark: Mark, since: float, what: str) -> None:
                             f"virtio_net made no failover master for {t.mac} ({why})"), (
                 [f"guest: {i.line()}" for i in virtio]
                 + [f"guest: {i.line()} (the stand-in for {t.primary}, not hidden by QEMU, not bonded)"
-                   for i in standins] + _console(q, virtio, mark))
+                   for i in standins] + console_for(q, virtio, since=mark))
         if watch.held("no-virtio", not virtio, now) > 2 * SETTLE:
             hint = ""
             where, primary_where = slot(q.argv, t.standby), slot(q.argv, t.primary)
@@ -122,12 +124,10 @@ def team_boot_steps(run: Run, q, mark: Mark, since: float, what: str) -> None:
 
     def primary_plugged(team: TeamResult, watch: Watch, now: float) -> Verdict | None:
         t = team.team
-        if t.primary not in plugged:
-            present = peripherals(q)
-            if present is None:
-                return None
-            plugged[t.primary] = t.primary in present
-        if plugged[t.primary]:
+        present = has(t.primary)
+        if present is None:
+            return None
+        if present:
             return "ok", f"QEMU plugged {t.primary} into {t.primary_bus} slot {t.primary_addr}", [
                 f"qom-list /machine/peripheral: {t.primary} present"]
         return "fail", f"QEMU did not plug {t.primary} into {t.primary_bus}: {plug_refusal(q)}", (
@@ -145,12 +145,6 @@ def team_boot_steps(run: Run, q, mark: Mark, since: float, what: str) -> None:
     for team in run.result.teams:
         if team.checks["primary plugged"].status == "skipped" and team.checks["negotiated"].status == "fail":
             team.checks["primary plugged"].detail = "QEMU plugs the primary only after negotiation"
-
-
-def _console(q, ifaces, mark: Mark) -> list[str]:
-    from .judge import console_for
-
-    return console_for(q, ifaces, since=mark)
 
 
 def on_primary(q, mark: Mark):
@@ -242,7 +236,7 @@ def hot_unplug(run: Run) -> None:
             q.execute("device_del", {"id": t.primary})
             run.primaries_removed = True
         except QmpError as err:
-            refused[t.name] = f"device_del {t.primary}: {err}" + (
+            refused[t.name] = f"device_del {t.primary}: {str(err).split(': ', 1)[-1]}" + (
                 "" if standby_has_failover(run.plan.argv, t.standby) and (peripherals(q) or set()) & {t.primary}
                 else f" ({migration.why_no_primary(run, q, t)})")
 
@@ -288,18 +282,16 @@ def hot_plug(run: Run) -> None:
         except QmpError as err:
             refused[t.name] = f"device_add {t.primary} on {t.primary_bus}: {str(err).split(': ', 1)[-1]}"
     run.primaries_removed = False
-    plugged: dict[str, bool] = {}
+    has = Presence(q)
 
     def added(team: TeamResult, watch: Watch, now: float) -> Verdict | None:
         t = team.team
         if t.name in refused:
             return "fail", refused[t.name], q.warnings()[-3:]
-        if t.primary not in plugged:
-            present = peripherals(q)
-            if present is None:
-                return None
-            plugged[t.primary] = t.primary in present
-        if plugged[t.primary]:
+        present = has(t.primary)
+        if present is None:
+            return None
+        if present:
             return "ok", f"QMP device_add {t.primary} on {t.primary_bus} slot {t.primary_addr}: QEMU plugged it", [
                 f"qom-list /machine/peripheral: {t.primary} present"]
         return "fail", f"QEMU accepted device_add {t.primary} but has no such device", q.warnings()[-3:]

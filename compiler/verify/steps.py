@@ -13,13 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .guest import GuestImage
-from .judge import SETTLE, Verdict, Watch, expected_interfaces, iface_lines
+from .judge import Verdict, Watch, expected_interfaces, iface_lines, primary_away, whole
 from .plan import TeamPlan, VmPlan
-from .process import Qemu, Session
+from .process import POLL, Qemu, Session
 from .progress import Progress
 from .records import Check, ScenarioResult, TeamResult
-
-POLL = 0.1
 
 
 @dataclass
@@ -91,6 +89,7 @@ class Run:
 
     def step(self, q: Qemu, step: Step, hook: Callable[[], None] | None = None) -> None:
         watches = {t.team.name: Watch() for t in self.result.teams}
+        started = time.monotonic()
         for team in self.result.teams:
             check = team.check(step.name)
             if team.failure is not None and check.pending:
@@ -121,7 +120,7 @@ class Run:
                 break
             time.sleep(POLL)
         if step.expect and all(t.checks[step.name].status == "ok" for t in self.result.teams):
-            self.count_interfaces(q, step.name, step.expect)
+            self.count_interfaces(q, step.name, step.expect, started)
 
     def vm_step(self, q: Qemu, name: str, judge: Callable[[float], Verdict | None], waiting: str,
                 hook: Callable[[], None] | None = None) -> bool:
@@ -156,14 +155,15 @@ class Run:
         status, detail, evidence = verdict
         (check.ok if status == "ok" else check.fail)(detail, evidence, self.seconds())
 
-    def count_interfaces(self, q: Qemu, after: str, state: str) -> None:
-        """Record the guest's interface count against the count `state` calls for, once it is reached or
-        a moment has passed (a primary the bond has just let go is still an interface for a report or two)."""
+    def count_interfaces(self, q: Qemu, after: str, state: str, since: float) -> None:
+        """Record the guest's interface count in its first report since `since` (from whichever QEMU ran it)
+        in which every team is in `state`, against the count that state calls for; without such a report,
+        the count in the latest one (a step decided at once, on reports from before it, has only that one)."""
         expected = expected_interfaces(self.plan.argv, len(self.plan.teams), state == "unplugged")
-        end = time.monotonic() + SETTLE / 2
-        while time.monotonic() < end and not (q.guest.ticks and len(q.guest.ticks[-1].ifaces) == expected):
-            self.pause(POLL)
-        tick = q.guest.ticks[-1] if q.guest.ticks else None
+        ticks = sorted((tk for q in self.qemus for tk in q.guest.ticks), key=lambda tk: tk.at)
+        ticks = [tk for tk in ticks if tk.at >= since] or ticks[-1:]
+        match = whole if state == "whole" else primary_away
+        tick = next((tk for tk in ticks if all(match(tk, t) for t in self.plan.teams)), ticks[-1] if ticks else None)
         count = len(tick.ifaces) if tick else 0
         self.result.interfaces.append({"after": after, "count": count, "expected": expected,
                                        "names": sorted(tick.ifaces) if tick else [],
