@@ -120,7 +120,7 @@ def test_the_cli_lists_every_scenario():
 
 def test_every_scenario_passes_on_the_seed_under_tcg(image):
     started = time.monotonic()
-    proc = verify(SEED, "--accel", "tcg", "--scenario", "all", "--json", timeout=600)
+    proc = verify(SEED, "--accel", "tcg", "--scenario", "all", "--json", timeout=900)
     took = time.monotonic() - started
     report = json.loads(proc.stdout)
     failures = [(s["scenario"], c["check"], c["detail"]) for s in report["vms"][0]["scenarios"]
@@ -145,7 +145,7 @@ def test_every_scenario_passes_on_the_seed_under_tcg(image):
             # each step says when it was decided, within the scenario
             assert all(0 <= c["seconds"] <= scenario["seconds"] for c in team["checks"])
             figures = scenario["traffic"][team["team"]]
-            assert figures["replies"] >= 2 and figures["longest_gap_s"] <= figures["limit_s"] == 6.0
+            assert figures["replies"] >= 2 and figures["longest_gap_s"] <= figures["limit_s"] == 8.0
         # the interface count after each step: master + standby + primary per team, or without primaries
         counts = {i["after"]: (i["count"], i["expected"]) for i in scenario["interfaces"]}
         assert all(count == expected for count, expected in counts.values()), counts
@@ -274,7 +274,8 @@ def _assert_negatives(scenarios: list[dict], case: str) -> None:
 
 def test_mac_mismatch_breaks_every_scenario_that_needs_the_bond(image):
     assert verify("tests/cases/mac-mismatch.team").returncode == 1  # the compiler refuses it
-    proc = verify("tests/cases/mac-mismatch.team", "--force", "E0308", "--accel", "tcg", "--scenario", "all", "--json")
+    proc = verify("tests/cases/mac-mismatch.team", "--force", "E0308", "--accel", "tcg", "--scenario", "all", "--json",
+                  timeout=900)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "warning[E0308]" in proc.stderr and "E0308 forced" in proc.stderr
     scenarios = json.loads(proc.stdout)["vms"][0]["scenarios"]
@@ -292,7 +293,7 @@ def test_mac_mismatch_breaks_every_scenario_that_needs_the_bond(image):
 
 def test_primary_on_pcie0_fails_every_scenario_with_qemus_reason(image):
     proc = verify("tests/cases/primary-not-hotpluggable.team", "--force", "primary-not-hotpluggable", "--accel", "tcg",
-                  "--scenario", "all", "--json")
+                  "--scenario", "all", "--json", timeout=900)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     _assert_negatives(json.loads(proc.stdout)["vms"][0]["scenarios"], "pcie.0")
 

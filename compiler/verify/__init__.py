@@ -44,9 +44,9 @@ def add_parser(subparsers) -> None:
                    help="what to prove (repeatable, comma-separated, or `all`): "
                         + ", ".join(SCENARIO_NAMES) + " (default: boot)")
     p.add_argument("--migrate", action="store_true", help="the same as --scenario boot,migrate")
-    p.add_argument("--max-gap", type=float, default=6.0, metavar="SECONDS",
+    p.add_argument("--max-gap", type=float, default=8.0, metavar="SECONDS",
                    help="a scenario fails when the guest's ping stream goes longer than this without a reply "
-                        "(guest clock; default 6)")
+                        "(guest clock; default 8)")
     guest = p.add_argument_group("guest")
     guest.add_argument("--kernel", metavar="K", help="boot this kernel (needs --modules)")
     guest.add_argument("--modules", metavar="DIR",

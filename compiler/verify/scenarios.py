@@ -78,7 +78,7 @@ def guest_up(run: Run, q, mark: Mark, name: str, since: float) -> bool:
         if failed:
             return "fail", f"the guest could not load {', '.join(failed)}", [
                 f"console: {line}" for _, line in q.guest.console if any(m in line for m in failed)][-10:]
-        booted = q.guest.note("boot", since=mark)
+        booted = q.guest.note("boot", since=mark) or loaded  # (a garbled line may have lost the first note)
         return "ok", (f"/init ran {booted[0] - since:.1f} s and the failover drivers were loaded "
                       f"{loaded[0] - since:.1f} s after the {'start' if name == 'guest booted' else 'reset'}"), []
     ok = run.vm_step(q, name, judge, "the guest's /init to load the failover drivers")

@@ -24,7 +24,7 @@ from .records import Check, ScenarioResult, TeamResult
 class Settings:
     scenarios: tuple[str, ...] = ("boot",)
     timeout: float = 120.0  # per scenario
-    max_gap: float = 6.0  # the longest time without a ping reply a scenario tolerates (guest clock)
+    max_gap: float = 8.0  # the longest time without a ping reply a scenario tolerates (guest clock)
     keep: bool = False
 
 
