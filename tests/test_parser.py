@@ -502,10 +502,11 @@ def _both_paths(text: str):
     from compiler.diagnostics import render_human
 
     source = SourceFile("t.team", text)
-    lark, builder = parser_module._parser()
+    parser = parser_module._parser()
+    lark, builder = parser.lark, parser.builder
     builder.source = source
     try:
-        fast = parser_module._drive(lark, source, recover=False).module
+        fast = parser_module._drive(parser, source, recover=False).module
     except UnexpectedToken as err:
         fast = render_human(parser_module._syntax_diagnostic(lark, source, err))
     except parser_module._Bail:
@@ -620,12 +621,12 @@ def test_the_number_of_errors_is_capped():
 
 
 def _tokens(text: str) -> list[tuple[int, int]]:
-    from compiler.parser import _LEX
+    from compiler.parser import grammar
 
     out, pos = [], 0
     while pos < len(text):
-        m = _LEX.match(text, pos)
-        if m.lastgroup not in ("ws", "comment"):
+        m = grammar().lexer.match(text, pos)
+        if m.lastgroup not in grammar().ignored:
             out.append((pos, m.end()))
         pos = m.end()
     return out
