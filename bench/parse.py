@@ -20,10 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from bench import fleet  # noqa: E402
-
-from compiler import parser  # noqa: E402
-from compiler.source import SourceFile  # noqa: E402
+from bench import fleet
+from compiler import parser
+from compiler.source import SourceFile
 
 
 def best(run, runs: int) -> float:
