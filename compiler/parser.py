@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from typing import NamedTuple
 
 from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import nodes as n
 from .diagnostics import Diagnostic, diag
@@ -276,7 +276,7 @@ def _parser() -> _Parser:
         builder = _Builder()
         lark = Lark(_grammar(), parser="lalr", lexer="contextual", keep_all_tokens=True, transformer=builder,
                     postlex=_WholeWords(), cache=_cache_path())
-        cached = _local.parser = _Parser(lark, builder, _Tables(lark))
+        cached = _local.parser = _Parser(lark, builder, _Tables(lark, builder))
     return cached
 
 
@@ -309,10 +309,7 @@ def parse_tolerant(source: SourceFile, keep_tree: bool = True) -> Parsed:
     """
     parser = _parser()
     parser.builder.source = source
-    try:
-        return _drive(parser, source, recover=True, keep_tree=keep_tree)
-    except VisitError as err:  # a builder bug, never bad input: let it surface
-        raise err.orig_exc from err
+    return _drive(parser, source, recover=True, keep_tree=keep_tree)
 
 
 # --- what the grammar says -----------------------------------------------------
@@ -452,7 +449,9 @@ def _check_internals(lark: Lark) -> None:
     frontend = getattr(getattr(getattr(lark, "parser", None), "parser", None), "parser", None)
     table = getattr(frontend, "parse_table", None)
     for what, ok in (("Lark.parser.parser.parser.parse_table", table is not None),
-                     ("…parser.callbacks", isinstance(getattr(frontend, "callbacks", None), dict)),
+                     ("Rule.options.keep_all_tokens/expand1/empty_indices/template_source",
+                      all(hasattr(getattr(rule, "options", None), a) for rule in getattr(lark, "rules", ())
+                          for a in ("keep_all_tokens", "expand1", "empty_indices", "template_source"))),
                      ("parse_table.states/start_states/end_states",
                       all(hasattr(table, a) for a in ("states", "start_states", "end_states"))),
                      ("Lark.terminals, Lark.rules, Lark.lexer_conf.ignore",
@@ -468,13 +467,12 @@ class _Tables:
     """Lark's parse table, flattened for the fast loop (twice: building the AST, and building nothing),
     and the grammar's tokens. Made per parser object: the callbacks are bound to that parser's builder."""
 
-    def __init__(self, lark: Lark) -> None:
+    def __init__(self, lark: Lark, builder: _Builder) -> None:
         _check_internals(lark)
         from lark.parsers.lalr_analysis import Shift
 
-        frontend = lark.parser.parser.parser
-        table = frontend.parse_table
-        callbacks = frontend.callbacks
+        table = lark.parser.parser.parser.parse_table
+        callbacks = _direct_callbacks(lark, builder)
         self.start = table.start_states["start"]
         self.end = table.end_states["start"]
         self.states = {}
@@ -496,13 +494,57 @@ class _Tables:
         self.fill_text = self.grammar.texts
 
 
-def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list, end: int,
-                callbacks: dict | None = None) -> UnexpectedToken:
+def _direct_callbacks(lark: Lark, builder: _Builder) -> dict:
+    """Each rule's builder method, called directly rather than through Lark's per-rule wrappers
+    (lark.parse_tree_builder), whose one job here this does: an inlined rule (`_name`, and the
+    `__name_n` rules Lark makes for `*` and `?`) gives the list of its children, spliced into its
+    parent's children. Lark's options that would need more wrappers are refused."""
+    out = {}
+    for rule in lark.rules:
+        options = rule.options
+        if not options.keep_all_tokens or (options.expand1 and not rule.alias) or options.empty_indices \
+                or options.template_source:
+            raise RuntimeError(f"the fast parser calls the builder directly and cannot build rule {rule}: "
+                               "keep all tokens, and no `?rule` without aliases, `[…]` or templates")
+        spliced = tuple(i for i, sym in enumerate(rule.expansion) if not sym.is_term and sym.name.startswith("_"))
+        method = _children if rule.origin.name.startswith("_") else getattr(builder, rule.alias or rule.origin.name)
+        out[rule] = _splicing(method, spliced) if spliced else method
+    return out
+
+
+def _children(children: list) -> list:
+    return children
+
+
+def _splicing(method, spliced: tuple[int, ...]):
+    """`method` on the children with the lists of the inlined rules at `spliced` spliced in (into a new list:
+    recovery may put the children back on the stack)."""
+    if len(spliced) == 1:
+        (i,) = spliced
+        return lambda children: method([*children[:i], *children[i], *children[i + 1:]])
+
+    def call(children: list):
+        out: list = []
+        last = 0
+        for i in spliced:
+            out += children[last:i]
+            out += children[i]
+            last = i + 1
+        out += children[last:]
+        return method(out)
+
+    return call
+
+
+def _unexpected(lark: Lark, tables: _Tables, term: str, tok, state_stack: list, value_stack: list,
+                end: int) -> UnexpectedToken:
     from lark.parsers.lalr_interactive_parser import InteractiveParser
     from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
     frontend = lark.parser.parser.parser
-    state = ParserState(ParseConf(frontend.parse_table, callbacks or frontend.callbacks, "start"), None,
+    # The stacks hold what the fast path built, which Lark's own callbacks cannot take: the error's
+    # interactive parser (it only replays the parser's moves) gets callbacks that build nothing.
+    state = ParserState(ParseConf(frontend.parse_table, tables.bare_callbacks, "start"), None,
                         list(state_stack), list(value_stack))
     if tok is None:
         token = Token("$END", "", end, 0, 0, 0, 0, end)
@@ -524,10 +566,7 @@ def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
     parser = _parser()
     parser.builder.source = source
     expect: list[str] = []
-    try:
-        _drive(parser, source, recover=True, keep_tree=False, expect=expect)
-    except VisitError as err:
-        raise err.orig_exc from err
+    _drive(parser, source, recover=True, keep_tree=False, expect=expect)
     fill = parser.tables.fill_text
     keywords = {fill[t] for t in expect if t in fill and t not in _DESCRIPTIONS and t not in ("LBRACE", "RBRACE")}
     return keywords, {t for t in expect if t not in fill or t in ("LBRACE", "RBRACE")}
@@ -572,7 +611,7 @@ def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool =
             step = actions.get(term)
             if step is None:
                 if not recover:
-                    raise _unexpected(lark, term, tok, state_stack, value_stack, len(text))
+                    raise _unexpected(lark, tables, term, tok, state_stack, value_stack, len(text))
                 report(term, tok)
                 # LALR may reduce on a token it then refuses; recovery resumes from before those
                 # reductions, where the statement that was being parsed is still open.
@@ -630,8 +669,7 @@ def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool =
         if not panic and not (term == "$END" and opened):
             offsets.append(len(text) if tok is None else tok.start_pos)
             record(lambda: _syntax_diagnostic(lark, source, _unexpected(
-                lark, term, tok, state_stack, value_stack, len(text),
-                None if building else tables.bare_callbacks)))
+                lark, tables, term, tok, state_stack, value_stack, len(text))))
 
     def recover_at(term: str, tok) -> None:
         nonlocal panic, skip, between_vms, opened

@@ -624,14 +624,26 @@ def test_a_lark_without_the_internals_the_fast_path_uses_is_refused_loudly(monke
 
     from compiler import parser as parser_module
 
-    lark = parser_module._parser().lark
+    lark, builder = parser_module._parser()[:2]
     hollow = SimpleNamespace(parser=SimpleNamespace(parser=SimpleNamespace(parser=SimpleNamespace())),
                              terminals=lark.terminals, rules=lark.rules, lexer_conf=lark.lexer_conf)
     with pytest.raises(RuntimeError, match=r"lacks what teamc's fast parser uses \(Lark.parser.parser.parser"):
-        parser_module._Tables(hollow)
+        parser_module._Tables(hollow, builder)
     monkeypatch.setattr(lark_state, "ParseConf", lambda parse_table, callbacks: None)
     with pytest.raises(RuntimeError, match=r"ParseConf\(parse_table, callbacks, start\)"):
-        parser_module._Tables(lark)
+        parser_module._Tables(lark, builder)
+
+
+def test_a_grammar_the_direct_callbacks_cannot_build_is_refused_loudly():
+    from lark import Lark
+
+    from compiler import parser as parser_module
+
+    builder = parser_module._parser().builder
+    for grammar_text in ('start: "a" ["b"]', "?start: a\na: \"a\""):
+        lark = Lark(grammar_text, parser="lalr", keep_all_tokens=True)
+        with pytest.raises(RuntimeError, match="cannot build rule"):
+            parser_module._direct_callbacks(lark, builder)
 
 
 def test_pyproject_pins_lark_to_the_versions_whose_internals_the_fast_path_uses():
