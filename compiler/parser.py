@@ -517,16 +517,26 @@ def _children(children: list) -> list:
 
 
 def _splicing(method, spliced: tuple[int, ...]):
-    """`method` on the children with the lists of the inlined rules at `spliced` spliced in (into a new list:
-    recovery may put the children back on the stack)."""
+    """`method` on the children with the lists of the inlined rules at `spliced` spliced in. As in Lark's own
+    filter (lark.parse_tree_builder.ChildFilterLALR), a list that comes first is extended in place, so a
+    left-recursive `*` rule stays linear; any other splice makes a new list."""
+    if spliced == (0,):
+        def call_first(children: list):
+            out = children[0]
+            out += children[1:]
+            return method(out)
+
+        return call_first
     if len(spliced) == 1:
         (i,) = spliced
         return lambda children: method([*children[:i], *children[i], *children[i + 1:]])
 
+    first_in_place = spliced[0] == 0
+    rest = spliced[1:] if first_in_place else spliced
+
     def call(children: list):
-        out: list = []
-        last = 0
-        for i in spliced:
+        out, last = (children[0], 1) if first_in_place else ([], 0)
+        for i in rest:
             out += children[last:i]
             out += children[i]
             last = i + 1
