@@ -213,7 +213,7 @@ def to_json(d: Diagnostic) -> dict:
 
 
 def render_json(diagnostics: list[Diagnostic]) -> str:
-    """Schema version 1, documented in the README ("Machine-readable diagnostics")."""
+    """Schema version 1, documented in docs/outputs.md ("Diagnostics as JSON")."""
     return json.dumps({"version": 1, "diagnostics": [to_json(d) for d in diagnostics]}, indent=2) + "\n"
 
 

@@ -66,7 +66,7 @@ def test_replacing_a_team_changes_only_its_lines(tmp_path):
 
 
 def test_import_edit_fmt_merge_round_trip(tmp_path):
-    """The README's walk-through: import libvirt's fixture, edit, fmt, compile --into the fixture."""
+    """docs/import-and-merge.md's walk-through: import libvirt's fixture, edit, fmt, compile --into the fixture."""
     code, _, _ = teamc("import", FIXTURE, "-o", str(tmp_path))
     assert code == 0
     team = tmp_path / "net-virtio-teaming.team"

@@ -188,11 +188,11 @@ def _transcript_shape(text: str) -> list[str]:
     return out
 
 
-def test_seed_migration_is_proven_as_the_readme_shows(image):
+def test_seed_migration_is_proven_as_docs_verify_md_shows(image):
     proc = verify("--scenario", "migrate", SEED)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    readme = (ROOT / "README.md").read_text()
-    shown = re.search(r"\$ teamc verify --scenario migrate examples/seed.team\n(.*?)```", readme, re.DOTALL).group(1)
+    page = (ROOT / "docs" / "verify.md").read_text()
+    shown = re.search(r"\$ teamc verify --scenario migrate examples/seed.team\n(.*?)```", page, re.DOTALL).group(1)
     assert _transcript_shape(proc.stdout) == _transcript_shape(shown)
     assert "verdict: PASS: 1 of 1 scenario passed (QEMUGuest1)" in proc.stdout
     assert re.search(r"completed \(setup -> wait-unplug -> active -> completed\), \d+\.\d+ s, downtime \d+ ms",

@@ -1,6 +1,6 @@
 """IR backend (`--emit json`): one VM of the IR graph -> a JSON document.
 
-Schema (version 1), documented in the README ("The IR as JSON"):
+Schema (version 1), documented in docs/outputs.md ("The IR as JSON"):
   vm           every VmSpec field (ir.py), spans as locations
   nics         every NicSpec field of the VM's NICs, plus `id`, the graph node key as a list
   edges        {"kind": "pairs-with" | "belongs-to", "from": id, "to": id}
