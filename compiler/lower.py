@@ -22,7 +22,12 @@ from .ir import (HOSTDEV_KINDS, PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSp
                  transients_of, vm_key)
 from .source import Span
 
-ALIAS_RE = re.compile(r"[A-Za-z0-9_\-.]+\Z")
+# libvirt keeps a user alias only when it starts with `ua-` and every character is one of
+# USER_ALIAS_CHARS (libvirt 9.0, src/conf/domain_conf.c: letters, digits, `_`, `-`); any other
+# alias it drops without a word, so a VF's `persistent=` would name nothing.
+ALIAS_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
+# A NIC name that never becomes an alias (a VF's `nic` name) only names output files.
+NIC_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 VM_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*\Z")
 MAC_RE = re.compile(r"([0-9A-Fa-f]{2})(:[0-9A-Fa-f]{2}){5}\Z")
 UUID_RE = re.compile(r"[0-9A-Fa-f]{8}-?([0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}\Z")
@@ -282,16 +287,25 @@ class _Lowerer:
             self.error("E0205", f"`{value.text}` is not a NIC model name", value.span,
                        help="the persistent side is `virtio` (or virtio-transitional, virtio-non-transitional)")
 
-    def check_alias(self, value: n.Value, alias: str) -> None:
-        if not ALIAS_RE.match(alias):
-            bad = "".join(sorted({c for c in alias if not ALIAS_RE.match(c)}))
-            self.error("E0202", f"`{value.text}` has characters libvirt refuses in an alias: {bad!r}", value.span,
+    def check_name(self, value: n.Value, alias: str | None) -> None:
+        """`alias`: the libvirt alias the name becomes, or None for a name that stays teamc's."""
+        pattern = ALIAS_RE if alias is not None else NIC_NAME_RE
+        name = alias if alias is not None else value.text
+        if pattern.match(name):
+            return
+        bad = "".join(sorted({c for c in name if not pattern.match(c)}))
+        if alias is not None:
+            self.error("E0202", f"alias `{alias}` has characters libvirt does not keep in an alias: {bad!r}",
+                       value.span, help="use only letters, digits, `_` and `-`: libvirt silently drops any other "
+                                        "alias, and the VF's `persistent=` then names nothing")
+        else:
+            self.error("E0202", f"`{name}` has characters teamc does not accept in a NIC name: {bad!r}", value.span,
                        help="use only letters, digits, `_`, `-` and `.`")
 
     def team(self, vm: VmSpec, team: n.Team, names: dict, aliases: dict) -> None:
         name = team.name.text
         alias = team_alias(name)
-        self.check_alias(team.name, alias)
+        self.check_name(team.name, alias)
         if not self.claim(vm, team.name, alias, names, aliases):
             return
         by_kind = self.unique(team.items, "statement", key=lambda item: type(item).__name__.lower())
@@ -329,8 +343,8 @@ class _Lowerer:
 
     def nic(self, vm: VmSpec, nic: n.Nic, names: dict, aliases: dict) -> None:
         name = nic.name.text
-        self.check_alias(nic.name, name)
         alias = name if name.startswith("ua-") else None
+        self.check_name(nic.name, alias)
         if not self.claim(vm, nic.name, alias if alias else name, names, aliases):
             return
         items = [i for i in nic.items if not isinstance(i, (n.Option, n.Teaming))]

@@ -44,3 +44,26 @@ def test_virsh_defines_domain_and_keeps_teaming(path, tmp_path):
         ours = teaming_elements(artifact.text)
         assert ours, "every example has teamed NICs"
         assert teaming_elements(dumped) == ours
+
+
+ALIAS_PROBES = ["ua-wan_v10-x", "ua-wan.v10", "ua-a b", "ua-a:b", "ua-a/b", "ua-é", "ua-A9_z-"]
+
+
+def test_e0202_accepts_exactly_the_aliases_libvirt_keeps(tmp_path):
+    """E0202's rule is libvirt's: the test driver keeps an alias teamc accepts, and drops the others."""
+    from compiler.lower import lower
+    from compiler.parser import parse
+    from compiler.source import SourceFile
+
+    nics = "".join(f"<interface type='user'><mac address='52:54:00:00:00:{i:02x}'/><model type='virtio'/>"
+                   f"<alias name='{alias}'/></interface>" for i, alias in enumerate(ALIAS_PROBES))
+    xml_path = tmp_path / "aliases.xml"
+    xml_path.write_text(f"<domain type='qemu'><name>aliases</name><memory>262144</memory><os><type arch='x86_64' "
+                        f"machine='q35'>hvm</type></os><devices>{nics}</devices></domain>")
+    kept = {el.get("name") for el in etree.fromstring(virsh_define_dumpxml(xml_path, "aliases").encode()).iter("alias")}
+
+    def teamc_accepts(alias: str) -> bool:
+        module, _ = parse(SourceFile("t.team", f'vm a {{ nic "{alias}" {{ source user; teaming persistent }} }}'))
+        return not any(d.code == "E0202" for d in lower(module).diagnostics)
+
+    assert {alias for alias in ALIAS_PROBES if teamc_accepts(alias)} == kept == {"ua-wan_v10-x", "ua-A9_z-"}

@@ -466,7 +466,23 @@ def test_nic_with_both_roles_is_e0307():
 
 def test_alias_characters_are_e0202():
     result = lowered('vm a { team "x y" { persistent virtio user; transient hostdev 0000:03:07.1 } }')
-    assert summary(result) == [("E0202", (1, 13), "`x y` has characters libvirt refuses in an alias: ' '")]
+    assert summary(result) == [("E0202", (1, 13), "alias `ua-x y` has characters libvirt does not keep in an alias: ' '")]
+
+
+def test_a_dot_in_an_alias_is_e0202():
+    # libvirt's USER_ALIAS_CHARS has no `.`: it drops `ua-wan.v10` and the VF's persistent= dangles.
+    result = lowered("vm a {\n team wan.v10 { persistent virtio user; transient hostdev 0000:03:07.1 }\n"
+                     " nic ua-lan.v20 { source user; teaming persistent }\n"
+                     " nic vf.1 { source hostdev 0000:03:07.2; teaming transient ua-lan.v20 }\n}")
+    assert summary(result) == [
+        ("E0202", (2, 7), "alias `ua-wan.v10` has characters libvirt does not keep in an alias: '.'"),
+        ("E0202", (3, 6), "alias `ua-lan.v20` has characters libvirt does not keep in an alias: '.'"),
+    ]
+
+
+def test_a_nic_name_that_is_no_alias_may_have_a_dot():
+    clean("vm a {\n nic ua-wan_v10 { source user; teaming persistent }\n"
+          " nic vf.1 { source hostdev 0000:03:07.2; teaming transient ua-wan_v10 }\n}")
 
 
 @pytest.mark.parametrize(
