@@ -106,6 +106,12 @@ def options_apply(graph):
         if nic.role == TRANSIENT and nic.mtu is not None:
             yield diag("E0105", "`mtu` cannot be set on the VF", nic.mtu_span,
                        help="set the MTU on the persistent (virtio) NIC; the VF's MTU is set on the host")
+        if nic.role == PERSISTENT and nic.mtu is not None and kind in ("user", "direct"):
+            # libvirt 9.0's QEMU driver (qemuDomainNetSupportsMTU) refuses the domain:
+            # "setting MTU on interface type user/direct is not supported yet".
+            yield diag("E0105", f"`mtu` cannot be set on a `{kind}` interface", nic.mtu_span,
+                       help="libvirt refuses an MTU on `user` and `direct` interfaces; use a `bridge` or "
+                            "`network` source for jumbo frames, or remove `mtu`")
         if nic.role == TRANSIENT and kind == "pci-hostdev" and nic.model_span is not None:
             yield diag("E0105", "a plain PCI hostdev has no `model`", nic.model_span, help="remove `model`")
 

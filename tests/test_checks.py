@@ -137,10 +137,16 @@ def test_e0302_pci_hostdev_is_hostdev_form():
          "`vf` names a VF, but this network is the persistent (virtio) side"),
         (team(trans="network pool bridge br0"), team(trans="network pool vf 0000:03:07.1"),
          "network pool bridge br0", "`bridge` applies to the persistent side's network"),
-        (team(trans="hostdev 0000:03:07.1 { mtu 1500 }"), team(pers="virtio user { mtu 1500 }"), "mtu 1500",
+        (team(trans="hostdev 0000:03:07.1 { mtu 1500 }"), team(pers="virtio bridge br0 { mtu 1500 }"), "mtu 1500",
          "`mtu` cannot be set on the VF"),
+        # libvirt 9.0's QEMU driver: "setting MTU on interface type user is not supported yet".
+        (team(pers="virtio user { mtu 9000 }"), team(pers="virtio network default { mtu 9000 }"), "mtu 9000",
+         "`mtu` cannot be set on a `user` interface"),
+        (team(pers="virtio direct eth0 mode bridge { mtu 9000 }"), team(pers="virtio direct eth0 mode bridge"),
+         "mtu 9000", "`mtu` cannot be set on a `direct` interface"),
     ],
-    ids=["managed-on-user", "vf-on-persistent-network", "bridge-on-transient-network", "mtu-on-vf"],
+    ids=["managed-on-user", "vf-on-persistent-network", "bridge-on-transient-network", "mtu-on-vf", "mtu-on-user",
+         "mtu-on-direct"],
 )
 def test_e0105_option_not_allowed(bad, good, where, message):
     d = one(vm(bad), "E0105")

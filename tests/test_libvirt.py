@@ -67,3 +67,24 @@ def test_e0202_accepts_exactly_the_aliases_libvirt_keeps(tmp_path):
         return not any(d.code == "E0202" for d in lower(module).diagnostics)
 
     assert {alias for alias in ALIAS_PROBES if teamc_accepts(alias)} == kept == {"ua-wan_v10-x", "ua-A9_z-"}
+
+
+EDGE_PROGRAMS = {
+    # A plain <hostdev> VF with boot and rom: <teaming> must come before <boot>/<rom> there.
+    "hostdev-boot-rom": "vm a { allow primary-boot-or-rom; allow hostdev-mac-preset\n"
+                        " team x { persistent virtio user; transient pci-hostdev 0000:03:07.1 { boot 1; rom bar off } } }",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_PROGRAMS))
+def test_edge_programs_validate_and_define(name, tmp_path):
+    from compiler.pipeline import compile_source
+    from compiler.source import SourceFile
+
+    result = compile_source(SourceFile(f"{name}.team", EDGE_PROGRAMS[name]))
+    assert not result.failed, [d.message for d in result.diagnostics]
+    (domain,) = [a for a in result.artifacts if a.name.endswith(".xml")]
+    assert rng_errors(domain.text) == []
+    xml_path = tmp_path / domain.name
+    xml_path.write_text(domain.text)
+    assert teaming_elements(virsh_define_dumpxml(xml_path, "a")) == teaming_elements(domain.text)
