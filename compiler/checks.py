@@ -242,6 +242,21 @@ def hostdev_warnings(graph):
                        nic.rom_span, help="use `rom bar off` on the VF")
 
 
+@rule
+def boot_order_unique(graph):
+    for vm in vms(graph):
+        by_order: dict[int, list[NicSpec]] = defaultdict(list)
+        for _, nic in nics(graph, vm.name):
+            if nic.boot is not None:
+                by_order[nic.boot].append(nic)
+        for order, same in by_order.items():
+            if len(same) > 1:
+                yield diag("E0106", f"boot order {order} is given to {len(same)} NICs of VM `{vm.name}`",
+                           same[1].boot_span, *(Label(s.boot_span, s.label) for s in [same[0], *same[2:]]),
+                           help="give each device its own boot order: libvirt refuses the domain ('boot order "
+                                "used for more than one device'), and QEMU too ('bootindex has already been used')")
+
+
 # --- machine and placement -------------------------------------------------------
 
 

@@ -57,7 +57,7 @@ def test_every_rule_is_covered_here():
     assert [r.__name__ for r in RULES] == [
         "persistent_alias", "persistent_is_virtio", "transient_is_hostdev", "options_apply", "transient_targets",
         "teaming_cycles", "one_transient_per_persistent", "persistent_has_transient", "mac_mismatch",
-        "mac_unique", "vf_unique", "hostdev_warnings", "machine_hosts_team", "guest_placement",
+        "mac_unique", "vf_unique", "hostdev_warnings", "boot_order_unique", "machine_hosts_team", "guest_placement",
         "guest_capacity",
     ]
 
@@ -164,6 +164,24 @@ def test_e0105_model_on_a_plain_pci_hostdev():
     ]
     # The same NIC as a hostdev interface may carry a model.
     assert codes(vm(P, "nic vf { model virtio; source hostdev 0000:03:07.1; teaming transient ua-p }")) == []
+
+
+# --- E0106 boot_order_unique -------------------------------------------------------
+
+
+def test_e0106_boot_order_given_twice():
+    d = one(vm(team("x", pers="virtio bridge br0 { boot 1 }"),
+               team("y", pers="virtio bridge br0 { boot 1 }", trans="hostdev 0000:03:07.2"),
+               team("z", pers="virtio bridge br0 { boot 1 }", trans="hostdev 0000:03:07.3")), "E0106")
+    assert (d.span.line_col, d.message) == ((3, 43), "boot order 1 is given to 3 NICs of VM `a`")
+    assert labels(d) == [((2, 43), "the persistent NIC of team `x`"), ((4, 43), "the persistent NIC of team `z`")]
+
+
+def test_e0106_not_for_distinct_orders_or_other_vms():
+    assert codes(vm(team("x", pers="virtio bridge br0 { boot 1 }"),
+                    team("y", pers="virtio bridge br0 { boot 2 }", trans="hostdev 0000:03:07.2"))) == []
+    assert codes(vm(team("x", pers="virtio bridge br0 { boot 1 }")) + vm(
+        team("y", pers="virtio bridge br0 { boot 1 }", trans="hostdev 0000:03:07.2"), name="b")) == []
 
 
 # --- E0303 / E0304 transient_targets ------------------------------------------------
