@@ -41,6 +41,17 @@ MACVTAP_MODES = ("vepa", "bridge", "private", "passthrough")
 BRIDGE_RE = re.compile(r"[a-zA-Z0-9_.\-\\:/ ]+\Z")
 DEVICE_RE = re.compile(r"[a-zA-Z0-9_.\-\\:/]+\Z")
 ARCHES = {"x86_64": "/usr/bin/qemu-system-x86_64", "i686": "/usr/bin/qemu-system-i386"}
+# QEMU 7.2's i440fx machines take 255 vCPUs. Its q35 machines take 288, but libvirt 9.0 refuses more
+# than 255 without an IOMMU in extended interrupt mode, which teamc's domain does not have (and QEMU
+# under TCG refuses APIC ids above 255 outright).
+MAX_VCPUS = 255
+VCPU_LIMIT_HELP = {
+    "pc": "QEMU's i440fx machines take at most 255 vCPUs (libvirt: 'Maximum CPUs greater than specified "
+          "machine type limit 255')",
+    "q35": "more than 255 vCPUs need an IOMMU with extended interrupt mode (libvirt: 'more than 255 vCPUs "
+           "require extended interrupt mode enabled on the iommu device'); use at most 255, or keep the vCPUs and "
+           "the IOMMU in a base domain (`compile --into`)",
+}
 MAX_MEMORY_KIB = 16 * 1024**3  # 16 TiB, QEMU's x86 limit is higher but this is sane
 # Control characters, Unicode line and paragraph separators (which many tools split lines
 # on), and what XML 1.0 cannot carry at all (surrogates, U+FFFE, U+FFFF).
@@ -179,6 +190,10 @@ class _Lowerer:
         if get("memory"):
             memory_kib = self.memory(get("memory")) or memory_kib
         vcpus = self.integer(get("vcpus").value, "vcpus", 1, 4096) if get("vcpus") else 1
+        if vcpus is not None and vcpus > MAX_VCPUS:
+            self.error("E0205", f"{vcpus} vCPUs are more than the `{machine}` machine takes here: at most {MAX_VCPUS}",
+                       get("vcpus").value.span, help=VCPU_LIMIT_HELP[family])
+            vcpus = None
         uuid = derive_uuid(name)
         if get("uuid"):
             if UUID_RE.match(get("uuid").value.text):

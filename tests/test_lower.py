@@ -336,6 +336,16 @@ def test_bad_settings():
     ]
 
 
+@pytest.mark.parametrize("machine", ["q35", "pc"])
+def test_vcpus_above_255_are_e0205(machine):
+    # libvirt 9.0 with QEMU 7.2 (tests/oracle/vcpus-*.out): q35 takes 288, but more than 255 need an
+    # IOMMU in extended interrupt mode; i440fx takes 255.
+    text = f"vm a {{ machine {machine}; vcpus 256 }}"
+    assert summary(lowered(text)) == [
+        ("E0205", (1, text.index("256") + 1), f"256 vCPUs are more than the `{machine}` machine takes here: at most 255")]
+    assert the_vm(clean(f"vm a {{ machine {machine}; vcpus 255 }}")).vcpus == 255
+
+
 def test_allow_is_recorded():
     vm = the_vm(clean("vm a {\n  machine pc\n  allow pc-machine-team\n  allow W0502\n}"))
     assert vm.allowed == frozenset({"E0401", "W0502"})

@@ -111,7 +111,7 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
         teaming_persistent=device.failover_pair_id if nic.role == TRANSIENT else None,
         mtu=nic.mtu if nic.role == PERSISTENT else None,
         alias=nic.alias,
-        address=pci_view(device.address) if placed or nic.guest_address is not None else None,
+        address=pci_view(device.address, device.multifunction) if placed or nic.guest_address is not None else None,
     )
 
 

@@ -56,7 +56,7 @@ def encode(head_key: str, props: dict, syntax: str) -> str:
 def _addr(device: Device) -> dict:
     a = device.address
     addr = f"0x{a.slot:x}" if a.function == 0 else f"0x{a.slot:x}.0x{a.function:x}"
-    return {"bus": device.bus_id, "addr": addr}
+    return {"bus": device.bus_id, **({"multifunction": True} if device.multifunction else {}), "addr": addr}
 
 
 def _rom(nic: NicSpec) -> dict:
