@@ -284,6 +284,9 @@ def guest_placement(graph):
     for vm in vms(graph):
         pinned = [(key, nic) for key, nic in nics(graph, vm.name) if nic.guest_address is not None]
         by_slot: dict = defaultdict(list)
+        # Every pinned function 0, also of a NIC refused below, so that one mistake is reported once.
+        has_function_zero = {(n.guest_address.bus, n.guest_address.slot) for _, n in pinned
+                             if n.guest_address.function == 0}
         for key, nic in pinned:
             addr, span = nic.guest_address, nic.guest_address_span
             if addr.domain != 0:
@@ -313,7 +316,17 @@ def guest_placement(graph):
                            help="QEMU requires the failover primary alone at function 0 of its slot")
                 continue
             by_slot[(addr.bus, addr.slot)].append(nic)
-        for devices in by_slot.values():
+        for (bus, slot), devices in by_slot.items():
+            if (bus, slot) not in has_function_zero:
+                # QEMU and libvirt accept it, but a guest scans a slot's other functions only after
+                # finding function 0, so the NIC is never seen (teamc verify shows the same for a VF).
+                first = devices[0]
+                yield diag("E0406", f"{first.label} is on function {first.guest_address.function} of slot "
+                                    f"{bus:02x}:{slot:02x}, which has nothing on function 0: the guest will not see it",
+                           first.guest_address_span,
+                           *(Label(o.guest_address_span, o.label) for o in devices[1:]),
+                           help=f"pin it to function 0, e.g. `address 0000:{bus:02x}:{slot:02x}.0`, "
+                                "or put another device there")
             if len(devices) < 2:
                 continue
             by_address = defaultdict(list)

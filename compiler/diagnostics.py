@@ -68,6 +68,8 @@ CODES: dict[str, Code] = _codes(
     Code("E0403", "pci-address-clash", E, "two devices are pinned to the same guest PCI address"),
     Code("E0404", "primary-not-hotpluggable", E, "the VF is pinned to a bus without hot-plug"),
     Code("E0405", "unsupported-machine", E, "the machine type cannot host a failover team"),
+    Code("E0406", "function-zero-missing", E, "a device sits on a function of a slot with nothing on function 0",
+         allowable=True),
     Code("W0501", "persistent-alone", W, "a persistent NIC has no transient partner"),
     Code("W0502", "hostdev-mac-preset", W, "a plain <hostdev> VF needs its MAC preset on the host", allowable=True),
     Code("W0503", "primary-boot-or-rom", W, "boot order or option ROM set on the VF", allowable=True),

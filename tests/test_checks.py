@@ -612,7 +612,7 @@ def test_e0402_shared_slot_on_pc():
 
 def test_e0402_not_when_alone_in_its_slot():
     assert placement(pinned("0000:05:00.0", "0000:06:00.0")) == []
-    assert placement(pinned("0000:00:05.1", "0000:00:06.0", machine="pc")) == []
+    assert placement(pinned(trans_addr="0000:00:06.0", machine="pc")) == []
 
 
 def test_placement_is_per_vm():
@@ -631,6 +631,24 @@ def test_e0403_pc_runs_out_of_slots():
     assert d.message == "VM `big` does not fit its guest PCI topology: the `pc` machine has 30 slots for NICs on pci.0"
     fifteen = [team(f"t{i}", trans=f"hostdev 0000:03:{i:02x}.1") for i in range(15)]
     assert "E0403" not in codes("vm ok {\n  machine pc\n  allow pc-machine-team\n" + "\n".join(fifteen) + "\n}\n")
+
+
+def test_e0406_a_nic_alone_on_function_1():
+    d = one(vm(team(pers="virtio user { address 0000:00:05.1 }")), "E0406")
+    assert (d.span.text, d.message) == (
+        "0000:00:05.1", "the persistent NIC of team `x` is on function 1 of slot 00:05, which has nothing on "
+                        "function 0: the guest will not see it")
+    two = one(vm(team(pers="virtio user { address 0000:06:00.2 }"),
+                 team("y", pers="virtio user { address 0000:06:00.3 }", trans="hostdev 0000:03:07.2")), "E0406")
+    assert labels(two) == [((3, 45), "the persistent NIC of team `y`")]
+
+
+def test_e0406_not_with_function_0_in_use():
+    assert codes(vm(team(pers="virtio user { address 0000:00:05.0 }"),
+                    team("y", pers="virtio user { address 0000:00:05.1 }", trans="hostdev 0000:03:07.2"))) == []
+    # A function 0 refused for its own reason (here the VF on pcie.0, E0404) is still there.
+    assert [c for c, _ in codes(vm(team(pers="virtio user { address 0000:00:05.1 }",
+                                        trans="hostdev 0000:03:07.1 { address 0000:00:05.0 }")))] == ["E0404"]
 
 
 def test_e0403_q35_pinned_bus_beyond_the_root_ports():
