@@ -3,6 +3,7 @@ addresses, QEMU ids, failover pairs), on small inline programs.
 """
 
 import pytest
+from helpers import ROOT
 
 from compiler.checks import apply_allow, check
 from compiler.ir import PciAddress
@@ -10,7 +11,6 @@ from compiler.layout import layout
 from compiler.lower import lower
 from compiler.parser import parse
 from compiler.source import SourceFile
-from helpers import ROOT
 
 
 def layouts(text: str):

@@ -117,3 +117,13 @@ def test_qemu_starts_edge_programs_with_every_device_in_place(name):
     assert code == 0, stderr
     wanted = expected_placement(argv)
     assert {i: qtree_placement(qtree["return"]).get(i) for i in wanted} == wanted
+
+
+@pytest.mark.parametrize("case", ["vf-unresolved", "no-qemu-backend"])
+def test_check_werror_fails_where_compile_werror_fails(case, tmp_path):
+    """W0504/W0505 come from the QEMU backend; `check` runs it too (without writing anything)."""
+    from helpers import teamc
+
+    path = f"tests/cases/{case}.team"
+    assert teamc("check", path)[0] == 0
+    assert teamc("check", "--werror", path)[0] == teamc("compile", "--werror", path, "-o", str(tmp_path))[0] == 1
