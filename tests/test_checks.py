@@ -637,8 +637,8 @@ def test_e0406_a_nic_alone_on_function_1():
     d = one(vm(team(pers="virtio user { address 0000:00:05.1 }")), "E0406")
     assert (d.span.text, d.message) == (
         "0000:00:05.1",
-        "the persistent NIC of team `x` is on function 1 of slot 00:05, which has nothing on function 0: the guest "
-        "will not see it")
+        ("the persistent NIC of team `x` is on function 1 of slot 00:05, which has nothing on function 0: the guest "
+         "will not see it"))
     two = one(vm(team(pers="virtio user { address 0000:06:00.2 }"),
                  team("y", pers="virtio user { address 0000:06:00.3 }", trans="hostdev 0000:03:07.2")), "E0406")
     assert labels(two) == [((3, 45), "the persistent NIC of team `y`")]
