@@ -657,3 +657,29 @@ def test_e0403_q35_pinned_bus_beyond_the_root_ports():
     assert "241 pcie-root-ports are needed, but q35 has room for 240 on pcie.0" in d.message
     # Bus 0xf0 needs ports 1..240 and no spare (lower ports stay free), which just fits.
     assert "E0403" not in codes(vm(team(pers="virtio user { address 0000:f0:00.0 }")))
+
+
+# --- what libvirt 9.0 itself refuses (tests/oracle, recorded from its generator) ----------------------
+
+ORACLE_REFUSALS = {
+    # case: (what libvirt said about the domain teamc used to write, the code teamc now gives)
+    "mtu-user": ("setting MTU on interface type user is not supported yet", "E0105"),
+    "boot-order-duplicate": ("boot order '1' used for more than one device", "E0106"),
+    "vcpus-289": ("Maximum CPUs greater than specified machine type limit 288", "E0205"),
+    "vcpus-256": ("more than 255 vCPUs require extended interrupt mode enabled on the iommu device", "E0205"),
+    # libvirt accepts this one but drops the alias: the standby becomes net0, the VF's pair names nothing.
+    "alias-dot": ('"id":"net0"', "E0202"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORACLE_REFUSALS))
+def test_teamc_refuses_what_libvirt_refuses(case):
+    from pathlib import Path
+
+    from compiler.pipeline import check_source, load
+
+    oracle = Path(__file__).parent / "oracle"
+    said, code = ORACLE_REFUSALS[case]
+    assert said in (oracle / f"{case}.args").read_text()
+    _, result = check_source(load(str(oracle / f"{case}.team"))[0])
+    assert code in [d.code for d in result.diagnostics if d.is_error]
