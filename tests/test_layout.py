@@ -321,3 +321,5 @@ def test_transitional_standby_keeps_its_own_root_port():
     assert '"bus":"pci.1","addr":"0x0"' in standby
     # Everything but the bridge and where the standby sits is libvirt's: the same devices in the same order.
     assert len(ours) == len(libvirts) - 1
+    # And libvirt runs exactly teamc's argv for teamc's domain, which pins every address.
+    assert ours == libvirt_lines("transitional-pinned")
