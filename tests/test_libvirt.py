@@ -73,6 +73,9 @@ EDGE_PROGRAMS = {
     # A plain <hostdev> VF with boot and rom: <teaming> must come before <boot>/<rom> there.
     "hostdev-boot-rom": "vm a { allow primary-boot-or-rom; allow hostdev-mac-preset\n"
                         " team x { persistent virtio user; transient pci-hostdev 0000:03:07.1 { boot 1; rom bar off } } }",
+    # Two standbys on functions 0 and 1 of one slot: function 0 carries multifunction='on'.
+    "multifunction": "vm a { team x { persistent virtio user { address 0000:00:05.0 }; transient hostdev 0000:03:07.1 }\n"
+                     " team y { persistent virtio user { address 0000:00:05.1 }; transient hostdev 0000:03:07.2 } }",
 }
 
 
