@@ -184,6 +184,10 @@ class _Lowerer:
                 self.error("E0405", f"machine `{machine}` cannot host a failover team", machine_span,
                            help="use `machine q35`: QEMU needs a PCI Express, hot-pluggable slot for the VF")
                 family = "q35"
+            elif machine not in QEMU_MACHINES:
+                self.error("E0405", f"machine `{machine}` is not a machine type of QEMU 7.2", machine_span,
+                           help="use `q35` (QEMU's newest, pc-q35-7.2) or a versioned type from pc-q35-2.4 "
+                                "to pc-q35-7.2; libvirt refuses a machine type its QEMU does not have")
         arch = self.choice(get("arch").value, "architecture", tuple(ARCHES)) if get("arch") else "x86_64"
         arch = arch or "x86_64"
         memory_kib = 1024 * 1024
@@ -461,6 +465,14 @@ class _Lowerer:
 
 
 MACHINE_RE = re.compile(r"(q35|pc-q35-[0-9]+(\.[0-9]+)*|pc|pc-i440fx-[0-9]+(\.[0-9]+)*)\Z")
+# The q35 and i440fx machine types of QEMU 7.2 (`qemu-system-x86_64 -machine help`): libvirt refuses
+# any other ("Emulator ... does not support machine type"), and so does QEMU.
+_MINORS = {1: range(4, 8), 2: range(13), 3: range(2), 4: range(3), 5: range(3), 6: range(3), 7: range(3)}
+QEMU_MACHINES = frozenset({
+    "q35", "pc", "pc-q35-4.0.1",
+    *(f"pc-i440fx-{major}.{minor}" for major, minors in _MINORS.items() for minor in minors),
+    *(f"pc-q35-{major}.{minor}" for major, minors in _MINORS.items() for minor in minors if (major, minor) >= (2, 4)),
+})
 MODEL_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 
 

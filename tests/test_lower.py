@@ -315,7 +315,7 @@ def test_explicit_emulator_wins_over_arch():
 
 
 @pytest.mark.parametrize(("machine", "family"), [("q35", "q35"), ("pc-q35-7.2", "q35"), ("pc", "pc"),
-                                                 ("pc-i440fx-8.0", "pc")])
+                                                 ("pc-i440fx-7.2", "pc")])
 def test_machine_family(machine, family):
     vm = the_vm(clean(f"vm a {{ machine {machine} }}"))
     assert (vm.machine, vm.machine_family, vm.machine_span.text) == (machine, family, machine)
@@ -334,6 +334,21 @@ def test_bad_settings():
         ("E0205", (1, 35), "vcpus must be a whole number from 1 to 4096, not `0`"),
         ("E0205", (1, 47), "emulator `qemu` is not an absolute path"),
     ]
+
+
+def test_machine_types_are_qemu_72s():
+    """Exactly the q35 and i440fx types (and aliases) `qemu-system-x86_64 -machine help` lists."""
+    import subprocess
+
+    from compiler.lower import QEMU_MACHINES
+
+    listing = subprocess.run(["qemu-system-x86_64", "-machine", "help"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+    qemu = {line.split()[0] for line in listing.splitlines()[1:] if line.startswith(("pc", "q35"))}
+    assert QEMU_MACHINES == qemu
+    for machine in ("pc-q35-8.0", "pc-q35-2.3", "pc-i440fx-1.3"):
+        assert summary(lowered(f"vm a {{ machine {machine} }}")) == [
+            ("E0405", (1, 16), f"machine `{machine}` is not a machine type of QEMU 7.2")]
 
 
 @pytest.mark.parametrize("machine", ["q35", "pc"])
