@@ -667,6 +667,7 @@ ORACLE_REFUSALS = {
     "boot-order-duplicate": ("boot order '1' used for more than one device", "E0106"),
     "vcpus-289": ("Maximum CPUs greater than specified machine type limit 288", "E0205"),
     "vcpus-256": ("more than 255 vCPUs require extended interrupt mode enabled on the iommu device", "E0205"),
+    "machine-newer": ("does not support machine type 'pc-q35-8.0'", "E0405"),
     # libvirt accepts this one but drops the alias: the standby becomes net0, the VF's pair names nothing.
     "alias-dot": ('"id":"net0"', "E0202"),
 }
