@@ -112,6 +112,12 @@ def options_apply(graph):
             yield diag("E0105", f"`mtu` cannot be set on a `{kind}` interface", nic.mtu_span,
                        help="libvirt refuses an MTU on `user` and `direct` interfaces; use a `bridge` or "
                             "`network` source for jumbo frames, or remove `mtu`")
+        if nic.rom_enabled is False and (nic.rom_bar is not None or nic.rom_file is not None):
+            # libvirt 9.0: "ROM tuning is not supported when ROM is disabled".
+            tuned = "rom bar" if nic.rom_bar is not None else "rom file"
+            yield diag("E0105", f"`{tuned}` cannot be set together with `rom enabled no`", nic.rom_span,
+                       help="libvirt refuses ROM settings for a disabled ROM: keep `rom enabled no` alone, "
+                            f"or drop it and keep `{tuned}`")
         if nic.role == TRANSIENT and kind == "pci-hostdev" and nic.model_span is not None:
             yield diag("E0105", "a plain PCI hostdev has no `model`", nic.model_span, help="remove `model`")
 

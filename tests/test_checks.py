@@ -144,9 +144,11 @@ def test_e0302_pci_hostdev_is_hostdev_form():
          "`mtu` cannot be set on a `user` interface"),
         (team(pers="virtio direct eth0 mode bridge { mtu 9000 }"), team(pers="virtio direct eth0 mode bridge"),
          "mtu 9000", "`mtu` cannot be set on a `direct` interface"),
+        (team(pers="virtio user { rom enabled no; rom bar on }"), team(pers="virtio user { rom enabled no }"),
+         "rom bar on", "`rom bar` cannot be set together with `rom enabled no`"),
     ],
     ids=["managed-on-user", "vf-on-persistent-network", "bridge-on-transient-network", "mtu-on-vf", "mtu-on-user",
-         "mtu-on-direct"],
+         "mtu-on-direct", "rom-bar-on-disabled-rom"],
 )
 def test_e0105_option_not_allowed(bad, good, where, message):
     d = one(vm(bad), "E0105")
@@ -668,6 +670,7 @@ ORACLE_REFUSALS = {
     "vcpus-289": ("Maximum CPUs greater than specified machine type limit 288", "E0205"),
     "vcpus-256": ("more than 255 vCPUs require extended interrupt mode enabled on the iommu device", "E0205"),
     "machine-newer": ("does not support machine type 'pc-q35-8.0'", "E0405"),
+    "rom-disabled-tuned": ("ROM tuning is not supported when ROM is disabled", "E0105"),
     # libvirt accepts this one but drops the alias: the standby becomes net0, the VF's pair names nothing.
     "alias-dot": ('"id":"net0"', "E0202"),
 }
