@@ -301,7 +301,7 @@ def teamc_lines(case: str) -> list[str]:
             if group[0] in ("-netdev", "-device")]
 
 
-@pytest.mark.parametrize("case", ["two-teams", "many-teams", "no-nics", "pinned-bus", "pinned-bus-low",
+@pytest.mark.parametrize("case", ["two-teams", "many-teams", "no-nics", "pinned-all", "pinned-bus", "pinned-bus-low",
                                   "pinned-pcie0", "multifunction", "pc-multifunction"])
 def test_q35_layout_is_libvirts(case):
     """Root ports (count, spare, numbering), addresses, ids and multifunction as libvirt picks them for
