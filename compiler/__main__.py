@@ -1,4 +1,4 @@
-"""`python -m compiler`: the same as the `teamc` command."""
+"""`python -m teamc`: the same as the `teamc` command."""
 
 import sys
 

@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .diagnostics import Diagnostic, lookup, sorted_unique
-from .ir import PciAddress
+from .diagnostics import FORMATS, MACHINE_FORMATS, Diagnostic, render, sorted_unique
 from .pipeline import ANALYSIS, Artifact, FileResult, Options, load
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -21,6 +20,9 @@ EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 # Subcommands that live in their own module. Each module exposes
 # `add_parser(subparsers)` and `run(args) -> int`, and keeps its top-level
 # imports light (heavy ones go inside `run`), so that `teamc check` stays fast.
+# What they share with the built-in commands is public here: the exit codes,
+# `UsageError`, `add_diagnostic_options`, `add_allow_option`, `allowed_codes`,
+# `print_diagnostics` and `print_artifacts`.
 COMMAND_MODULES = {
     "fmt": "compiler.formatter",
     "import": "compiler.importer",
@@ -31,17 +33,78 @@ COMMAND_MODULES = {
 def _command_module(name: str):
     import importlib
 
+    # Imported relative to this package, whatever name it is installed under (`teamc` from the
+    # wheel, the folder's name in a checkout): only the module's own name counts.
+    full_name = f"{__package__}.{COMMAND_MODULES[name].rpartition('.')[2]}"
     try:
-        module = importlib.import_module(COMMAND_MODULES[name])
+        module = importlib.import_module(full_name)
     except ModuleNotFoundError as err:
-        if err.name == COMMAND_MODULES[name]:
+        if err.name == full_name:
             return None  # not part of this build
         raise
     return module if hasattr(module, "add_parser") and hasattr(module, "run") else None
 
 
 class UsageError(Exception):
-    pass
+    """A bad option or an input or output that cannot be used: exit status 2."""
+
+
+# --- what every command shares ---------------------------------------------------------
+
+
+def add_diagnostic_options(p: argparse.ArgumentParser) -> None:
+    """--format, --color and --output-file: how and where a command prints its diagnostics."""
+    p.add_argument("--format", choices=FORMATS, default="human",
+                   help="how diagnostics are printed (default: human); json, sarif, junit, gitlab and checkstyle "
+                        "are one document, printed on standard output by check, on standard error otherwise")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="colour in the human format (auto: on a terminal, unless NO_COLOR is set)")
+    p.add_argument("--output-file", metavar="FILE",
+                   help="write the diagnostics to FILE (replaced atomically) instead of printing them")
+
+
+def add_allow_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow", action="append", default=[], metavar="CODE",
+                   help="downgrade an allowable check (e.g. E0401 / pc-machine-team) to a warning, "
+                        "or silence an allowable warning")
+
+
+def allowed_codes(names: list[str]) -> frozenset[str]:
+    """The codes of `--allow` options (codes or slugs); a name that is not allowable is a usage error."""
+    from .api import OptionError
+    from .api import allowed_codes as codes
+
+    try:
+        return codes(names)
+    except OptionError as err:
+        raise UsageError(str(err)) from err
+
+
+def print_diagnostics(diagnostics: list[Diagnostic], args: argparse.Namespace, *, inputs: list[str] = (),
+                      stdout_free: bool = False) -> None:
+    """Print (or with --output-file, write) the diagnostics as the options of
+    `add_diagnostic_options` ask. A machine-readable format goes to standard output when
+    the command leaves it free (`stdout_free`: `teamc check`), human text to standard error."""
+    if args.output_file:
+        text = render(diagnostics, args.format, inputs=inputs)
+        try:
+            _write_text(Path(args.output_file), text)
+        except OSError as err:
+            raise UsageError(f"cannot write {args.output_file}: {err.strerror or err}") from err
+        return
+    out = sys.stdout if stdout_free and args.format in MACHINE_FORMATS else sys.stderr
+    color = args.color == "always" or (args.color == "auto" and _terminal_wants_color(out))
+    if diagnostics or args.format in MACHINE_FORMATS:  # a report says "nothing found" too
+        out.write(render(diagnostics, args.format, color=color, inputs=inputs))
+
+
+def print_artifacts(artifacts: list[Artifact]) -> None:
+    """Outputs on standard output: one as it is, several each under a `==> NAME <==` header."""
+    if len(artifacts) == 1:
+        sys.stdout.write(artifacts[0].text)
+        return
+    for i, artifact in enumerate(artifacts):
+        sys.stdout.write(("\n" if i else "") + f"==> {artifact.name} <==\n" + artifact.text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,13 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("files", nargs="+", metavar="PATH",
                        help=".team files, or folders (every *.team below them); '-' reads standard input")
-        p.add_argument("--format", choices=FORMATS, default="human",
-                       help="how diagnostics are printed on standard error (default: human)")
-        p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                       help="colour in the human format (auto: on a terminal, unless NO_COLOR is set)")
-        p.add_argument("--allow", action="append", default=[], metavar="CODE",
-                       help="downgrade an allowable check (e.g. E0401 / pc-machine-team) to a warning, "
-                            "or silence an allowable warning")
+        add_diagnostic_options(p)
+        add_allow_option(p)
         p.add_argument("--werror", action="store_true", help="treat warnings as errors")
         p.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
                        help="files compiled in parallel (default: the number of cores)")
@@ -88,14 +146,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="write make-style dependencies (outputs: input) for build systems; needs -o")
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=("bash", "zsh"))
+    explain = sub.add_parser("explain", help="explain a diagnostic code, with a broken and a fixed example")
+    explain.add_argument("code", nargs="?", metavar="CODE",
+                         help="a code or slug (E0308, mac-mismatch); without it, list every code")
     for name in COMMAND_MODULES:
         module = _command_module(name)
         if module is not None:
             module.add_parser(sub)
     return top
-
-
-FORMATS = ("human", "concise", "json", "github", "sarif")
 
 
 def _jobs(text: str) -> int:
@@ -108,31 +166,13 @@ def _jobs(text: str) -> int:
     return value
 
 
-def allowed_codes(names: list[str]) -> frozenset[str]:
-    """The codes of `--allow` options (codes or slugs); a name that is not allowable is a usage error."""
-    allow = set()
-    for name in names:
-        code = lookup(name)
-        if code is None or not code.allowable:
-            allowable = ", ".join(f"{c.code} ({c.slug})" for c in _allowable())
-            raise UsageError(f"--allow {name}: not an allowable check (allowable: {allowable})")
-        allow.add(code.code)
-    return frozenset(allow)
-
-
 def _options(args: argparse.Namespace) -> Options:
-    allow = allowed_codes(args.allow)
+    from .api import OptionError, make_options
+
     if args.command != "compile":
-        return Options(allow=allow)
-    kinds = args.emit or ("xml" if args.into else "xml,qemu")
-    emit = tuple(e.strip() for e in kinds.split(",") if e.strip())
-    if not emit or set(emit) - {"xml", "qemu", "interfaces", "json", "dot"}:
-        raise UsageError(f"--emit {args.emit}: choose from xml, qemu, interfaces, json, dot")
+        return Options(allow=allowed_codes(args.allow))
     into = None
     if args.into:
-        if "qemu" in emit:
-            raise UsageError("--into: the QEMU command line is teamc's own domain's; with a base domain, "
-                             "let libvirt start it (--emit xml)")
         try:
             into, read_errors = load(args.into)
         except OSError as err:
@@ -143,38 +183,13 @@ def _options(args: argparse.Namespace) -> Options:
     for spec in args.vf:
         target, _, addr = spec.partition("=")
         vm, _, name = target.partition(":")
-        address = PciAddress.parse(addr)
-        if not vm or not name or address is None or address.out_of_range():
-            raise UsageError(f"--vf {spec}: expected VM:NAME=DOMAIN:BUS:SLOT.FUNCTION, e.g. web:up0=0000:03:10.2")
-        vf[(vm, name)] = address
-    return Options(emit=emit, qemu_syntax=args.qemu_syntax, qemu_format=args.qemu_format, vf=vf,
-                   allow=allow, into=into)
-
-
-def _allowable():
-    from .diagnostics import CODES
-
-    return [c for c in CODES.values() if c.allowable]
-
-
-def _print_diagnostics(diagnostics: list[Diagnostic], fmt: str, color: str) -> None:
-    from . import diagnostics as render
-
-    out = sys.stderr
-    if fmt == "json":
-        out.write(render.render_json(diagnostics))
-    elif fmt == "sarif":
-        out.write(render.render_sarif(diagnostics))
-    elif fmt == "github":
-        out.writelines(render.render_github(d) for d in diagnostics)
-    elif fmt == "concise":
-        out.writelines(render.render_concise(d) for d in diagnostics)
-    else:
-        use_color = color == "always" or (color == "auto" and _terminal_wants_color(out))
-        for d in diagnostics:
-            out.write(render.render_human(d, color=use_color) + "\n")
-        if diagnostics:
-            out.write(render.summary(diagnostics, color=use_color))
+        vf[(vm, name)] = addr
+    emit = [e.strip() for e in args.emit.split(",") if e.strip()] if args.emit else None
+    try:
+        return make_options(emit=emit, allow=args.allow, qemu_syntax=args.qemu_syntax,
+                            qemu_format=args.qemu_format, vf=vf, into=into)
+    except OptionError as err:
+        raise UsageError(str(err)) from err
 
 
 def _terminal_wants_color(stream) -> bool:
@@ -214,6 +229,8 @@ def run(argv: list[str]) -> int:
 
         sys.stdout.write(script(args.shell, parser))
         return EXIT_OK
+    if args.command == "explain":
+        return _explain(args.code, parser)
     if args.command in COMMAND_MODULES:
         try:
             return _command_module(args.command).run(args)
@@ -239,7 +256,11 @@ def run(argv: list[str]) -> int:
     diagnostics = sorted_unique([d for r in results for d in r.diagnostics] + clashes)
     if args.werror:
         diagnostics = [d.as_error() for d in diagnostics]
-    _print_diagnostics(diagnostics, args.format, args.color)
+    try:
+        print_diagnostics(diagnostics, args, inputs=[r.source.name for r in results],
+                          stdout_free=args.command == "check")
+    except UsageError as err:
+        parser.error(str(err))
     unused_vf = set(options.vf) - {key for r in results for key in r.used_vf}
     if unused_vf:
         names = ", ".join(f"{vm}:{name}" for vm, name in sorted(unused_vf))
@@ -264,7 +285,7 @@ def run(argv: list[str]) -> int:
             except OSError as err:
                 parser.error(f"cannot write {err.filename or output}: {err.strerror or err}")
         else:  # after errors, only what describes the input (json, dot)
-            _print_artifacts([a for r in results for a in r.artifacts
+            print_artifacts([a for r in results for a in r.artifacts
                               if not failed or a.name.endswith(tuple(f".{kind}" for kind in ANALYSIS))])
     return EXIT_ERRORS if failed else EXIT_OK
 
@@ -280,24 +301,81 @@ def _write_text(path: Path, text: str) -> None:
     write_files(path.parent, [Artifact(path.name, text)])
 
 
-def _print_artifacts(artifacts: list[Artifact]) -> None:
-    if len(artifacts) == 1:
-        sys.stdout.write(artifacts[0].text)
-        return
-    for i, artifact in enumerate(artifacts):
-        sys.stdout.write(("\n" if i else "") + f"==> {artifact.name} <==\n" + artifact.text)
+def _explain(code: str | None, parser: argparse.ArgumentParser) -> int:
+    from .api import OptionError, explain
+    from .diagnostics import CODES
+
+    if code is None:
+        sys.stdout.writelines(f"{c.code}  {c.slug:<28} {c.summary}\n" for c in CODES.values())
+        return EXIT_OK
+    try:
+        sys.stdout.write(explain(code))
+    except OptionError as err:
+        parser.error(str(err))
+    return EXIT_OK
+
+
+class _ClosedStream:
+    """Stands in for a standard stream the caller closed (Python then has None there), so that
+    using it is an environment error with a message instead of an AttributeError."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _closed(self, *args, **kwargs):
+        import errno
+
+        raise OSError(errno.EBADF, "it is closed", self.name)
+
+    read = readline = write = writelines = _closed
+
+    def flush(self) -> None:
+        pass  # nothing was written, so a command that prints nothing still succeeds
+
+    @property
+    def buffer(self):
+        return self
+
+    def isatty(self) -> bool:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
+    for name, label in (("stdin", "standard input"), ("stdout", "standard output"), ("stderr", "standard error")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, _ClosedStream(label))
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        code = run(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # here, not at exit, so that a full disk is reported
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        _silence_stdout()
         return EXIT_OK
-    except Exception as err:  # noqa: BLE001 - never a traceback for the user; a bug report instead
+    except OSError as err:
+        # A standard stream that is closed or cannot take the output (a full disk, a read-only
+        # file system): the environment's problem, not teamc's. The other files teamc reads and
+        # writes are reported where they are used, with their names.
+        _silence_stdout()
+        try:
+            sys.stderr.write(f"teamc: error: {err.filename or 'standard output'}: {err.strerror or err}\n")
+        except OSError:
+            pass  # standard error itself is closed: the exit status still tells
+        return EXIT_USAGE
+    except Exception as err:  # never a traceback for the user; a bug report instead
         if os.environ.get("TEAMC_DEBUG"):
             raise
         sys.stderr.write(f"teamc: internal error: {type(err).__name__}: {err}\n"
                          "This is a bug in teamc; rerun with TEAMC_DEBUG=1 for the traceback and report it.\n")
         return EXIT_INTERNAL
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush at exit
+    does not fail again on what could not be written."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass

@@ -284,3 +284,123 @@ def render_sarif(diagnostics: list[Diagnostic]) -> str:
         }],
     }
     return json.dumps(log, indent=2) + "\n"
+
+
+def _files(diagnostics: list[Diagnostic], inputs: tuple[str, ...] | list[str]) -> list[str]:
+    """Every input, in order, then any other file a diagnostic names (a base domain, `<stdin>`)."""
+    named = [d.span.source.name for d in diagnostics if d.span is not None]
+    return list(dict.fromkeys([*inputs, *named]))
+
+
+def _xml(root) -> str:
+    import xml.etree.ElementTree as ET
+
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def render_junit(diagnostics: list[Diagnostic], inputs: tuple[str, ...] | list[str] = ()) -> str:
+    """JUnit XML, as CI servers show test results: one test case per file, which fails with
+    one <failure> per error; warnings are the case's <system-out>."""
+    import xml.etree.ElementTree as ET
+
+    files = _files(diagnostics, inputs)
+    by_file: dict[str, list[Diagnostic]] = {name: [] for name in files}
+    unplaced = [d for d in diagnostics if d.span is None]
+    for d in diagnostics:
+        if d.span is not None:
+            by_file[d.span.source.name].append(d)
+    if unplaced:  # no file to blame: a case of its own, so that the failure is not lost
+        by_file["teamc"] = unplaced
+    failed = sum(any(d.is_error for d in found) for found in by_file.values())
+    counts = {"tests": str(len(by_file)), "failures": str(failed), "errors": "0", "skipped": "0"}
+    suites = ET.Element("testsuites", {"name": "teamc", **counts})
+    suite = ET.SubElement(suites, "testsuite", {"name": "teamc", **counts})
+    for name, found in by_file.items():
+        case = ET.SubElement(suite, "testcase", {"classname": "teamc", "name": name, "file": name})
+        for d in found:
+            if d.is_error:
+                where = f"{d.span}: " if d.span else ""
+                failure = ET.SubElement(case, "failure", {"type": f"{d.code} {d.slug}", "message": where + d.message})
+                failure.text = render_human(d)
+        warnings = [d for d in found if not d.is_error]
+        if warnings:
+            ET.SubElement(case, "system-out").text = "".join(render_human(d) for d in warnings)
+    return _xml(suites)
+
+
+def render_checkstyle(diagnostics: list[Diagnostic], inputs: tuple[str, ...] | list[str] = ()) -> str:
+    """Checkstyle XML (read by Jenkins' warnings plugin, reviewdog, SonarQube, ...): a <file> per
+    file, an <error> per diagnostic, errors and warnings told apart by `severity`."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("checkstyle", {"version": "4.3"})
+    files = _files(diagnostics, inputs) + (["teamc"] if any(d.span is None for d in diagnostics) else [])
+    elements = {name: ET.SubElement(root, "file", {"name": name}) for name in files}
+    for d in diagnostics:
+        where = {"line": "1"}  # no place in a file: the file `teamc` of its own, as for JUnit
+        if d.span is not None:
+            line, col = d.span.line_col
+            where = {"line": str(line), "column": str(col)}
+        ET.SubElement(elements[d.span.source.name if d.span is not None else "teamc"], "error", {
+            **where, "severity": d.severity.value, "message": d.message + (f" (help: {d.help})" if d.help else ""),
+            "source": f"teamc.{d.code}.{d.slug}"})
+    return _xml(root)
+
+
+def render_gitlab(diagnostics: list[Diagnostic]) -> str:
+    """A GitLab Code Quality report (`artifacts:reports:codequality`): a JSON array of issues,
+    each with a fingerprint that stays the same while the problem does."""
+    import hashlib
+
+    issues = []
+    seen: dict[str, int] = {}
+    for d in diagnostics:
+        path, lines = ".", {"begin": 1}
+        if d.span is not None:
+            path = d.span.source.name.replace(os.sep, "/")
+            lines = {"begin": d.span.line_col[0], "end": d.span.source.line_col(d.span.end)[0]}
+        # Not the line: a problem moved down the file keeps its identity in GitLab's merge request
+        # widget. The same message twice in a file is told apart by its rank (GitLab shows one
+        # issue per fingerprint).
+        identity = f"{path}\0{d.code}\0{d.message}"
+        seen[identity] = seen.get(identity, -1) + 1
+        identity += f"\0{seen[identity]}"
+        issues.append({
+            "description": d.message + (f" (help: {d.help})" if d.help else ""),
+            "check_name": f"{d.code} {d.slug}",
+            "fingerprint": hashlib.sha256(identity.encode()).hexdigest(),
+            "severity": "major" if d.is_error else "minor",
+            "location": {"path": path, "lines": lines},
+        })
+    return json.dumps(issues, indent=2) + "\n"
+
+
+#: Formats that are one document for a program to read (written to stdout by `teamc check`).
+MACHINE_FORMATS = ("json", "sarif", "junit", "gitlab", "checkstyle")
+FORMATS = ("human", "concise", "github", *MACHINE_FORMATS)
+
+
+def render(diagnostics: list[Diagnostic], fmt: str = "human", *, color: bool = False,
+           inputs: tuple[str, ...] | list[str] = ()) -> str:
+    """The diagnostics in one of `FORMATS`, as the whole text to print: what every command and the
+    Python API use. `inputs` names the files that were read, so that the JUnit and Checkstyle
+    reports list the clean ones too; the human format ends with the count of errors and warnings."""
+    if fmt == "json":
+        return render_json(diagnostics)
+    if fmt == "sarif":
+        return render_sarif(diagnostics)
+    if fmt == "junit":
+        return render_junit(diagnostics, inputs)
+    if fmt == "checkstyle":
+        return render_checkstyle(diagnostics, inputs)
+    if fmt == "gitlab":
+        return render_gitlab(diagnostics)
+    if fmt == "github":
+        return "".join(render_github(d) for d in diagnostics)
+    if fmt == "concise":
+        return "".join(render_concise(d) for d in diagnostics)
+    if fmt != "human":
+        raise ValueError(f"unknown diagnostic format {fmt!r} (choose from {', '.join(FORMATS)})")
+    text = "".join(render_human(d, color=color) + "\n" for d in diagnostics)
+    return text + (summary(diagnostics, color=color) if diagnostics else "")

@@ -254,21 +254,20 @@ def format_source(source) -> tuple[str | None, list]:
 
 
 def add_parser(subparsers) -> None:
+    from .cli import add_diagnostic_options
+
     p = subparsers.add_parser("fmt", help="rewrite .team files in the canonical format (keeps comments)")
     p.add_argument("files", nargs="+", metavar="FILE", help=".team files ('-' reads standard input, writes stdout)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would be reformatted")
     p.add_argument("--diff", action="store_true", help="write nothing; print a unified diff of the changes")
-    p.add_argument("--format", choices=("human", "concise", "json"), default="human",
-                   help="how syntax errors are printed on standard error (default: human)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="colour in the human format (auto: on a terminal, unless NO_COLOR is set)")
+    add_diagnostic_options(p)
 
 
 def run(args) -> int:
     import difflib
     import sys
 
-    from .cli import EXIT_ERRORS, EXIT_OK, UsageError, _print_diagnostics
+    from .cli import EXIT_ERRORS, EXIT_OK, UsageError, print_diagnostics
     from .diagnostics import sorted_unique
     from .pipeline import load
 
@@ -293,8 +292,11 @@ def run(args) -> int:
         elif path == "-" and not args.check and not args.diff:
             sys.stdout.write(formatted)
         elif formatted != source.text and not args.check and not args.diff:
-            _rewrite(path, formatted)
-    _print_diagnostics(sorted_unique(diagnostics), args.format, args.color)
+            try:
+                _rewrite(path, formatted)
+            except OSError as err:  # a full disk, a read-only file system: the file is left as it was
+                raise UsageError(f"cannot rewrite {path}: {err.strerror or err}") from err
+    print_diagnostics(sorted_unique(diagnostics), args, inputs=[p if p != "-" else "<stdin>" for p in args.files])
     for name in changed:
         if name == "<stdin>" and not (args.check or args.diff):
             continue  # the formatted text itself went to stdout

@@ -516,22 +516,20 @@ def _allowed_for(vm: n.Vm) -> frozenset[str]:
 
 
 def add_parser(subparsers) -> None:
+    from .cli import add_allow_option, add_diagnostic_options
+
     p = subparsers.add_parser("import", help="write .team source for the teamed NICs of libvirt domain XML")
     p.add_argument("files", nargs="+", metavar="DOMAIN.xml", help="libvirt domain XML ('-' reads standard input)")
     p.add_argument("-o", "--output", metavar="DIR",
                    help="write <file>.team into DIR for each DOMAIN.xml (default: print to standard output)")
-    p.add_argument("--format", choices=("human", "concise", "json"), default="human",
-                   help="how diagnostics are printed on standard error (default: human)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="colour in the human format (auto: on a terminal, unless NO_COLOR is set)")
-    p.add_argument("--allow", action="append", default=[], metavar="CODE",
-                   help="downgrade an allowable check to a warning, or silence an allowable warning")
+    add_diagnostic_options(p)
+    add_allow_option(p)
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from .cli import EXIT_ERRORS, EXIT_OK, UsageError, _print_artifacts, _print_diagnostics, allowed_codes
+    from .cli import EXIT_ERRORS, EXIT_OK, UsageError, allowed_codes, print_artifacts, print_diagnostics
     from .diagnostics import sorted_unique
     from .pipeline import Artifact, load
 
@@ -544,7 +542,7 @@ def run(args) -> int:
             raise UsageError(f"cannot read {path}: {err.strerror or err}") from err
         results.append(ImportResult(source, read_errors) if read_errors else import_xml(source, allow))
     diagnostics = sorted_unique([d for r in results for d in r.diagnostics])
-    _print_diagnostics(diagnostics, args.format, args.color)
+    print_diagnostics(diagnostics, args, inputs=[r.source.name for r in results])
     if any(d.is_error for d in diagnostics):
         return EXIT_ERRORS
     artifacts = []
@@ -557,8 +555,11 @@ def run(args) -> int:
     if args.output:
         from .batch import write_files
 
-        Path(args.output).mkdir(parents=True, exist_ok=True)
-        write_files(Path(args.output), artifacts)
+        try:
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+            write_files(Path(args.output), artifacts)
+        except OSError as err:  # a full disk, a read-only file system: nothing is half-written
+            raise UsageError(f"cannot write {args.output}: {err.strerror or err}") from err
     else:
-        _print_artifacts(artifacts)
+        print_artifacts(artifacts)
     return EXIT_OK

@@ -1,6 +1,6 @@
 #!/bin/sh
 # What the test suite needs on a Debian machine: the real libvirt client (virsh and
-# its RNG schemas) and QEMU, teamc with its test extras, and the guest image
+# its RNG schemas) and QEMU, teamc with its test extras in .venv (install.sh), and the guest image
 # `teamc verify` boots (built from Debian's packages into .cache/teamc, kept there). Idempotent.
 set -eu
 cd "$(dirname "$0")/.."
@@ -9,6 +9,6 @@ SUDO=""
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
     libvirt0 libvirt-clients qemu-system-x86 graphviz >/dev/null
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+sh install.sh test
 # apt-get download (used by the guest image build) needs the package lists updated above.
-TEAMC_CACHE="${TEAMC_CACHE:-$PWD/.cache/teamc}" python3 -m compiler verify --build-guest-image >/dev/null
+TEAMC_CACHE="${TEAMC_CACHE:-$PWD/.cache/teamc}" .venv/bin/python -m teamc verify --build-guest-image >/dev/null

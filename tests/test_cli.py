@@ -1,7 +1,14 @@
 """The `teamc` command: exit codes, outputs, atomic writes, options."""
 
 import os
+import shlex
+import shutil
 import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from helpers import ROOT, teamc, teamc_process
 
@@ -132,12 +139,95 @@ def test_concise_and_json_formats():
     assert err.splitlines()[0].startswith(f"{BROKEN}:3:48: E0308 transient nic `vf0` has MAC")
     import json
 
-    code, _, err = teamc("check", BROKEN, "--format", "json")
-    data = json.loads(err)
-    assert data["version"] == 1 and data["diagnostics"][0]["code"] == "E0308"
+    code, out, err = teamc("check", BROKEN, "--format", "json")
+    data = json.loads(out)  # a document for a program: on stdout, stderr stays empty
+    assert err == "" and data["version"] == 1 and data["diagnostics"][0]["code"] == "E0308"
 
 
 def test_python_dash_m_and_console_script_agree(tmp_path):
     proc = teamc_process("compile", SEED, "--emit", "xml")
     assert proc.returncode == 0
     assert proc.stdout.decode() == teamc("compile", SEED, "--emit", "xml")[1]
+
+
+# --- the environment's streams and file systems: exit 2 and a message, never "internal error" -------
+
+UGLY = "vm web {\n  team up0 { persistent virtio user; transient hostdev 0000:03:07.1 }\n}\n"  # fmt re-indents it
+
+
+def sh(script: str, **env: str) -> subprocess.CompletedProcess:
+    """Run a shell line in which `$TEAMC` is this checkout's teamc, as a separate process."""
+    return subprocess.run(["sh", "-c", script], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TEAMC": f"{shlex.quote(sys.executable)} -m teamc", **env})
+
+
+def test_closed_standard_input_for_dash():
+    proc = sh("$TEAMC check - 0<&-")
+    assert (proc.returncode, proc.stderr) == (2, "teamc: error: standard input: it is closed\n")
+
+
+def test_closed_standard_output():
+    proc = sh(f"$TEAMC compile {SEED} --emit xml 1>&-")
+    assert (proc.returncode, proc.stderr) == (2, "teamc: error: standard output: it is closed\n")
+    proc = sh(f"$TEAMC check {BROKEN} --format sarif 1>&-")
+    assert (proc.returncode, proc.stderr) == (2, "teamc: error: standard output: it is closed\n")
+    assert sh(f"$TEAMC check {SEED} 1>&-").returncode == 0  # nothing to print: nothing lost
+
+
+def test_closed_standard_error_still_gives_the_exit_status():
+    assert sh(f"$TEAMC check {BROKEN} 2>&-").returncode == 2
+
+
+@pytest.mark.parametrize("command", [f"fmt - < {SEED}", "import tests/conformance/libvirt/net-virtio-teaming.xml",
+                                     f"compile {SEED}", f"check {BROKEN} --format junit"])
+def test_a_full_disk_on_standard_output(command):
+    proc = sh(f"$TEAMC {command} > /dev/full")
+    assert proc.returncode == 2 and proc.stderr.endswith("teamc: error: standard output: No space left on device\n")
+
+
+def in_unwritable_folder(tmp_path: Path, script: str, files: dict[str, str], size: str = "") -> subprocess.CompletedProcess:
+    """Run `script` (sh) with `$D` a folder holding `files` that cannot be written: as root (who
+    ignores permission bits) a read-only tmpfs, or with `size` a full one, mounted in a mount
+    namespace of its own so that nothing outside sees it; otherwise a folder without write permission."""
+    source, folder = tmp_path / "src", tmp_path / "ro"
+    source.mkdir()
+    folder.mkdir()
+    for name, text in files.items():
+        (source / name).write_text(text)
+    env = {"D": str(folder), "SRC": str(source), "SCRIPT": script}
+    if os.geteuid() != 0:
+        shutil.copytree(source, folder, dirs_exist_ok=True)
+        folder.chmod(0o555)
+        return sh(script, **env)
+    if size:  # fill it up: dd stops when the file system is full
+        setup = f'mount -t tmpfs -o size={size} tmpfs "$D" && cp -a "$SRC/." "$D/" && ' \
+                '{ dd if=/dev/zero of="$D/.fill" bs=4k 2>/dev/null; true; }'
+    else:
+        setup = 'mount -t tmpfs tmpfs "$D" && cp -a "$SRC/." "$D/" && mount -o remount,ro "$D"'
+    return sh(f'exec unshare -m sh -c \'{setup} && exec sh -c "$SCRIPT"\'', **env)
+
+
+def test_fmt_on_a_read_only_file_system(tmp_path):
+    proc = in_unwritable_folder(tmp_path, '$TEAMC fmt "$D/web.team"; echo "$?"; cat "$D/web.team"', {"web.team": UGLY})
+    assert proc.stdout == "2\n" + UGLY  # the file is left as it was
+    assert "teamc: error: cannot rewrite " in proc.stderr and "/web.team: " in proc.stderr
+    assert "internal error" not in proc.stderr
+
+
+def test_fmt_on_a_full_file_system(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("a full file system needs a tmpfs of its own, which needs root")
+    proc = in_unwritable_folder(tmp_path, '$TEAMC fmt "$D/web.team"; echo "$?"; cat "$D/web.team"; ls -A "$D"',
+                                {"web.team": UGLY}, size="64k")
+    assert proc.stdout == "2\n" + UGLY + ".fill\nweb.team\n"  # unchanged, and no temporary file left
+    assert proc.stderr.endswith("/web.team: No space left on device\n")
+
+
+def test_import_and_reports_into_a_read_only_folder(tmp_path):
+    proc = in_unwritable_folder(tmp_path, '$TEAMC import tests/conformance/libvirt/net-virtio-teaming.xml -o "$D/teams" '
+                                f'2>&1; echo "$?"; $TEAMC check {BROKEN} --format sarif --output-file "$D/r.sarif" 2>&1; '
+                                'echo "$?"', {})
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "2" and "cannot write " in lines[-2] and "/r.sarif" in lines[-2]
+    assert "2" in lines and any(line.startswith("teamc: error: cannot write ") and "/teams" in line for line in lines)
+    assert "internal error" not in proc.stdout

@@ -6,6 +6,8 @@ which is what `teamc compile` prints too (the QEMU backend's warnings included);
 tests/cases/<slug>.xml is libvirt XML, which goes through `teamc import`.
 """
 
+import re
+
 import pytest
 
 from compiler.diagnostics import CODES, SLUGS
@@ -47,8 +49,8 @@ def test_every_diagnostic_has_location_and_help(tmp_path):
         args = ("check", f"tests/cases/{case.name}")
         if case.suffix == ".xml":
             args = ("import", f"tests/cases/{case.name}", "-o", str(tmp_path))
-        _, _, err = teamc(*args, "--format", "json")
-        for d in json.loads(err)["diagnostics"]:
+        _, out, err = teamc(*args, "--format", "json")
+        for d in json.loads(out if args[0] == "check" else err)["diagnostics"]:
             assert d["help"], d
             assert d["location"] and d["location"]["line"] >= 1, d
             first_word = d["message"].split()[0]
@@ -62,3 +64,43 @@ def test_registry_codes_are_unique_and_well_formed():
     for code in CODES.values():
         assert code.code[0] in "EW" and len(code.code) == 5
         assert (code.code[0] == "E") == (code.severity.value == "error")
+
+
+# --- teamc explain --------------------------------------------------------------------------
+
+EXAMPLE = re.compile(r"^(Broken|Fixed):\n\n```(team|xml)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
+
+
+def shown(code: str, kind: str, lang: str, text: str) -> list:
+    """The diagnostics of an example, from the command that shows its code."""
+    import teamc
+
+    if lang == "xml":
+        return teamc.import_xml(text, "example.xml").diagnostics
+    if code == "E0003" and kind == "Broken":  # the example saved as Latin-1
+        from compiler.pipeline import read_source
+
+        return read_source("example.team", text.encode("latin-1"))[1]
+    if code in ("W0504", "W0505"):  # from the QEMU backend: only when compiling
+        return teamc.compile_text(text, "example.team").diagnostics
+    return teamc.check_text(text, "example.team").diagnostics
+
+
+@pytest.mark.parametrize("code", sorted(CODES))
+def test_explain_shows_a_broken_example_that_has_the_code_and_a_fixed_one_that_is_clean(code):
+    status, text, err = teamc("explain", code)
+    assert (status, err) == (0, "")
+    assert text.startswith(f"# {code} {CODES[code].slug}: ") and teamc("explain", CODES[code].slug)[1] == text
+    examples = {kind: (lang, body) for kind, lang, body in EXAMPLE.findall(text)}
+    assert set(examples) == {"Broken", "Fixed"}, "an explanation needs a broken and a fixed example"
+    broken = shown(code, "Broken", *examples["Broken"])
+    fixed = shown(code, "Fixed", *examples["Fixed"])
+    assert code in {d.code for d in broken}, f"the broken example does not show {code}"
+    assert code not in {d.code for d in fixed} and not any(d.is_error for d in fixed), fixed
+
+
+def test_explain_lists_every_code_and_refuses_an_unknown_one():
+    status, text, _ = teamc("explain")
+    assert status == 0 and [line.split()[0] for line in text.splitlines()] == list(CODES)
+    status, _, err = teamc("explain", "E9999")
+    assert status == 2 and "explain E9999: no such code" in err

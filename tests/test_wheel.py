@@ -1,13 +1,16 @@
 """The built wheel works on its own: installed into a fresh venv and run from a
 folder outside the checkout, it compiles examples/seed.team to the golden
-outputs, and the package, its grammar and its templates all come from the
-venv, not from the repository (so grammar/ and templates/ ship in the wheel).
+outputs, and the package `teamc` (not the repository's folder name `compiler`),
+its grammar and its templates all come from the venv, not from the repository
+(so grammar/ and templates/ ship in the wheel).
 
-The venv uses --system-site-packages for the runtime dependencies (lark,
-jinja2, networkx, lxml), so installing the wheel needs no download. The
-checkout's own editable install is visible there too; the venv's
-site-packages comes first on sys.path, and the assertions on file locations
-below prove that the wheel's copy is the one that runs.
+The runtime dependencies (lark, jinja2, networkx, lxml) come from the
+interpreter running the tests, so installing the wheel needs no download: a
+.pth file in the fresh venv names that interpreter's site-packages folders.
+Not --system-site-packages, which would give the base interpreter's packages
+when the tests themselves run in a virtualenv. Lines of a .pth are only added
+to sys.path, the .pth files inside those folders are not read, so the
+checkout's own editable install stays out of the venv.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import site
 import subprocess
 import sys
 import zipfile
@@ -53,8 +57,11 @@ def installed(tmp_path_factory):
     (wheel,) = dist.glob("teamc-*.whl")
 
     venv = base / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", venv], cwd=base)
+    run([sys.executable, "-m", "venv", venv], cwd=base)
     python = venv / "bin" / "python"
+    venv_site = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=base).stdout.strip()
+    ours = [p for p in dict.fromkeys([*site.getsitepackages(), site.getusersitepackages()]) if os.path.isdir(p)]
+    (Path(venv_site) / "test-dependencies.pth").write_text("".join(f"{p}\n" for p in ours))
     run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", wheel], cwd=base)
     cwd = base / "elsewhere"
     cwd.mkdir()
@@ -65,9 +72,10 @@ def test_wheel_carries_the_grammar_and_templates(installed):
     _, wheel, _ = installed
     assert wheel.name == f"teamc-{VERSION}-py3-none-any.whl"
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "compiler/grammar/team.lark" in names
+    assert "teamc/grammar/team.lark" in names and "teamc/__main__.py" in names
     for template in (ROOT / "templates").rglob("*.j2"):
-        assert f"compiler/templates/{template.relative_to(ROOT / 'templates').as_posix()}" in names
+        assert f"teamc/templates/{template.relative_to(ROOT / 'templates').as_posix()}" in names
+    assert {n.split("/")[0] for n in names} == {"teamc", f"teamc-{VERSION}.dist-info"}  # no `compiler`
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
@@ -86,14 +94,25 @@ def test_installed_teamc_compiles_seed_to_golden(installed):
 
 def test_installed_module_reports_version(installed):
     venv, _, cwd = installed
-    proc = run([venv / "bin" / "python", "-m", "compiler", "--version"], cwd=cwd)
+    proc = run([venv / "bin" / "python", "-m", "teamc", "--version"], cwd=cwd)
     assert proc.stdout == f"teamc {VERSION}\n"
+
+
+def test_the_import_package_is_teamc_and_no_compiler_package_is_installed(installed):
+    venv, _, cwd = installed
+    code = ("import importlib, sysconfig, teamc; print(teamc.__version__, sysconfig.get_path('purelib'))\n"
+            "try:\n    importlib.import_module('.cli', 'compiler')\nexcept ModuleNotFoundError:\n    print('no compiler')")
+    proc = run([venv / "bin" / "python", "-c", code], cwd=cwd)
+    version, site_packages, *rest = proc.stdout.split(maxsplit=2)
+    assert (version, rest) == (VERSION, ["no compiler\n"])
+    assert sorted(p.name for p in Path(site_packages).glob("teamc*")) == ["teamc", f"teamc-{VERSION}.dist-info"]
+    assert not (Path(site_packages) / "compiler").exists()
 
 
 def test_package_and_resources_come_from_the_venv(installed):
     venv, _, cwd = installed
-    code = ("import compiler, compiler.resources as r; "
-            "print(compiler.__file__, r.resource_dir('grammar'), r.resource_dir('templates'))")
+    code = ("import teamc, teamc.resources as r; "
+            "print(teamc.__file__, r.resource_dir('grammar'), r.resource_dir('templates'))")
     proc = run([venv / "bin" / "python", "-c", code], cwd=cwd)
     package, grammar, templates = proc.stdout.split()
     for path in (package, grammar, templates):
