@@ -301,8 +301,8 @@ def teamc_lines(case: str) -> list[str]:
             if group[0] in ("-netdev", "-device")]
 
 
-@pytest.mark.parametrize("case", ["two-teams", "many-teams", "no-nics", "pinned-all", "pinned-bus", "pinned-bus-low",
-                                  "pinned-pcie0", "multifunction", "pc-multifunction"])
+@pytest.mark.parametrize("case", ["two-teams", "many-teams", "no-nics", "pinned-all", "pinned-bus",
+                                  "pinned-bus-low", "pinned-pcie0", "multifunction", "pc-multifunction"])
 def test_q35_layout_is_libvirts(case):
     """Root ports (count, spare, numbering), addresses, ids and multifunction as libvirt picks them for
     the same domain left without controllers and unpinned addresses."""
