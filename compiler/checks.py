@@ -325,7 +325,8 @@ def guest_placement(graph):
         for (bus, slot), devices in by_slot.items():
             if (bus, slot) not in has_function_zero:
                 # QEMU and libvirt accept it, but a guest scans a slot's other functions only after
-                # finding function 0, so the NIC is never seen (teamc verify shows the same for a VF).
+                # finding function 0, so the NIC is never seen (`teamc verify` of a standby on 00:05.1:
+                # "the guest has no virtio NIC with MAC …").
                 first = devices[0]
                 yield diag("E0406", f"{first.label} is on function {first.guest_address.function} of slot "
                                     f"{bus:02x}:{slot:02x}, which has nothing on function 0: the guest will not see it",
