@@ -118,6 +118,12 @@ def options_apply(graph):
             yield diag("E0105", f"`{tuned}` cannot be set together with `rom enabled no`", nic.rom_span,
                        help="libvirt refuses ROM settings for a disabled ROM: keep `rom enabled no` alone, "
                             f"or drop it and keep `{tuned}`")
+        if nic.role == TRANSIENT and nic.rom_bar == "off" and nic.rom_file is not None:
+            # QEMU plugs the primary in at negotiation and on the migration target, and refuses an
+            # option ROM on a hot-plugged device without a ROM BAR.
+            yield diag("E0105", "`rom file` cannot be loaded with `rom bar off` on the VF", nic.rom_span,
+                       help="QEMU hot-plugs the VF and refuses it then ('Hot-plugged device without ROM bar "
+                            "can't have an option ROM'): drop `rom file`")
         if nic.role == TRANSIENT and kind == "pci-hostdev" and nic.model_span is not None:
             yield diag("E0105", "a plain PCI hostdev has no `model`", nic.model_span, help="remove `model`")
 
@@ -243,9 +249,32 @@ def hostdev_warnings(graph):
         if nic.boot is not None:
             yield diag("W0503", f"{nic.label} has a boot order, but the VF is unplugged during migration",
                        nic.boot_span, help="boot from the persistent (virtio) NIC instead")
-        if nic.rom_bar == "on" or nic.rom_file is not None:
+        if nic.rom_bar == "on" or (nic.rom_file is not None and nic.rom_bar != "off"):
             yield diag("W0503", f"{nic.label} loads an option ROM, which the migration target may not have",
-                       nic.rom_span, help="use `rom bar off` on the VF")
+                       nic.rom_span, help="use `rom bar off` on the VF" + (
+                           ", without `rom file`" if nic.rom_file is not None else ""))
+
+
+# QEMU's own option ROM for every virtio-net-pci variant (its `romfile` default).
+VIRTIO_NET_ROM = "efi-virtio.rom"
+
+
+@rule
+def fw_cfg_rom_unique(graph):
+    for vm in vms(graph):
+        by_name: dict[str, list[NicSpec]] = defaultdict(list)
+        for _, nic in nics(graph, vm.name):
+            # With `rom bar off`, QEMU puts a cold-plugged device's ROM into fw_cfg as genroms/NAME.
+            # (A VF is hot-plugged: a ROM there is E0105 instead.)
+            if nic.role == PERSISTENT and nic.rom_bar == "off" and nic.rom_enabled is not False:
+                by_name[(nic.rom_file or VIRTIO_NET_ROM).rsplit("/", 1)[-1]].append(nic)
+        for name, same in by_name.items():
+            if len(same) > 1:
+                yield diag("E0107", f"{len(same)} NICs of VM `{vm.name}` put the option ROM `{name}` into fw_cfg",
+                           same[1].rom_span, *(Label(s.rom_span, s.label) for s in [same[0], *same[2:]]),
+                           help=f"QEMU refuses two ('duplicate fw_cfg file name: genroms/{name}'), which `rom bar "
+                                "off` makes of each NIC's ROM: keep it on one NIC, and write `rom enabled no` "
+                                "(no ROM at all) instead on the others")
 
 
 @rule

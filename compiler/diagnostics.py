@@ -47,6 +47,7 @@ CODES: dict[str, Code] = _codes(
     Code("E0104", "missing-setting", E, "a required setting is missing"),
     Code("E0105", "option-not-allowed", E, "an option does not apply to this NIC or source"),
     Code("E0106", "boot-order-duplicate", E, "two devices of a VM have the same boot order"),
+    Code("E0107", "rom-file-duplicate", E, "two NICs of a VM load option ROMs of one file name through fw_cfg"),
     Code("E0201", "alias-prefix", E, "a persistent NIC's alias does not start with `ua-`"),
     Code("E0202", "alias-chars", E, "a name has characters libvirt does not accept in an alias"),
     Code("E0203", "bad-mac", E, "a MAC address is malformed, multicast, all-zero or broadcast"),

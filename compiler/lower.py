@@ -440,7 +440,7 @@ class _Lowerer:
                 fields["guest_address"] = self.pci(value, "a guest PCI address")
                 fields["guest_address_span"] = value.span
             elif key == "boot":
-                fields["boot"] = self.integer(value, "boot order", 1, 65535)
+                fields["boot"] = self.integer(value, "boot order", 1, 2**31 - 1)  # QEMU's bootindex is an int32
                 fields["boot_span"] = opt.span
             elif key == "mtu":
                 fields["mtu"] = self.integer(value, "mtu", 68, 65535)

@@ -57,7 +57,8 @@ def test_every_rule_is_covered_here():
     assert [r.__name__ for r in RULES] == [
         "persistent_alias", "persistent_is_virtio", "transient_is_hostdev", "options_apply", "transient_targets",
         "teaming_cycles", "one_transient_per_persistent", "persistent_has_transient", "mac_mismatch",
-        "mac_unique", "vf_unique", "hostdev_warnings", "boot_order_unique", "machine_hosts_team", "guest_placement",
+        "mac_unique", "vf_unique", "hostdev_warnings", "fw_cfg_rom_unique", "boot_order_unique",
+        "machine_hosts_team", "guest_placement",
         "guest_capacity",
     ]
 
@@ -146,9 +147,13 @@ def test_e0302_pci_hostdev_is_hostdev_form():
          "mtu 9000", "`mtu` cannot be set on a `direct` interface"),
         (team(pers="virtio user { rom enabled no; rom bar on }"), team(pers="virtio user { rom enabled no }"),
          "rom bar on", "`rom bar` cannot be set together with `rom enabled no`"),
+        # QEMU hot-plugs the VF: "Hot-plugged device without ROM bar can't have an option ROM".
+        (team(trans="hostdev 0000:03:07.1 { rom bar off; rom file /r.rom }"),
+         team(trans="hostdev 0000:03:07.1 { rom bar off }"), "rom file /r.rom",
+         "`rom file` cannot be loaded with `rom bar off` on the VF"),
     ],
     ids=["managed-on-user", "vf-on-persistent-network", "bridge-on-transient-network", "mtu-on-vf", "mtu-on-user",
-         "mtu-on-direct", "rom-bar-on-disabled-rom"],
+         "mtu-on-direct", "rom-bar-on-disabled-rom", "rom-file-without-bar-on-vf"],
 )
 def test_e0105_option_not_allowed(bad, good, where, message):
     d = one(vm(bad), "E0105")
@@ -184,6 +189,27 @@ def test_e0106_not_for_distinct_orders_or_other_vms():
                     team("y", pers="virtio bridge br0 { boot 2 }", trans="hostdev 0000:03:07.2"))) == []
     assert codes(vm(team("x", pers="virtio bridge br0 { boot 1 }")) + vm(
         team("y", pers="virtio bridge br0 { boot 1 }", trans="hostdev 0000:03:07.2"), name="b")) == []
+
+
+# --- E0107 fw_cfg_rom_unique --------------------------------------------------------
+
+
+def test_e0107_rom_bar_off_on_two_virtio_nics():
+    d = one(vm(team("x", pers="virtio user { rom bar off }"),
+               team("y", pers="virtio-transitional user { rom bar off }", trans="hostdev 0000:03:07.2")), "E0107")
+    assert (d.span.text, d.message) == (
+        "rom bar off", "2 NICs of VM `a` put the option ROM `efi-virtio.rom` into fw_cfg")
+    assert labels(d) == [((2, 37), "the persistent NIC of team `x`")]
+    # Named ROM files clash by their file name, wherever they are.
+    assert [c for c, _ in codes(vm(team("x", pers="virtio user { rom bar off; rom file /a/pxe.rom }"), team(
+        "y", pers="virtio user { rom bar off; rom file /b/pxe.rom }", trans="hostdev 0000:03:07.2")))] == ["E0107"]
+
+
+def test_e0107_not_with_one_fw_cfg_rom():
+    assert codes(vm(team("x", pers="virtio user { rom bar off }"),
+                    team("y", pers="virtio user { rom enabled no }", trans="hostdev 0000:03:07.2"),
+                    team("z", pers="virtio user { rom bar off; rom file /r/other.rom }", trans="hostdev 0000:03:07.3"),
+                    team("w", pers="virtio user", trans="hostdev 0000:03:07.4 { rom bar off }"))) == []
 
 
 # --- E0303 / E0304 transient_targets ------------------------------------------------

@@ -336,6 +336,14 @@ def test_bad_settings():
     ]
 
 
+def test_boot_order_takes_what_qemu_takes():
+    # QEMU's bootindex is an int32; libvirt writes any order as given.
+    text = "vm a {{ team x {{ persistent virtio user {{ boot {} }}; transient hostdev 0000:03:07.1 }} }}"
+    assert nic(clean(text.format(2147483647)), "a", "x", PERSISTENT).boot == 2147483647
+    assert summary(lowered(text.format(2147483648))) == [
+        ("E0205", (1, 47), "boot order must be a whole number from 1 to 2147483647, not `2147483648`")]
+
+
 def test_machine_types_are_qemu_72s():
     """Exactly the q35 and i440fx types (and aliases) `qemu-system-x86_64 -machine help` lists."""
     import subprocess
@@ -357,7 +365,8 @@ def test_vcpus_above_255_are_e0205(machine):
     # IOMMU in extended interrupt mode; i440fx takes 255.
     text = f"vm a {{ machine {machine}; vcpus 256 }}"
     assert summary(lowered(text)) == [
-        ("E0205", (1, text.index("256") + 1), f"256 vCPUs are more than the `{machine}` machine takes here: at most 255")]
+        ("E0205", (1, text.index("256") + 1),
+         f"256 vCPUs are more than the `{machine}` machine takes here: at most 255")]
     assert the_vm(clean(f"vm a {{ machine {machine}; vcpus 255 }}")).vcpus == 255
 
 
