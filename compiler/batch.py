@@ -4,10 +4,13 @@
 with `-j`, identical output to `-j 1`); with an output folder each worker
 writes its input's artifacts there, and `finish_outputs` then removes what
 belongs to inputs that failed (what an earlier run wrote for them too), so no
-stale output survives. The
-folder's manifest (`.teamc-manifest.json`) records, per input, the hash of its
-content and options and the outputs it produced; an unchanged input whose
-outputs are still in place is not compiled again.
+stale output survives; a name this run wrote for a good input is never stale,
+whichever input wrote it before. The folder's manifest (`.teamc-manifest.json`)
+records, per input, the hash of its content and options and the outputs it
+produced; an unchanged input whose outputs are still in place is not compiled
+again. A manifest that is not what teamc writes is ignored with a warning. The
+caller holds the folder (`outdir.locked`) from loading the manifest to saving
+it; `outdir` does all writing and removing.
 """
 
 from __future__ import annotations
@@ -15,19 +18,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .pipeline import Artifact, FileResult, Options, check_source, compile_source, decode_input, read_input
+from .outdir import MANIFEST, lock, output_name, remove_outputs, save_manifest, write_files
+from .pipeline import FileResult, Options, check_source, compile_source, decode_input, read_input
 
-MANIFEST = ".teamc-manifest.json"
 MANIFEST_VERSION = 1
 
 
 class InputError(Exception):
     """An input that cannot be read, or an output folder that cannot be written (a usage error)."""
+
+
+@contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold the output folder for this run (see `outdir.lock`); a folder that cannot be made is a usage error."""
+    try:
+        fd = lock(directory)
+    except OSError as err:
+        raise InputError(f"cannot write {err.filename or directory}: {err.strerror or err}") from err
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def expand_inputs(paths: list[str]) -> list[str]:
@@ -139,13 +157,22 @@ class Manifest:
     entries: dict[str, dict]
 
     @classmethod
-    def load(cls, directory: Path) -> Manifest:
+    def load(cls, directory: Path, warn: bool = True) -> Manifest:
+        """The folder's manifest; none yet, or one that is not what teamc writes, is an empty one."""
+        path = directory / MANIFEST
         try:
-            data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-            if data.get("version") == MANIFEST_VERSION and isinstance(data.get("inputs"), dict):
-                return cls(directory, data["inputs"])
-        except (OSError, ValueError):
-            pass
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls(directory, {})
+        except (OSError, ValueError) as err:
+            problem = f"{err.strerror or err}" if isinstance(err, OSError) else "it is not UTF-8 JSON"
+            data = None
+        else:
+            problem = _manifest_problem(data)
+        if problem is None:
+            return cls(directory, data["inputs"])
+        if warn:
+            sys.stderr.write(f"teamc: warning: ignoring {path}: {problem}; every input is compiled again\n")
         return cls(directory, {})
 
     def reusable(self, paths: list[str], options: Options) -> dict[str, dict]:
@@ -169,60 +196,60 @@ class Manifest:
     def save(self) -> None:
         text = json.dumps({"version": MANIFEST_VERSION, "generator": f"teamc {__version__}",
                            "inputs": dict(sorted(self.entries.items()))}, indent=1, sort_keys=True) + "\n"
-        write_files(self.directory, [Artifact(MANIFEST, text)])
+        save_manifest(self.directory, text)
+
+
+def _manifest_problem(data: object) -> str | None:
+    """Why `data` is not a manifest teamc wrote (None if it is one): nothing in it is trusted otherwise."""
+    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
+        return f"not a version {MANIFEST_VERSION} manifest"
+    inputs = data.get("inputs")
+    if not isinstance(inputs, dict):
+        return "`inputs` is not a map"
+    for path, entry in inputs.items():
+        fields = {"key": str, "options": str, "stamp": list, "outputs": list, "vms": list}
+        if not isinstance(entry, dict) or any(not isinstance(entry.get(k), t) for k, t in fields.items()):
+            return f"the entry of {path} is not a map of {', '.join(fields)}"
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in entry["stamp"]):
+            return f"the stamp of {path} is not a list of numbers"
+        if not all(isinstance(name, str) and output_name(name) for name in entry["outputs"]):
+            return f"{path} lists an output that is not a file name teamc writes"
+        if not all(isinstance(vm, str) for vm in entry["vms"]):
+            return f"the VMs of {path} are not names"
+    return None
 
 
 def finish_outputs(directory: Path, results: list[FileResult], failed: set[str], options: Options) -> None:
     """After the workers wrote: remove what belongs to failing inputs (what earlier runs wrote for
     them too) and stale names, and record each good input in the manifest."""
-    manifest = Manifest.load(directory)
+    manifest = Manifest.load(directory, warn=False)  # cli loaded it first, and warned
     opts = options_key(options)
+    # What this run produced stays, even if the manifest lists it for another input: a VM that moved
+    # from one file to another was just written by its new file.
+    fresh: set[str] = set()
+    stale: set[str] = set()
     for result in results:
         path = result.source.name
         old = manifest.entries.get(path, {}).get("outputs", [])
+        stale.update(old)
         if path in failed:
-            keep = set(result.analysis_names)  # --emit json/dot describe the errors
-            _remove(directory, [name for name in [*old, *result.written] if name not in keep])
+            fresh.update(result.analysis_names)  # --emit json/dot describe the errors
+            stale.update(result.written)
             manifest.entries.pop(path, None)
-            continue
-        if result.cached:
-            continue
-        _remove(directory, [name for name in old if name not in result.written])
-        if path != "<stdin>":
-            manifest.entries[path] = {"key": result.key, "stamp": result.stamp, "options": opts,
-                                      "outputs": result.written, "vms": [vm for vm, _ in result.vms]}
+        elif result.cached:
+            fresh.update(old)
+        else:
+            fresh.update(result.written)
+            if path != "<stdin>":
+                manifest.entries[path] = {"key": result.key, "stamp": result.stamp, "options": opts,
+                                          "outputs": result.written, "vms": [vm for vm, _ in result.vms]}
+    remove_outputs(directory, sorted(stale - fresh))
     manifest.save()
-
-
-def _remove(directory: Path, names: list[str]) -> None:
-    for name in names:
-        try:
-            (directory / name).unlink()
-        except FileNotFoundError:
-            pass
-
-
-def write_files(directory: Path, artifacts: list[Artifact]) -> None:
-    """Every file goes to a temporary name first, then is renamed into place."""
-    staged: list[tuple[str, Path]] = []
-    try:
-        for artifact in artifacts:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{artifact.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(artifact.text)
-            os.chmod(tmp, 0o755 if artifact.name.endswith(".sh") else 0o644)
-            staged.append((tmp, directory / artifact.name))
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 def depfile_text(directory: Path, results: list[FileResult], manifest: Manifest | None = None) -> str:
     """Make-style dependencies: each input's outputs depend on that input."""
-    manifest = manifest or Manifest.load(directory)
+    manifest = manifest or Manifest.load(directory, warn=False)
     lines = []
     for result in results:
         path = result.source.name

@@ -26,6 +26,7 @@ EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMAND_MODULES = {
     "fmt": "compiler.formatter",
     "import": "compiler.importer",
+    "lsp": "compiler.lsp",
     "verify": "compiler.verify",
 }
 
@@ -222,6 +223,13 @@ def _duplicate_vms(results: list[FileResult]) -> tuple[list[Diagnostic], set[str
 
 
 def run(argv: list[str]) -> int:
+    from contextlib import ExitStack
+
+    with ExitStack() as held:  # the output folder's lock, until the run ends however it ends
+        return _run(argv, held)
+
+
+def _run(argv: list[str], held) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "completion":
@@ -246,6 +254,8 @@ def run(argv: list[str]) -> int:
         if getattr(args, "depfile", None) and not args.output:
             raise UsageError("--depfile needs -o DIR")
         output = Path(args.output) if getattr(args, "output", None) else None
+        if output is not None:  # one run at a time in a folder, from reading its manifest to writing it
+            held.enter_context(batch.locked(output))
         cached = batch.Manifest.load(output).reusable(paths, options) if output else {}
         results = batch.run_batch(args.command, paths, options, args.jobs, cached, output)
     except (UsageError, batch.InputError) as err:
@@ -295,10 +305,10 @@ def _file_of(d: Diagnostic) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from .batch import write_files
+    from .outdir import replace_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_files(path.parent, [Artifact(path.name, text)])
+    replace_file(path, text)
 
 
 def _explain(code: str | None, parser: argparse.ArgumentParser) -> int:

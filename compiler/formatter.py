@@ -307,18 +307,11 @@ def run(args) -> int:
 
 
 def _rewrite(path: str, text: str) -> None:
-    """Replace the file through a temporary file and a rename, keeping its mode."""
+    """Replace the file atomically, keeping its mode; a symbolic link stays one, its target is rewritten."""
     import os
-    import tempfile
     from pathlib import Path
 
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, target.stat().st_mode & 0o7777)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from .outdir import replace_file
+
+    target = Path(os.path.realpath(path))
+    replace_file(target, text, target.stat().st_mode & 0o7777)

@@ -550,16 +550,23 @@ def run(args) -> int:
         stem = Path(path).stem if path != "-" else result.vm
         artifacts.append(Artifact(f"{stem}.team", result.text))
     names = [a.name for a in artifacts]
+    if args.output:
+        from .outdir import plain_name
+
+        for path, name in zip(args.files, names):
+            if not plain_name(name):  # e.g. `.hidden.xml`: the output folder's dot names are teamc's own
+                raise UsageError(f"{path}: cannot be written into {args.output} as `{name}`; rename the input")
     if len(set(names)) != len(names):
         raise UsageError("two inputs would both be written as " + next(x for x in names if names.count(x) > 1))
     if args.output:
-        from .batch import write_files
+        from .outdir import locked, write_files
 
         try:
             Path(args.output).mkdir(parents=True, exist_ok=True)
-            write_files(Path(args.output), artifacts)
+            with locked(Path(args.output)):
+                write_files(Path(args.output), artifacts)
         except OSError as err:  # a full disk, a read-only file system: nothing is half-written
-            raise UsageError(f"cannot write {args.output}: {err.strerror or err}") from err
+            raise UsageError(f"cannot write {err.filename or args.output}: {err.strerror or err}") from err
     else:
         print_artifacts(artifacts)
     return EXIT_OK

@@ -304,15 +304,34 @@ class _Merger:
             at = doc.positions[anchor].end if anchor is not None else doc.positions[devices_el].start_tag_end
             inserts.setdefault(at, []).extend("\n" + indent + t.replace("\n", "\n" + indent) for t in texts)
         edits.extend((at, at, "".join(texts)) for at, texts in inserts.items())
-        for start, end, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
-            text = text[:start] + new + text[end:]
-        return text
+        first_break = text.find("\n")
+        if first_break > 0 and text[first_break - 1] == "\r":  # a CRLF file gets CRLF lines
+            edits = [(start, end, new.replace("\n", "\r\n")) for start, end, new in edits]
+        return _splice(text, edits)
 
 
 def _line_indent(text: str, offset: int) -> str:
-    line_start = text.rfind("\n", 0, offset) + 1
-    before = text[line_start:offset]
-    return before if not before.strip() else ""
+    """The blanks before `offset` if only blanks precede it on its line, else "".
+
+    Looks back only over blanks, never to the start of a long line: a base with all its
+    devices on one line would otherwise cost a scan of that line per device."""
+    start = offset
+    while start > 0 and text[start - 1] in " \t":
+        start -= 1
+    return text[start:offset] if start == 0 or text[start - 1] == "\n" else ""
+
+
+def _splice(text: str, edits: list[tuple[int, int, str]]) -> str:
+    """Apply (start, end, new text) edits in one pass (one copy of the text, however many edits).
+
+    An insertion inside a range that is removed goes right after that range."""
+    pieces, done = [], 0
+    for start, end, new in sorted(edits, key=lambda e: (e[0], e[1])):
+        start, end = max(start, done), max(end, done)
+        pieces += [text[done:start], new]
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def _child_indent(text: str, doc, devices_el, children) -> str:
@@ -334,11 +353,13 @@ def _reindent(rendered: str, unit: str) -> str:
 
 def _removal(text: str, pos) -> tuple[int, int, str]:
     """Remove an element, and its line when it is alone on it."""
-    line_start = text.rfind("\n", 0, pos.start) + 1
-    line_end = text.find("\n", pos.end)
-    line_end = len(text) if line_end < 0 else line_end
-    if not text[line_start:pos.start].strip() and not text[pos.end:line_end].strip():
-        return line_start, min(line_end + 1, len(text)), ""
+    start, end = pos.start, pos.end  # widened over blanks only (see _line_indent)
+    while start > 0 and text[start - 1] in " \t":
+        start -= 1
+    while end < len(text) and text[end] in " \t\r":
+        end += 1
+    if (start == 0 or text[start - 1] == "\n") and (end == len(text) or text[end] == "\n"):
+        return start, min(end + 1, len(text)), ""
     return pos.start, pos.end, ""
 
 
@@ -359,5 +380,5 @@ def merge_into(base: SourceFile, layouts: list[VmLayout]) -> tuple[list[tuple[st
         text = merger.run()
         diagnostics += merger.errors + merger.warnings
         if text is not None:
-            merged.append((layout.vm.name, text))
+            merged.append((layout.vm.name, "\ufeff" + text if base.bom else text))
     return merged, diagnostics

@@ -4,7 +4,9 @@ The Lark LALR parser is built once per process, with the transformer embedded
 so that no parse tree is materialised: each grammar rule directly builds its
 AST node. Syntax errors become diagnostics that name the expected tokens in
 words, put the caret on the offending token (or at the end of the file), and
-suggest the nearest keyword for a misspelled one.
+suggest the nearest keyword for a misspelled one. The parser recovers after an
+error and reports the next broken statement too (up to MAX_SYNTAX_ERRORS); the
+language server also takes the recovered AST (`parse_tolerant`).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class _Via(NamedTuple):
 class _Tok:
     """The fast path's token: what the builder reads of a Lark Token, without its cost."""
 
-    __slots__ = ("type", "value", "start_pos", "end_pos")
+    __slots__ = ("end_pos", "start_pos", "type", "value")
 
     def __init__(self, type_: str, value: str, start_pos: int, end_pos: int) -> None:
         self.type, self.value, self.start_pos, self.end_pos = type_, value, start_pos, end_pos
@@ -221,21 +223,14 @@ class _Builder(Transformer):
         )
 
 
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
 def _unquote(text: str) -> str:
     body = text[1:-1]
     if "\\" not in body:
         return body
-    out, i = [], 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+    return _ESCAPE.sub(lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), body)
 
 
 _local = threading.local()
@@ -278,19 +273,36 @@ def _parser() -> tuple[Lark, _Builder]:
 
 
 def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
-    """Parse one file. Returns the module, or None and the syntax diagnostics."""
+    """Parse one file. Returns the module, or None and every syntax diagnostic (up to MAX_SYNTAX_ERRORS)."""
+    result = parse_tolerant(source, keep_tree=False)
+    return (None, result.diagnostics) if result.diagnostics else (result.module, [])
+
+
+class Parsed(NamedTuple):
+    """What a recovering parse gives: the module (None only when recovery gave up), the syntax
+    diagnostics, and the offsets of the errors (the blocks around them hold synthetic values)."""
+
+    module: n.Module | None
+    diagnostics: list[Diagnostic]
+    error_offsets: tuple[int, ...]
+
+
+MAX_SYNTAX_ERRORS = 50
+
+
+def parse_tolerant(source: SourceFile, keep_tree: bool = True) -> Parsed:
+    """Parse with error recovery, reporting several syntax errors per file.
+
+    After an error the parser drops tokens until a statement ends (newline, `;` or `}`), and
+    closes the statement or block there with placeholder tokens if the grammar needs them, so
+    the rest of the file parses on (panic mode, as in ANTLR's default strategy). With
+    `keep_tree` the AST is built throughout (the language server outlines a broken file);
+    without it, rules after the first error build nothing, so a huge file stays cheap.
+    """
     lark, builder = _parser()
     builder.source = source
     try:
-        return _fast_parse(lark, source.text), []
-    except UnexpectedToken as err:  # raised by the fast path, with Lark's own parser state
-        return None, [_syntax_diagnostic(lark, source, err)]
-    except _Bail:
-        pass  # a character no token matches: let Lark's lexer describe it
-    try:
-        return lark.parse(source.text), []
-    except UnexpectedInput as err:
-        return None, [_syntax_diagnostic(lark, source, err)]
+        return _drive(lark, source, recover=True, keep_tree=keep_tree)
     except VisitError as err:  # a builder bug, never bad input: let it surface
         raise err.orig_exc from err
 
@@ -300,25 +312,34 @@ def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
 # Lark's LALR tables and rule callbacks, driven by a tight loop and a lexer made
 # of one regular expression. It reads exactly the tokens of the grammar's
 # contextual lexer (WORD always; a WORD becomes a keyword only where the parser
-# state expects that keyword). At an unexpected token it raises Lark's own
-# UnexpectedToken, with an interactive parser made from its stacks, so the
-# error is described exactly as on Lark's path without parsing again; a
-# character no token matches (`_Bail`) is left to Lark's lexer.
-# tests/test_parser.py checks that both paths give the same AST and diagnostics.
+# state expects that keyword). At an unexpected token it describes the error
+# through Lark's own UnexpectedToken, with an interactive parser made from its
+# stacks, so the error reads exactly as on Lark's path without parsing again.
+# tests/test_parser.py checks that both paths give the same AST and first diagnostic.
 
 _LEX = re.compile(
     r'(?P<ws>[\t \f\r]+)|(?P<nl>(?:\r?\n[\t ]*)+)|(?P<comment>#[^\n]*)'
-    r'|(?P<string>"(?:[^"\\\n]|\\.)*")|(?P<word>[^\s{};#"]+)|(?P<punct>[{};])'
+    r'|(?P<string>"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+")|(?P<word>[^\s{};#"]++)|(?P<punct>[{};])'
 )
 _PUNCT = {"{": "LBRACE", "}": "RBRACE", ";": "SEMICOLON"}
+# Where a statement ends: recovery resumes at these.
+_SYNC = frozenset(("_NL", "SEMICOLON", "RBRACE", "$END"))
 
 
 class _Bail(Exception):
-    pass
+    """Without recovery: a character no token matches."""
+
+
+class _GiveUp(Exception):
+    """Recovery found no way to close the file."""
+
+
+def _discard(children) -> None:
+    return None
 
 
 class _Tables:
-    """Lark's parse table, flattened for the fast loop."""
+    """Lark's parse table, flattened for the fast loop (twice: building the AST, and building nothing)."""
 
     def __init__(self, lark: Lark) -> None:
         from lark.parsers.lalr_analysis import Shift
@@ -329,28 +350,42 @@ class _Tables:
         self.start = table.start_states["start"]
         self.end = table.end_states["start"]
         self.states = {}
+        self.bare_states = {}
         for state, actions in table.states.items():
-            flat = {}
+            flat, bare = {}, {}
             for term, (action, arg) in actions.items():
                 if action is Shift:
-                    flat[term] = (True, arg)
+                    flat[term] = bare[term] = (True, arg)
                 else:
                     flat[term] = (False, (len(arg.expansion), arg.origin.name, callbacks[arg]))
+                    bare[term] = (False, (len(arg.expansion), arg.origin.name, _discard))
             self.states[state] = flat
+            self.bare_states[state] = bare
+        self.bare_callbacks = {rule: _discard for rule in callbacks}
         word = re.compile(r'[^\s{};#"]+\Z')
         self.keywords = {t.pattern.value: t.name for t in lark.terminals
                          if type(t.pattern).__name__ == "PatternStr" and word.match(t.pattern.value)}
+        # The placeholder recovery feeds for each terminal: a keyword's own text, else nothing.
+        self.fill_text = {t.name: t.pattern.value for t in lark.terminals if type(t.pattern).__name__ == "PatternStr"}
 
 
 _tables_cache: dict = {}
 
 
-def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list, end: int) -> UnexpectedToken:
+def _tables(lark: Lark) -> _Tables:
+    tables = _tables_cache.get(id(lark))
+    if tables is None:
+        tables = _tables_cache[id(lark)] = _Tables(lark)
+    return tables
+
+
+def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list, end: int,
+                callbacks: dict | None = None) -> UnexpectedToken:
     from lark.parsers.lalr_interactive_parser import InteractiveParser
     from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
     frontend = lark.parser.parser.parser
-    state = ParserState(ParseConf(frontend.parse_table, frontend.callbacks, "start"), None,
+    state = ParserState(ParseConf(frontend.parse_table, callbacks or frontend.callbacks, "start"), None,
                         list(state_stack), list(value_stack))
     if tok is None:
         token = Token("$END", "", end, 0, 0, 0, 0, end)
@@ -363,34 +398,95 @@ def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list
                            interactive_parser=InteractiveParser(frontend, state, lexer_thread))
 
 
-def _fast_parse(lark: Lark, text: str):
-    tables = _tables_cache.get(id(lark))
-    if tables is None:
-        tables = _tables_cache[id(lark)] = _Tables(lark)
+def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
+    """What may come at the end of `source` (a prefix of a file, cut where a word is being typed):
+    the keywords, and the other terminals by name (WORD: a value or name; RBRACE; …).
+
+    Recovery runs over errors earlier in the prefix, so a broken statement above the cursor
+    does not stop completion below it."""
+    lark, builder = _parser()
+    builder.source = source
+    expect: list[str] = []
+    try:
+        _drive(lark, source, recover=True, keep_tree=False, expect=expect)
+    except VisitError as err:
+        raise err.orig_exc from err
+    fill = _tables(lark).fill_text
+    keywords = {fill[t] for t in expect if t in fill and t not in _DESCRIPTIONS and t not in ("LBRACE", "RBRACE")}
+    return keywords, {t for t in expect if t not in fill or t in ("LBRACE", "RBRACE")}
+
+
+def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True,
+           expect: list[str] | None = None) -> Parsed:
+    text = source.text
+    tables = _tables(lark)
     states, keywords = tables.states, tables.keywords
     state_stack = [tables.start]
     value_stack: list = []
     actions = states[tables.start]
+    errors: list[Diagnostic] = []
+    offsets: list[int] = []
+    panic = False  # after an error, until a statement ends: report nothing more
+    skip = 0  # depth inside a block being skipped after an error
+    between_vms = False  # the error was outside any VM: resume at the next `vm`
+    opened = False  # recovery opened a block the text did not
+    building = True
+
+    def accepts(term: str) -> bool:
+        """Would `term` be shifted now? (Replays the reductions on a copy of the state stack.)"""
+        stack = list(state_stack)
+        while True:
+            step = states[stack[-1]].get(term)
+            if step is None:
+                return False
+            shift, arg = step
+            if shift or (term == "$END" and arg[1] == "start"):
+                return True
+            size, origin, _ = arg
+            if size:
+                del stack[-size:]
+            stack.append(states[stack[-1]][origin][1])
 
     def feed(term: str, tok) -> None:
-        nonlocal actions
+        nonlocal actions, panic, between_vms
+        undo: list | None = None  # what this token's reductions took off the stacks
         while True:
             step = actions.get(term)
             if step is None:
-                raise _unexpected(lark, term, tok, state_stack, value_stack, len(text))
+                if not recover:
+                    raise _unexpected(lark, term, tok, state_stack, value_stack, len(text))
+                report(term, tok)
+                # LALR may reduce on a token it then refuses; recovery resumes from before those
+                # reductions, where the statement that was being parsed is still open.
+                for states_taken, values_taken in reversed(undo or ()):
+                    state_stack.pop()
+                    value_stack.pop()
+                    state_stack.extend(states_taken)
+                    value_stack.extend(values_taken)
+                actions = states[state_stack[-1]]
+                recover_at(term, tok)
+                return
             shift, arg = step
             if shift:
                 state_stack.append(arg)
                 value_stack.append(tok)
                 actions = states[arg]
+                if panic and (term == "VM" or term in _SYNC and not between_vms):
+                    panic = between_vms = False
                 return
             size, origin, callback = arg
             if size:
                 children = value_stack[-size:]
+                if recover:
+                    undo = undo or []
+                    undo.append((state_stack[-size:], children))
                 del state_stack[-size:]
                 del value_stack[-size:]
             else:
                 children = []
+                if recover:
+                    undo = undo or []
+                    undo.append(((), ()))
             goto = states[state_stack[-1]][origin][1]
             state_stack.append(goto)
             value_stack.append(callback(children))
@@ -398,30 +494,151 @@ def _fast_parse(lark: Lark, text: str):
             if term == "$END" and goto == tables.end:
                 return
 
+    def record(make) -> None:
+        nonlocal states, actions, building
+        if len(errors) >= MAX_SYNTAX_ERRORS:
+            if not keep_tree:
+                raise _GiveUp
+            return
+        errors.append(make())
+        if building and not keep_tree:
+            # Nothing after the first error is kept: build no more of the tree.
+            building = False
+            states = tables.bare_states
+            actions = states[state_stack[-1]]
+
+    def report(term: str, tok) -> None:
+        # A block recovery opened itself is likely unclosed too: the end of file says nothing new.
+        if not panic and not (term == "$END" and opened):
+            offsets.append(len(text) if tok is None else tok.start_pos)
+            record(lambda: _syntax_diagnostic(lark, source, _unexpected(
+                lark, term, tok, state_stack, value_stack, len(text),
+                None if building else tables.bare_callbacks)))
+
+    def recover_at(term: str, tok) -> None:
+        nonlocal panic, skip, between_vms, opened
+        at = len(text) if tok is None else tok.start_pos
+        if not panic and accepts("VM"):
+            between_vms = True  # junk between VMs: nothing is read again before the next `vm`
+        panic = True
+        if term not in ("LBRACE", "$END") and [t for t in actions if accepts(t)] == ["LBRACE"]:
+            # `team up0 persistent …`: only the opening brace is missing. Open the block, read on.
+            feed("LBRACE", _Tok("LBRACE", "", at, at))
+            opened = True
+            if term == "WORD" and tok.value in keywords and keywords[tok.value] in actions:
+                term = keywords[tok.value]
+            if accepts(term):
+                feed(term, tok)
+                panic = False
+                return
+        if term == "LBRACE":
+            if accepts("WORD"):  # `team {`: the name is missing, the block is fine
+                feed("WORD", _Tok("WORD", "", at, at))
+                if accepts("LBRACE"):
+                    feed(term, tok)
+                    panic = False
+                    return
+            skip += 1  # an unexpected block is skipped whole, to its own closing brace
+            return
+        if tok is not None and tok.value == "vm" and term in ("WORD", "VM"):
+            # A `vm` where a statement belongs: the blocks before it were left open. Close them.
+            if close_until("VM", at):
+                feed("VM", _Tok("VM", "vm", tok.start_pos, tok.end_pos))
+                panic = between_vms = False
+            return
+        if term not in _SYNC or (term == "_NL" and accepts("WORD")):
+            # Drop the token. A newline where a value belongs is most often a value written on
+            # the next line: reading on past it reports that once, not again for the value.
+            return
+        # Close the statement or block with placeholders until the grammar takes the separator.
+        if close_until(term, at):
+            feed(term, tok)
+            panic = term == "$END" or between_vms
+        elif term == "$END":
+            raise _GiveUp
+        # else drop the separator; a later one may fit
+
+    def close_until(term: str, at: int) -> bool:
+        """Feed placeholders until `term` is acceptable; False if none makes it so."""
+        nonlocal panic
+        for _ in range(12):
+            if accepts(term):
+                break
+            filler = _filler([t for t in actions if t.isupper()], accepts)
+            if filler is None and term == "VM" and accepts("_NL"):
+                filler = "_NL"  # VMs are separated by a newline or `;`
+            if filler is None:
+                break
+            feed(filler, _Tok(filler, tables.fill_text.get(filler, ""), at, at))
+        panic = True  # a placeholder brace or separator ends no statement of the text
+        return accepts(term)
+
     pos, end = 0, len(text)
     match = _LEX.match
-    while pos < end:
-        m = match(text, pos)
-        if m is None:
-            raise _Bail
-        kind = m.lastgroup
-        stop = m.end()
-        if kind == "word":
-            value = m.group()
-            term = keywords.get(value)
-            if term is None or term not in actions:
-                term = "WORD"
-            feed(term, _Tok(term, value, pos, stop))
-        elif kind == "nl":
-            feed("_NL", _Tok("_NL", m.group(), pos, stop))
-        elif kind == "string":
-            feed("STRING", _Tok("STRING", m.group(), pos, stop))
-        elif kind == "punct":
-            term = _PUNCT[m.group()]
-            feed(term, _Tok(term, m.group(), pos, stop))
-        pos = stop
-    feed("$END", None)
-    return value_stack[-1]
+    try:
+        while pos < end:
+            m = match(text, pos)
+            if m is None:
+                if not recover:
+                    raise _Bail
+                offsets.append(pos)
+                record(lambda at=pos: _character_diagnostic(source, at))
+                panic = True
+                if text[pos] == '"':  # an unterminated string runs to the end of its line
+                    stop = text.find("\n", pos)
+                    stop = end if stop == -1 else stop
+                    if not skip and accepts("STRING"):  # it is still the value the statement needs
+                        feed("STRING", _Tok("STRING", text[pos:stop] + '"', pos, stop))
+                    pos = stop
+                else:  # one diagnostic for a run of such characters
+                    pos += 1
+                    while pos < end and text[pos] not in '"\n' and match(text, pos) is None:
+                        pos += 1
+                continue
+            kind = m.lastgroup
+            stop = m.end()
+            if skip and kind == "punct":
+                skip += {"{": 1, "}": -1}.get(m.group(), 0)
+                pos = stop
+                continue
+            if skip:
+                pos = stop
+                continue
+            if kind == "word":
+                value = m.group()
+                term = keywords.get(value)
+                if term is None or term not in actions:
+                    term = "WORD"
+                feed(term, _Tok(term, value, pos, stop))
+            elif kind == "nl":
+                feed("_NL", _Tok("_NL", m.group(), pos, stop))
+            elif kind == "string":
+                feed("STRING", _Tok("STRING", m.group(), pos, stop))
+            elif kind == "punct":
+                term = _PUNCT[m.group()]
+                feed(term, _Tok(term, m.group(), pos, stop))
+            pos = stop
+        if expect is not None:
+            expect.extend(t for t in actions if t.isupper() and t != "$END" and accepts(t))
+            return Parsed(None, errors, tuple(offsets))
+        feed("$END", None)
+    except _GiveUp:
+        return Parsed(None, errors, tuple(offsets))
+    module = value_stack[-1] if building and value_stack else None
+    return Parsed(module, errors, tuple(offsets))
+
+
+# What recovery feeds to close a statement, cheapest first: a closing brace, a value, then a keyword the
+# state needs (`user` for a source, `persistent` after `teaming`). Never what opens a block or a VM.
+_NEVER_FILL = frozenset(("LBRACE", "STRING", "_NL", "SEMICOLON", "$END", "VM", "TEAM", "NIC"))
+
+
+def _filler(candidates: list[str], accepts) -> str | None:
+    order = sorted(candidates, key=lambda t: (t != "RBRACE", t != "WORD", t))
+    for term in order:
+        if term not in _NEVER_FILL and accepts(term):
+            return term
+    return None
 
 
 # --- syntax errors -----------------------------------------------------------
@@ -465,23 +682,27 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " or " + items[-1]
 
 
+def _character_diagnostic(source: SourceFile, pos: int) -> Diagnostic:
+    """A character no token starts with: an unterminated string, or a stray character."""
+    text = source.text
+    char = text[pos]
+    if char == '"':
+        line_end = text.find("\n", pos)
+        span = Span(source, pos, len(text) if line_end == -1 else line_end)
+        return diag("E0001", "unterminated string", span, help='close the string with `"` on the same line')
+    return diag(
+        "E0001",
+        f"unexpected character {char!r}",
+        Span(source, pos, pos + 1),
+        help="values may not contain `{`, `}`, `;`, `#` or `\"`; quote such a value",
+    )
+
+
 def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> Diagnostic:
     text = source.text
     words = _terminal_words(lark)
     if isinstance(err, UnexpectedCharacters):
-        pos = err.pos_in_stream
-        char = text[pos]
-        span = Span(source, pos, pos + 1)
-        if char == '"':
-            line_end = text.find("\n", pos)
-            span = Span(source, pos, len(text) if line_end == -1 else line_end)
-            return diag("E0001", "unterminated string", span, help='close the string with `"` on the same line')
-        return diag(
-            "E0001",
-            f"unexpected character {char!r}",
-            span,
-            help="values may not contain `{`, `}`, `;`, `#` or `\"`; quote such a value",
-        )
+        return _character_diagnostic(source, err.pos_in_stream)
 
     assert isinstance(err, UnexpectedToken)
     tok = err.token
@@ -521,7 +742,8 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
     )
 
 
-_CODE_RE = re.compile(r'(?:"(?:[^"\\\n]|\\.)*"?|[^"#\n])*')
+# Possessive throughout (as STRING in the grammar): no backtracking state per character.
+_CODE_RE = re.compile(r'(?:"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"?|[^"#\n]++)*+')
 
 
 def _end_of_code(text: str) -> int:

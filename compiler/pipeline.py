@@ -39,7 +39,7 @@ class Options:
         if self.into is not None:
             import hashlib
 
-            into = f"{self.into.name}:{hashlib.sha256(self.into.text.encode()).hexdigest()}"
+            into = f"{self.into.name}:{self.into.bom}:{hashlib.sha256(self.into.text.encode()).hexdigest()}"
         return (f"{','.join(self.emit)}|{self.qemu_syntax}|{self.qemu_format}|{vf}|{','.join(sorted(self.allow))}"
                 f"|{into}")
 
@@ -73,10 +73,11 @@ def read_source(path: str, data: bytes) -> tuple[SourceFile, list[Diagnostic]]:
     """Decode an input; invalid UTF-8 becomes a diagnostic at the first bad byte.
 
     A UTF-8 byte-order mark (what some editors write first) is not part of the text."""
-    if data.startswith(b"\xef\xbb\xbf"):
+    bom = data.startswith(b"\xef\xbb\xbf")
+    if bom:
         data = data[3:]
     try:
-        return SourceFile(path, data.decode("utf-8")), []
+        return SourceFile(path, data.decode("utf-8"), bom), []
     except UnicodeDecodeError as err:
         text = data.decode("utf-8", errors="replace")
         source = SourceFile(path, text)
@@ -189,8 +190,12 @@ def _analysis_artifacts(graph, diagnostics, options: Options) -> list[Artifact]:
     from .backends.ir_json import ir_json
     from .render import render
 
+    # Outputs are named after their VM: one whose name is refused (`../x`, `/abs`) gets no file at all.
+    refused = {(d.span.start, d.span.end) for d in diagnostics if d.code == "E0205" and d.is_error and d.span}
     out = []
     for vm in vms(graph):
+        if (vm.name_span.start, vm.name_span.end) in refused:
+            continue
         if "json" in options.emit:
             out.append(Artifact(f"{vm.name}.json", ir_json(graph, vm, diagnostics), analysis=True))
         if "dot" in options.emit:

@@ -16,6 +16,7 @@ class SourceFile:
 
     name: str
     text: str = field(repr=False)
+    bom: bool = False  # the file began with a UTF-8 byte-order mark (not part of `text`; kept when rewritten)
     _line_starts: list[int] = field(default_factory=list, compare=False, repr=False)
 
     def line_starts(self) -> list[int]:

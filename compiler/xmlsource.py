@@ -94,7 +94,7 @@ def parse_xml(source: SourceFile) -> tuple[XmlDocument | None, list[Diagnostic]]
         return None, [_bad(source, declared.start(1), declared.end(1),
                            f"the XML declares the encoding `{declared.group(1)}`; teamc reads UTF-8 XML only",
                            "save the file as UTF-8 (libvirt always writes UTF-8)")]
-    doctype = text.find("<!DOCTYPE")
+    doctype = _doctype(text)
     if doctype >= 0:
         return None, [_bad(source, doctype, doctype + len("<!DOCTYPE"),
                            "the XML has a DOCTYPE; teamc reads no DTDs and expands no entities",
@@ -117,6 +117,25 @@ def parse_xml(source: SourceFile) -> tuple[XmlDocument | None, list[Diagnostic]]
         return None, [_bad(source, 0, 0, "the XML uses a construct teamc cannot locate in the text",
                            "write the domain as `virsh dumpxml` does: plain elements, attributes and comments")]
     return XmlDocument(source, root, positions), []
+
+
+def _doctype(text: str) -> int:
+    """Where a DOCTYPE declaration starts, or -1. It can only come before the root element, between
+    the XML declaration, comments and processing instructions, so `<!DOCTYPE` inside any of those
+    (or anywhere after the root's start tag) is not one."""
+    at = 0
+    while True:
+        while at < len(text) and text[at] in " \t\r\n\ufeff":
+            at += 1
+        if text.startswith("<!DOCTYPE", at):
+            return at
+        closing = "-->" if text.startswith("<!--", at) else "?>" if text.startswith("<?", at) else None
+        if closing is None:
+            return -1  # the root element (or text lxml refuses anyway)
+        end = text.find(closing, at + 2)
+        if end < 0:
+            return -1
+        at = end + len(closing)
 
 
 def _bad(source: SourceFile, start: int, end: int, message: str, help: str) -> Diagnostic:

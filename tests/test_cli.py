@@ -37,8 +37,10 @@ def test_usage_errors_exit_2():
 
 
 def test_version():
+    from compiler import __version__
+
     proc = teamc_process("--version")
-    assert proc.returncode == 0 and proc.stdout.decode().startswith("teamc ")
+    assert (proc.returncode, proc.stdout.decode(), proc.stderr) == (0, f"teamc {__version__}\n", b"")
 
 
 def test_compile_to_stdout_single_artifact_is_raw():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -58,6 +57,7 @@ def attach_all(domain_xml: str, fragments: list[str], name: str, tmp_path) -> st
     return etree.tostring(dump, encoding="unicode")
 
 
+@pytest.mark.libvirt
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_interfaces_are_accepted_one_by_one(example, tmp_path):
     out = artifacts(example, "xml", "interfaces")
@@ -109,7 +109,7 @@ def test_json_and_dot_are_written_despite_errors(tmp_path):
     assert code == 1 and out.startswith("digraph") and "<domain" not in out
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed (tests/install-deps.sh)")
+@pytest.mark.graphviz
 @pytest.mark.parametrize("case", [*EXAMPLES, *sorted(ROOT.glob("tests/cases/*.team"))],
                          ids=lambda p: p.stem)
 def test_graphviz_reads_every_teaming_graph(case):

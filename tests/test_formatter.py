@@ -212,6 +212,7 @@ def programs(draw):
         st.sampled_from(["", "\n", "\n# trailing\n", ";\n"]))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=_SUPPRESS)
 @given(text=programs())
 @example(text='vm a { team t { persistent virtio user {\n} # c\n} }')
@@ -238,6 +239,18 @@ def test_fmt_rewrites_in_place_and_check_reports(tmp_path):
     assert oct(path.stat().st_mode & 0o777) == "0o640"
     assert teamc("fmt", "--check", str(path)) == (0, "", "")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.team"]
+
+
+def test_fmt_on_a_symlink_formats_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "a.team"
+    target.write_text("vm a {memory 1 GiB}\n")
+    link = tmp_path / "link.team"
+    link.symlink_to(os.path.join("real", "a.team"))
+    assert teamc("fmt", str(link)) == (0, "", f"reformatted {link}\n")
+    assert link.is_symlink() and os.readlink(link) == os.path.join("real", "a.team")
+    assert target.read_text() == "vm a { memory 1 GiB }\n"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["a.team"]  # no temporary file left
 
 
 def test_fmt_stdin_to_stdout():

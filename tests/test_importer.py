@@ -95,6 +95,7 @@ def test_not_teamed_nics_and_left_out_settings_are_reported_in_the_output(tmp_pa
     assert teamc("import", "tests/cases/left-out.xml", "--allow", "left-out")[2] == ""
 
 
+@pytest.mark.libvirt
 def test_virsh_dumpxml_of_a_running_domain_imports(tmp_path):
     """Addresses, aliases, target devs and a domain id, as `virsh dumpxml` prints them."""
     source = compiled((EXAMPLES[0].parent / "seed.team").read_text())
@@ -189,6 +190,7 @@ def assert_import_handles(xml: str) -> None:
     assert graph is not None and not checked.failed, (xml, result.text, checked.diagnostics)
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, len(SEED_XML) - 1), rng=st.randoms(use_true_random=False), steps=st.integers(1, 6),
        kind=st.sampled_from(["tree", "text"]))

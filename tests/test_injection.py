@@ -62,6 +62,7 @@ def decode(arg: str) -> dict:
     return props
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(["bridge", "rom", "emulator", "network", "dev", "machine"]), value=HOSTILE,
        syntax=st.sampled_from(["json", "keyval"]))
@@ -111,6 +112,7 @@ def rom_source():
     pytest.fail("QEMU's efi-virtio.rom is needed (package ipxe-qemu)")
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("syntax", ["json", "keyval"])
 def test_qemu_reads_back_exactly_the_hostile_value(tmp_path, rom_source, syntax):
     """Through the generated shell script, the real QEMU sees exactly the intended romfile."""
@@ -134,6 +136,7 @@ def test_qemu_reads_back_exactly_the_hostile_value(tmp_path, rom_source, syntax)
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.qemu
 def test_a_hostile_emulator_path_is_one_shell_word(tmp_path):
     odd = tmp_path / "qemu $(touch pwned) 'x' \"y\"; z"
     odd.symlink_to(QEMU)

@@ -239,39 +239,34 @@ def test_addresses_are_pci_addresses():
     assert vm_layout.devices[0].address == PciAddress(0, 1, 0, 0)
 
 
-# --- bugs ---------------------------------------------------------------------------
+# --- refused before layout ------------------------------------------------------------
 
 
-def _errors_or_layout(text: str):
+def errors(text: str) -> list[tuple]:
+    """(code, line:col, message) of every error the checks give before layout."""
     module, _ = parse(SourceFile("t.team", text))
     result = lower(module)
     found = apply_allow(result.graph, [*result.diagnostics, *check(result.graph)])
-    if any(d.is_error for d in found):
-        return None  # refused with a diagnostic: fine
-    return layout(result.graph)
+    return [(d.code, d.span.line_col, d.message) for d in found if d.is_error]
 
 
-# BUG (teamc): a q35 guest address pinned to bus >= 0xf0 passes the checks, and
-# layout then creates a root port for every bus up to it; 30 usable pcie.0 slots
-# hold only 240 ports, so `slots[(index - 1) // 8]` raises IndexError
-# (CLI: "teamc: internal error"). Expected: a diagnostic or a layout.
-# This test fails until fixed.
-def test_pinned_high_bus_does_not_crash():
-    text = "vm a { team t { persistent virtio user { address 0000:f0:00.0 }; transient hostdev 0000:03:07.1 } }"
-    _errors_or_layout(text)
+# A q35 address pinned to bus >= 0xf1 needs a root port for every bus up to it, more than the 240
+# pcie.0 holds (0xf0 just fits: no spare beside the free lower ports): refused before layout, which
+# once crashed on it (IndexError, exit 3).
+def test_pinned_high_bus_is_refused_before_layout():
+    text = "vm a { team t { persistent virtio user { address 0000:f1:00.0 }; transient hostdev 0000:03:07.1 } }"
+    [(code, where, message)] = errors(text)
+    assert (code, where) == ("E0403", (1, 4))
+    assert message.startswith("VM `a` does not fit its guest PCI topology: ") and "room for 240 on pcie.0" in message
 
 
-# BUG (teamc): on `pc`, NICs are placed on pci.0 from slot 2 up with no upper
-# bound: 16 teams (32 NICs) get slots 0x20 and 0x21, which do not exist, and no
-# diagnostic is reported. Expected: an error, or every slot <= 0x1f.
-# This test fails until fixed.
-def test_pc_layout_never_places_past_slot_0x1f():
+# 32 NICs on `pc` need slots past 0x1f on pci.0, which do not exist: refused before layout,
+# which once placed them at 0x20 and 0x21 without a word.
+def test_pc_nics_past_slot_0x1f_are_refused_before_layout():
     body = "".join(f"  team t{i} {{ persistent virtio user; transient hostdev 0000:{i + 1:02x}:00.1 }}\n"
                    for i in range(16))
-    result = _errors_or_layout(vm(body, head=PC))
-    if result is not None:
-        (vm_layout,) = result
-        assert max(d.address.slot for d in vm_layout.devices) <= 0x1F
+    assert errors(vm(body, head=PC)) == [
+        ("E0403", (1, 4), "VM `a` does not fit its guest PCI topology: the `pc` machine has 30 slots for NICs on pci.0")]
 
 
 # --- libvirt's own placement (tests/oracle, recorded from libvirt 9.0's generator) --------------------

@@ -6,6 +6,8 @@ from lxml import etree
 from compiler.pipeline import compile_source, load
 from helpers import EXAMPLES, TESTS, rng_errors, virsh_define_dumpxml
 
+pytestmark = pytest.mark.libvirt
+
 CONFORMANCE = sorted((TESTS / "conformance").glob("*.team"))
 
 

@@ -531,16 +531,11 @@ def test_bad_guest_address_is_e0204_in_lowering(address, message):
     assert summary(result) == [("E0204", (1, 50), message)]
 
 
-# BUG (teamc): the grammar lets `rom bar|file|enabled` stand without a value
-# (`rom: "rom" ROM_KW value?`), and lowering then calls `.text` on None:
-# AttributeError in _Lowerer.choice / .text, which the CLI reports as
-# "teamc: internal error" (exit 3). Expected: a diagnostic, not a crash.
-# This test fails until fixed.
+# `rom bar|file|enabled` without its value once reached lowering, which crashed on the
+# missing value (exit 3); the grammar requires the value, so it is a syntax error.
 @pytest.mark.parametrize("option", ["rom bar", "rom enabled", "rom file"])
 def test_rom_option_without_value_is_a_diagnostic_not_a_crash(option):
     text = f"vm a {{ team x {{ persistent virtio user; transient hostdev 0000:03:07.1 {{ {option} }} }} }}"
     module, diags = parse(SourceFile("t.team", text))
-    if module is not None:
-        diags = lower(module).diagnostics
-    # The grammar requires the value, so this is a syntax error at the closing brace.
+    assert module is None
     assert [(d.code, d.message, d.span.text) for d in diags] == [("E0001", "unexpected `}`; expected a value", "}")]

@@ -32,6 +32,7 @@ def merged(team: str, base: str, *extra: str) -> str:
     return out
 
 
+@pytest.mark.libvirt
 @pytest.mark.parametrize("case,team,base,vm", CASES, ids=[c[0] for c in CASES])
 def test_merge_golden_valid_and_defined(case, team, base, vm, tmp_path, update_golden):
     text = merged(team, base)
@@ -132,6 +133,7 @@ def test_output_folder_gets_the_vm_file(tmp_path):
     assert (tmp_path / "web01.xml").read_text() == (GOLDEN / "merge" / "web01.xml").read_text()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(rng=st.randoms(use_true_random=False), steps=st.integers(1, 6), kind=st.sampled_from(["tree", "text"]))
 def test_merge_never_crashes_on_a_mutated_base(rng, steps, kind):
@@ -148,3 +150,77 @@ def test_merge_never_crashes_on_a_mutated_base(rng, steps, kind):
     if not result.failed:
         for artifact in result.artifacts:
             etree.fromstring(artifact.text.encode())
+
+
+# --- hostile and unusual bases: bounded cost, the base's own bytes kept ----------------------------------------
+
+
+def _merge_seconds(base_text: str) -> float:
+    """In-process time of one merge (no interpreter start-up to blur the growth)."""
+    import time
+
+    from compiler.pipeline import Options, compile_source, load
+    from compiler.source import SourceFile
+
+    source, _ = load("tests/merge/web01.team")
+    options = Options(emit=("xml",), into=SourceFile("base.xml", base_text))
+    start = time.perf_counter()
+    result = compile_source(source, options)
+    elapsed = time.perf_counter() - start
+    assert not result.failed, result.diagnostics
+    return elapsed
+
+
+def _one_line_base(children: str) -> str:
+    head, devices = (MERGE / "web01-base.xml").read_text().split("<devices>", 1)
+    return head + "<devices>" + children + devices.split("</devices>", 1)[0].replace("\n", "") + "</devices></domain>\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("child", [
+    "<serial type='pty'/>",  # every child's indentation was looked for back to the start of the line
+    # every one is removed (a second transient of the team's persistent NIC): one copy of the text per removal
+    "<interface type='user'><teaming type='transient' persistent='ua-uplink'/></interface>",
+], ids=["kept", "removed"])
+def test_merge_cost_grows_linearly_with_devices_on_one_line(child):
+    small, large = 20_000, 80_000
+    # The best of two runs each, against a shared machine's noise; linear growth gives about 4, quadratic 16.
+    ratio = (min(_merge_seconds(_one_line_base(child * large)) for _ in range(2))
+             / min(_merge_seconds(_one_line_base(child * small)) for _ in range(2)))
+    assert ratio < 8, f"{large // small}x the devices took {ratio:.1f}x the time"
+
+
+def test_a_crlf_base_with_a_byte_order_mark_keeps_both(tmp_path):
+    base = tmp_path / "base.xml"
+    base.write_bytes(b"\xef\xbb\xbf" + (MERGE / "web01-base.xml").read_bytes().replace(b"\n", b"\r\n"))
+    code, out, err = teamc("compile", "tests/merge/web01.team", "--into", str(base), "-o", str(tmp_path / "out"))
+    assert (code, out, err) == (0, "", "")
+    data = (tmp_path / "out" / "web01.xml").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf<?xml")
+    assert b"\n" not in data.replace(b"\r\n", b"")  # no bare LF among the CRLF lines
+    lf = (GOLDEN / "merge" / "web01.xml").read_bytes()
+    assert data == b"\xef\xbb\xbf" + lf.replace(b"\n", b"\r\n")
+    # Merging again changes nothing.
+    code, again, _ = teamc("compile", "tests/merge/web01.team", "--into", str(tmp_path / "out" / "web01.xml"))
+    assert code == 0 and again.encode() == data
+
+
+@pytest.mark.parametrize("where", ["comment", "pi", "cdata"])
+def test_doctype_mentioned_in_a_comment_is_no_doctype(tmp_path, where):
+    mention = {"comment": "<!-- no <!DOCTYPE here -->", "pi": "<?note no <!DOCTYPE here?>",
+               "cdata": "<description><![CDATA[no <!DOCTYPE here]]></description>"}[where]
+    text = (MERGE / "web01-base.xml").read_text()
+    text = text.replace("<name>web01</name>", "<name>web01</name>" + mention) if where == "cdata" else \
+        text.replace("<domain", mention + "\n<domain", 1)
+    base = tmp_path / "base.xml"
+    base.write_text(text)
+    code, out, err = teamc("compile", "tests/merge/web01.team", "--into", str(base))
+    assert code == 0 and mention in out, err
+
+
+def test_a_real_doctype_is_still_refused(tmp_path):
+    base = tmp_path / "base.xml"
+    base.write_text("<?xml version='1.0'?>\n<!-- a comment -->\n<!DOCTYPE domain>\n"
+                    + (MERGE / "web01-base.xml").read_text().split("\n", 1)[1])
+    code, _, err = teamc("compile", "tests/merge/web01.team", "--into", str(base))
+    assert code == 1 and "error[E0004]" in err and "has a DOCTYPE" in err and ":3:1" in err

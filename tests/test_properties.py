@@ -31,6 +31,8 @@ from compiler.pipeline import check_source, compile_source
 from compiler.source import SourceFile
 from helpers import EXAMPLES, ROOT, TESTS, rng_errors, teamc
 
+pytestmark = pytest.mark.slow
+
 _SUPPRESS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
              HealthCheck.filter_too_much]
 
@@ -246,6 +248,7 @@ KNOWN_BAD = {
 }
 
 
+@pytest.mark.libvirt
 @pytest.mark.parametrize("name", sorted(KNOWN_BAD))
 def test_known_bad_inputs(name):
     written = assert_handled(KNOWN_BAD[name].encode("utf-8"))
@@ -489,6 +492,7 @@ def check_ir(model, text: str, keys) -> None:
     assert len(derived) == sum(team.mac is None for vm in model for team in vm.teams)
 
 
+@pytest.mark.libvirt
 @fuzz(80)
 @given(model=programs(), rng_a=st.randoms(use_true_random=False), rng_b=st.randoms(use_true_random=False))
 def test_valid_programs_round_trip(model, rng_a, rng_b):

@@ -17,6 +17,8 @@ from compiler.pipeline import Options, compile_source, load
 from helpers import (EXAMPLES, QEMU, QTREE, TESTS, argv_from_script, expected_placement, qtree_placement, runnable_here,
                      standin_argv, start_qemu)
 
+pytestmark = pytest.mark.qemu
+
 
 def scripts(path, syntax="json"):
     result = compile_source(load(str(path))[0], Options(qemu_syntax=syntax))

@@ -10,6 +10,8 @@ import pytest
 
 from helpers import ROOT
 
+pytestmark = pytest.mark.slow
+
 MEMORY_LIMIT = 1024 * 1024 * 1024  # bytes of address space for one teamc process
 
 

@@ -28,6 +28,8 @@ import pytest
 
 from helpers import GOLDEN, ROOT
 
+pytestmark = pytest.mark.slow
+
 SEED = ROOT / "examples" / "seed.team"
 SEED_GOLDEN = GOLDEN / "compile" / "seed" / "json"
 VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "compiler" / "__init__.py").read_text()).group(1)

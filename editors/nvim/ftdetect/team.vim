@@ -1,0 +1,2 @@
+" .team files (teamc) in Vim and Neovim.
+autocmd BufRead,BufNewFile *.team setfiletype team
