@@ -106,6 +106,24 @@ def options_apply(graph):
         if nic.role == TRANSIENT and nic.mtu is not None:
             yield diag("E0105", "`mtu` cannot be set on the VF", nic.mtu_span,
                        help="set the MTU on the persistent (virtio) NIC; the VF's MTU is set on the host")
+        if nic.role == PERSISTENT and nic.mtu is not None and kind in ("user", "direct"):
+            # libvirt 9.0's QEMU driver (qemuDomainNetSupportsMTU) refuses the domain:
+            # "setting MTU on interface type user/direct is not supported yet".
+            yield diag("E0105", f"`mtu` cannot be set on a `{kind}` interface", nic.mtu_span,
+                       help="libvirt refuses an MTU on `user` and `direct` interfaces; use a `bridge` or "
+                            "`network` source for jumbo frames, or remove `mtu`")
+        if nic.rom_enabled is False and (nic.rom_bar is not None or nic.rom_file is not None):
+            # libvirt 9.0: "ROM tuning is not supported when ROM is disabled".
+            tuned = "rom bar" if nic.rom_bar is not None else "rom file"
+            yield diag("E0105", f"`{tuned}` cannot be set together with `rom enabled no`", nic.rom_span,
+                       help="libvirt refuses ROM settings for a disabled ROM: keep `rom enabled no` alone, "
+                            f"or drop it and keep `{tuned}`")
+        if nic.role == TRANSIENT and nic.rom_bar == "off" and nic.rom_file is not None:
+            # QEMU plugs the primary in at negotiation and on the migration target, and refuses an
+            # option ROM on a hot-plugged device without a ROM BAR.
+            yield diag("E0105", "`rom file` cannot be loaded with `rom bar off` on the VF", nic.rom_span,
+                       help="QEMU hot-plugs the VF and refuses it then ('Hot-plugged device without ROM bar "
+                            "can't have an option ROM'): drop `rom file`")
         if nic.role == TRANSIENT and kind == "pci-hostdev" and nic.model_span is not None:
             yield diag("E0105", "a plain PCI hostdev has no `model`", nic.model_span, help="remove `model`")
 
@@ -231,9 +249,47 @@ def hostdev_warnings(graph):
         if nic.boot is not None:
             yield diag("W0503", f"{nic.label} has a boot order, but the VF is unplugged during migration",
                        nic.boot_span, help="boot from the persistent (virtio) NIC instead")
-        if nic.rom_bar == "on" or nic.rom_file is not None:
+        if nic.rom_bar == "on" or (nic.rom_file is not None and nic.rom_bar != "off"):
             yield diag("W0503", f"{nic.label} loads an option ROM, which the migration target may not have",
-                       nic.rom_span, help="use `rom bar off` on the VF")
+                       nic.rom_span, help="use `rom bar off` on the VF" + (
+                           ", without `rom file`" if nic.rom_file is not None else ""))
+
+
+# QEMU's own option ROM for every virtio-net-pci variant (its `romfile` default).
+VIRTIO_NET_ROM = "efi-virtio.rom"
+
+
+@rule
+def fw_cfg_rom_unique(graph):
+    for vm in vms(graph):
+        by_name: dict[str, list[NicSpec]] = defaultdict(list)
+        for _, nic in nics(graph, vm.name):
+            # With `rom bar off`, QEMU puts a cold-plugged device's ROM into fw_cfg as genroms/NAME.
+            # (A VF is hot-plugged: a ROM there is E0105 instead.)
+            if nic.role == PERSISTENT and nic.rom_bar == "off" and nic.rom_enabled is not False:
+                by_name[(nic.rom_file or VIRTIO_NET_ROM).rsplit("/", 1)[-1]].append(nic)
+        for name, same in by_name.items():
+            if len(same) > 1:
+                yield diag("E0107", f"{len(same)} NICs of VM `{vm.name}` put the option ROM `{name}` into fw_cfg",
+                           same[1].rom_span, *(Label(s.rom_span, s.label) for s in [same[0], *same[2:]]),
+                           help=f"QEMU refuses two ('duplicate fw_cfg file name: genroms/{name}'), which `rom bar "
+                                "off` makes of each NIC's ROM: keep it on one NIC, and write `rom enabled no` "
+                                "(no ROM at all) instead on the others")
+
+
+@rule
+def boot_order_unique(graph):
+    for vm in vms(graph):
+        by_order: dict[int, list[NicSpec]] = defaultdict(list)
+        for _, nic in nics(graph, vm.name):
+            if nic.boot is not None:
+                by_order[nic.boot].append(nic)
+        for order, same in by_order.items():
+            if len(same) > 1:
+                yield diag("E0106", f"boot order {order} is given to {len(same)} NICs of VM `{vm.name}`",
+                           same[1].boot_span, *(Label(s.boot_span, s.label) for s in [same[0], *same[2:]]),
+                           help="give each device its own boot order: libvirt refuses the domain ('boot order "
+                                "used for more than one device'), and QEMU too ('bootindex has already been used')")
 
 
 # --- machine and placement -------------------------------------------------------
@@ -263,6 +319,9 @@ def guest_placement(graph):
     for vm in vms(graph):
         pinned = [(key, nic) for key, nic in nics(graph, vm.name) if nic.guest_address is not None]
         by_slot: dict = defaultdict(list)
+        # Every pinned function 0, also of a NIC refused below, so that one mistake is reported once.
+        has_function_zero = {(n.guest_address.bus, n.guest_address.slot) for _, n in pinned
+                             if n.guest_address.function == 0}
         for key, nic in pinned:
             addr, span = nic.guest_address, nic.guest_address_span
             if addr.domain != 0:
@@ -292,7 +351,18 @@ def guest_placement(graph):
                            help="QEMU requires the failover primary alone at function 0 of its slot")
                 continue
             by_slot[(addr.bus, addr.slot)].append(nic)
-        for devices in by_slot.values():
+        for (bus, slot), devices in by_slot.items():
+            if (bus, slot) not in has_function_zero:
+                # QEMU and libvirt accept it, but a guest scans a slot's other functions only after
+                # finding function 0, so the NIC is never seen (`teamc verify` of a standby on 00:05.1:
+                # "the guest has no virtio NIC with MAC …").
+                first = devices[0]
+                yield diag("E0406", f"{first.label} is on function {first.guest_address.function} of slot "
+                                    f"{bus:02x}:{slot:02x}, which has nothing on function 0: the guest will not see it",
+                           first.guest_address_span,
+                           *(Label(o.guest_address_span, o.label) for o in devices[1:]),
+                           help=f"pin it to function 0, e.g. `address 0000:{bus:02x}:{slot:02x}.0`, "
+                                "or put another device there")
             if len(devices) < 2:
                 continue
             by_address = defaultdict(list)

@@ -2,13 +2,15 @@
 
 Placement follows what libvirt does for the same domain, so that the QEMU argv
 teamc prints and the argv libvirt builds from teamc's XML agree:
-  q35  one `pcie-root-port` per NIC plus one spare for hot-plug; the ports sit
+  q35  one `pcie-root-port` per NIC plus one spare for hot-plug (none if a
+       port is left empty anyway, or no NIC needs one); the ports sit
        on pcie.0 from slot 1 up, eight functions a slot (port = slot*8+function,
        chassis = index); each NIC sits at slot 0 of its own port.
   pc   every NIC on pci.0 from slot 2 up (i440fx; only with the opt-in).
 Addresses are handed out in libvirt's order: interfaces that are not hostdevs
 (in source order), then hostdev interfaces, then plain <hostdev>s. Pinned
-addresses are kept and their buses and slots skipped.
+addresses are kept and their buses and slots skipped; function 0 of a slot
+with pinned devices on other functions is marked multifunction, as libvirt does.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Device:
     bus_id: str  # QEMU bus name: pcie.0 / pci.0 / pci.N
     qemu_id: str  # -device id; the libvirt alias for a persistent
     failover_pair_id: str | None  # the persistent's id, for a transient with a partner
+    multifunction: bool = False  # function 0 of a slot whose other functions are in use
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,12 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
 
     root_ports: list[RootPort] = []
     if q35:
-        count = max(used_buses, default=0) + 1  # every bus in use, plus one spare port for hot-plug
+        # A port for every bus up to the highest in use, plus one spare for hot-plug, but only as
+        # libvirt adds it (qemuDomainAssignPCIAddresses): when it had to add ports at all and none of
+        # them was left empty. So no port for a VM without NICs on root ports, and no spare when
+        # a pinned bus leaves a lower port free.
+        highest = max(used_buses, default=0)
+        count = highest + 1 if highest and len(used_buses) == highest else highest
         slots = [s for s in range(1, MAX_SLOT) if s not in used_root_slots]
         if count > MAX_BUS or count > 8 * len(slots):
             raise LayoutFull(f"{count} pcie-root-ports are needed, but q35 has room for "
@@ -136,12 +144,17 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
         else:
             ids[key] = f"net{len(ids)}"
 
+    # QEMU refuses a device on function N>0 of a slot whose function 0 is not multifunction
+    # ("single function device can't be populated in function N.1"); libvirt sets it on function 0.
+    shared_slots = {(a.bus, a.slot) for a in pinned.values() if a.function != 0}
+
     def device(key, nic: NicSpec) -> Device:
         addr = addresses[key]
         bus_id = (f"pci.{addr.bus}" if addr.bus else "pcie.0") if q35 else "pci.0"
         target = partner(graph, key)
         pair = ids.get(target) if target is not None and graph.nodes[target]["nic"].role == PERSISTENT else None
-        return Device(nic, _element(nic), addr, bus_id, ids[key], pair)
+        multifunction = addr.function == 0 and (addr.bus, addr.slot) in shared_slots
+        return Device(nic, _element(nic), addr, bus_id, ids[key], pair, multifunction)
 
     return VmLayout(
         vm,

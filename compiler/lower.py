@@ -23,7 +23,12 @@ from .ir import (HOSTDEV_KINDS, PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSp
 from .keywords import UNIT_BYTES as UNITS
 from .source import Span
 
-ALIAS_RE = re.compile(r"[A-Za-z0-9_\-.]+\Z")
+# libvirt keeps a user alias only when it starts with `ua-` and every character is one of
+# USER_ALIAS_CHARS (libvirt 9.0, src/conf/domain_conf.c: letters, digits, `_`, `-`); any other
+# alias it drops without a word, so a VF's `persistent=` would name nothing.
+ALIAS_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
+# A NIC name that never becomes an alias (a VF's `nic` name) only names output files.
+NIC_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 VM_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*\Z")
 MAC_RE = re.compile(r"([0-9A-Fa-f]{2})(:[0-9A-Fa-f]{2}){5}\Z")
 UUID_RE = re.compile(r"[0-9A-Fa-f]{8}-?([0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}\Z")
@@ -34,6 +39,17 @@ MACVTAP_MODES = ("vepa", "bridge", "private", "passthrough")
 BRIDGE_RE = re.compile(r"[a-zA-Z0-9_.\-\\:/ ]+\Z")
 DEVICE_RE = re.compile(r"[a-zA-Z0-9_.\-\\:/]+\Z")
 ARCHES = {"x86_64": "/usr/bin/qemu-system-x86_64", "i686": "/usr/bin/qemu-system-i386"}
+# QEMU 7.2's i440fx machines take 255 vCPUs. Its q35 machines take 288, but libvirt 9.0 refuses more
+# than 255 without an IOMMU in extended interrupt mode, which teamc's domain does not have (and QEMU
+# under TCG refuses APIC ids above 255 outright).
+MAX_VCPUS = 255
+VCPU_LIMIT_HELP = {
+    "pc": "QEMU's i440fx machines take at most 255 vCPUs (libvirt: 'Maximum CPUs greater than specified "
+          "machine type limit 255')",
+    "q35": "more than 255 vCPUs need an IOMMU with extended interrupt mode (libvirt: 'more than 255 vCPUs "
+           "require extended interrupt mode enabled on the iommu device'); use at most 255, or keep the vCPUs and "
+           "the IOMMU in a base domain (`compile --into`)",
+}
 MAX_MEMORY_KIB = 16 * 1024**3  # 16 TiB, QEMU's x86 limit is higher but this is sane
 # Control characters, Unicode line and paragraph separators (which many tools split lines
 # on), and what XML 1.0 cannot carry at all (surrogates, U+FFFE, U+FFFF).
@@ -166,12 +182,20 @@ class _Lowerer:
                 self.error("E0405", f"machine `{machine}` cannot host a failover team", machine_span,
                            help="use `machine q35`: QEMU needs a PCI Express, hot-pluggable slot for the VF")
                 family = "q35"
+            elif machine not in QEMU_MACHINES:
+                self.error("E0405", f"machine `{machine}` is not a machine type of QEMU 7.2", machine_span,
+                           help="use `q35` (QEMU's newest, pc-q35-7.2) or a versioned type from pc-q35-2.4 "
+                                "to pc-q35-7.2; libvirt refuses a machine type its QEMU does not have")
         arch = self.choice(get("arch").value, "architecture", tuple(ARCHES)) if get("arch") else "x86_64"
         arch = arch or "x86_64"
         memory_kib = 1024 * 1024
         if get("memory"):
             memory_kib = self.memory(get("memory")) or memory_kib
         vcpus = self.integer(get("vcpus").value, "vcpus", 1, 4096) if get("vcpus") else 1
+        if vcpus is not None and vcpus > MAX_VCPUS:
+            self.error("E0205", f"{vcpus} vCPUs are more than the `{machine}` machine takes here: at most {MAX_VCPUS}",
+                       get("vcpus").value.span, help=VCPU_LIMIT_HELP[family])
+            vcpus = None
         uuid = derive_uuid(name)
         if get("uuid"):
             if UUID_RE.match(get("uuid").value.text):
@@ -280,16 +304,25 @@ class _Lowerer:
             self.error("E0205", f"`{value.text}` is not a NIC model name", value.span,
                        help="the persistent side is `virtio` (or virtio-transitional, virtio-non-transitional)")
 
-    def check_alias(self, value: n.Value, alias: str) -> None:
-        if not ALIAS_RE.match(alias):
-            bad = "".join(sorted({c for c in alias if not ALIAS_RE.match(c)}))
-            self.error("E0202", f"`{value.text}` has characters libvirt refuses in an alias: {bad!r}", value.span,
+    def check_name(self, value: n.Value, alias: str | None) -> None:
+        """`alias`: the libvirt alias the name becomes, or None for a name that stays teamc's."""
+        pattern = ALIAS_RE if alias is not None else NIC_NAME_RE
+        name = alias if alias is not None else value.text
+        if pattern.match(name):
+            return
+        bad = "".join(sorted({c for c in name if not pattern.match(c)}))
+        if alias is not None:
+            self.error("E0202", f"alias `{alias}` has characters libvirt does not keep in an alias: {bad!r}",
+                       value.span, help="use only letters, digits, `_` and `-`: libvirt silently drops any other "
+                                        "alias, and the VF's `persistent=` then names nothing")
+        else:
+            self.error("E0202", f"`{name}` has characters teamc does not accept in a NIC name: {bad!r}", value.span,
                        help="use only letters, digits, `_`, `-` and `.`")
 
     def team(self, vm: VmSpec, team: n.Team, names: dict, aliases: dict) -> None:
         name = team.name.text
         alias = team_alias(name)
-        self.check_alias(team.name, alias)
+        self.check_name(team.name, alias)
         if not self.claim(vm, team.name, alias, names, aliases):
             return
         by_kind = self.unique(team.items, "statement", key=lambda item: type(item).__name__.lower())
@@ -327,8 +360,8 @@ class _Lowerer:
 
     def nic(self, vm: VmSpec, nic: n.Nic, names: dict, aliases: dict) -> None:
         name = nic.name.text
-        self.check_alias(nic.name, name)
         alias = name if name.startswith("ua-") else None
+        self.check_name(nic.name, alias)
         if not self.claim(vm, nic.name, alias if alias else name, names, aliases):
             return
         items = [i for i in nic.items if not isinstance(i, (n.Option, n.Teaming))]
@@ -405,7 +438,7 @@ class _Lowerer:
                 fields["guest_address"] = self.pci(value, "a guest PCI address")
                 fields["guest_address_span"] = value.span
             elif key == "boot":
-                fields["boot"] = self.integer(value, "boot order", 1, 65535)
+                fields["boot"] = self.integer(value, "boot order", 1, 2**31 - 1)  # QEMU's bootindex is an int32
                 fields["boot_span"] = opt.span
             elif key == "mtu":
                 fields["mtu"] = self.integer(value, "mtu", 68, 65535)
@@ -430,6 +463,14 @@ class _Lowerer:
 
 
 MACHINE_RE = re.compile(r"(q35|pc-q35-[0-9]+(\.[0-9]+)*|pc|pc-i440fx-[0-9]+(\.[0-9]+)*)\Z")
+# The q35 and i440fx machine types of QEMU 7.2 (`qemu-system-x86_64 -machine help`): libvirt refuses
+# any other ("Emulator ... does not support machine type"), and so does QEMU.
+_MINORS = {1: range(4, 8), 2: range(13), 3: range(2), 4: range(3), 5: range(3), 6: range(3), 7: range(3)}
+QEMU_MACHINES = frozenset({
+    "q35", "pc", "pc-q35-4.0.1",
+    *(f"pc-i440fx-{major}.{minor}" for major, minors in _MINORS.items() for minor in minors),
+    *(f"pc-q35-{major}.{minor}" for major, minors in _MINORS.items() for minor in minors if (major, minor) >= (2, 4)),
+})
 MODEL_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 
 

@@ -1,7 +1,8 @@
 """The pipeline: text -> parse -> lower -> check -> layout -> render.
 
 Each phase is a module with one entry point; this module only wires them and
-carries options. `check_source` stops after the checks and never imports the
+carries options. `check_source` stops after the checks and the layout (whose
+QEMU backend warnings `compile` would print too) and never imports the
 rendering stack (Jinja), which keeps `teamc check` fast.
 """
 
@@ -112,20 +113,32 @@ def _no_cyclic_gc():
 def check_source(source: SourceFile, options: Options = Options()) -> tuple[object, FileResult]:
     """Parse, lower and check. Returns the graph (None after syntax errors)."""
     with _no_cyclic_gc():
-        return _check_source(source, options)
+        return _check_source(source, options)[:2]
 
 
-def _check_source(source: SourceFile, options: Options) -> tuple[object, FileResult]:
+def _check_source(source: SourceFile, options: Options) -> tuple[object, FileResult, list]:
+    """Also returns the layouts when the checks pass (for compile to render), else []."""
     module, diagnostics = parse(source)
     result = FileResult(source, diagnostics)
     if module is None:
-        return None, result
+        return None, result, []
     lowered = lower(module)
     graph = lowered.graph
     _apply_vf(graph, options, result)
     result.diagnostics = apply_allow(graph, [*diagnostics, *lowered.diagnostics, *check(graph)], options.allow)
     result.vms = [(vm.name, vm.name_span) for vm in vms(graph)]
-    return graph, result
+    if result.failed:
+        return graph, result, []
+    from .layout import layout
+
+    layouts = layout(graph)
+    if "qemu" in options.emit:
+        # What only the QEMU backend can tell (W0504, W0505): `check` reports it as `compile` does.
+        from .backends.qemu import unexpressible
+
+        problems = [d for vm_layout in layouts for d in unexpressible(vm_layout)]
+        result.diagnostics.extend(apply_allow(graph, problems, options.allow))
+    return graph, result, layouts
 
 
 def compile_source(source: SourceFile, options: Options = Options()) -> FileResult:
@@ -138,18 +151,15 @@ ANALYSIS = ("json", "dot")
 
 
 def _compile_source(source: SourceFile, options: Options) -> FileResult:
-    graph, result = _check_source(source, options)
+    graph, result, layouts = _check_source(source, options)
     if graph is not None and set(ANALYSIS) & set(options.emit):
         result.artifacts.extend(_analysis_artifacts(graph, result.diagnostics, options))
     if graph is None or result.failed:
         return result
     from .backends.libvirt import domain_view, nic_view
     from .backends.qemu import qemu_command
-    from .layout import layout
     from .render import render
 
-    backend_diagnostics = []
-    layouts = layout(graph)
     if options.into is not None and "xml" in options.emit:
         from .merge import merge_into
 
@@ -170,11 +180,8 @@ def _compile_source(source: SourceFile, options: Options) -> FileResult:
                                                                    n=nic_view(device, placed=False)) + "\n"))
         if "qemu" in options.emit:
             command = qemu_command(vm_layout, options.qemu_syntax)
-            backend_diagnostics.extend(command.diagnostics)
             if command.groups:
                 result.artifacts.append(_qemu_artifact(command, options, render))
-    if backend_diagnostics:
-        result.diagnostics.extend(apply_allow(graph, backend_diagnostics, options.allow))
     return result
 
 

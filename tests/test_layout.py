@@ -2,6 +2,9 @@
 addresses, QEMU ids, failover pairs), on small inline programs.
 """
 
+import pytest
+from helpers import ROOT
+
 from compiler.checks import apply_allow, check
 from compiler.ir import PciAddress
 from compiler.layout import layout
@@ -92,9 +95,10 @@ def test_q35_one_team():
                                 ("pci.3", 3, 3, 10, 1, 2, False)]
 
 
-def test_q35_no_nics_has_one_spare_port():
+def test_q35_no_nics_has_no_root_port():
+    # libvirt adds a spare port only when it had to add ports at all (tests/oracle/no-nics.args).
     vm_layout = one_layout("vm a {}")
-    assert ports(vm_layout) == [("pci.1", 1, 1, 8, 1, 0, False)]
+    assert ports(vm_layout) == []
     assert vm_layout.devices == ()
 
 
@@ -157,8 +161,8 @@ def test_pinned_addresses_are_kept_and_their_buses_skipped():
         ("up1", "persistent", "interface", "0000:01:00.0", "pci.1", "ua-up1", None),
         ("up1", "transient", "interface", "0000:03:00.0", "pci.3", "hostdev1", "ua-up1"),
     ]
-    # every bus up to the highest one used, plus one spare
-    assert [p.id for p in vm_layout.root_ports] == [f"pci.{i}" for i in range(1, 7)]
+    # every bus up to the highest one used; no spare, since port pci.4 is left free
+    assert [p.id for p in vm_layout.root_ports] == [f"pci.{i}" for i in range(1, 6)]
 
 
 def test_pinned_pcie0_slot_is_skipped_by_root_ports():
@@ -246,10 +250,11 @@ def errors(text: str) -> list[tuple]:
     return [(d.code, d.span.line_col, d.message) for d in found if d.is_error]
 
 
-# A q35 address pinned to bus >= 0xf0 needs a root port for every bus up to it, more than
-# pcie.0 holds: refused before layout, which once crashed on it (IndexError, exit 3).
+# A q35 address pinned to bus >= 0xf1 needs a root port for every bus up to it, more than the 240
+# pcie.0 holds (0xf0 just fits: no spare beside the free lower ports): refused before layout, which
+# once crashed on it (IndexError, exit 3).
 def test_pinned_high_bus_is_refused_before_layout():
-    text = "vm a { team t { persistent virtio user { address 0000:f0:00.0 }; transient hostdev 0000:03:07.1 } }"
+    text = "vm a { team t { persistent virtio user { address 0000:f1:00.0 }; transient hostdev 0000:03:07.1 } }"
     [(code, where, message)] = errors(text)
     assert (code, where) == ("E0403", (1, 4))
     assert message.startswith("VM `a` does not fit its guest PCI topology: ") and "room for 240 on pcie.0" in message
@@ -262,3 +267,54 @@ def test_pc_nics_past_slot_0x1f_are_refused_before_layout():
                    for i in range(16))
     assert errors(vm(body, head=PC)) == [
         ("E0403", (1, 4), "VM `a` does not fit its guest PCI topology: the `pc` machine has 30 slots for NICs on pci.0")]
+
+
+# --- libvirt's own placement (tests/oracle, recorded from libvirt 9.0's generator) --------------------
+
+ORACLE = ROOT / "tests" / "oracle"
+
+
+def libvirt_lines(case: str) -> list[str]:
+    """The -netdev/-device arguments of libvirt's argv for tests/oracle/CASE.xml."""
+    lines = (ORACLE / f"{case}.args").read_text().splitlines()
+    assert lines[0] == "== 7.2.0: OK"
+    args = [line.removesuffix(" \\") for line in lines[1:]]
+    return [f"{arg} {value}" for arg, value in (a.split(" ", 1) for a in args if " " in a)
+            if arg in ("-netdev", "-device")]
+
+
+def teamc_lines(case: str) -> list[str]:
+    import shlex
+
+    from compiler.backends.qemu import qemu_command
+    from compiler.pipeline import check_source, load
+
+    graph, result = check_source(load(str(ORACLE / f"{case}.team"))[0])
+    assert not result.failed
+    (vm_layout,) = layout(graph)
+    return [f"{group[0]} {shlex.quote(group[1])}" for group in qemu_command(vm_layout).groups
+            if group[0] in ("-netdev", "-device")]
+
+
+@pytest.mark.parametrize("case", ["two-teams", "many-teams", "no-nics", "pinned-all", "pinned-bus",
+                                  "pinned-bus-low", "pinned-pcie0", "multifunction", "pc-multifunction"])
+def test_q35_layout_is_libvirts(case):
+    """Root ports (count, spare, numbering), addresses, ids and multifunction as libvirt picks them for
+    the same domain left without controllers and unpinned addresses."""
+    assert teamc_lines(case) == libvirt_lines(case)
+
+
+def test_transitional_standby_keeps_its_own_root_port():
+    """libvirt puts a virtio-transitional NIC (a conventional PCI device to it) behind a pcie-pci-bridge,
+    for a legacy driver's I/O port BAR. A failover standby gets nothing from that: VIRTIO_NET_F_STANDBY
+    is feature bit 62, which only a modern (virtio 1.0) driver can negotiate, so teamc keeps the one
+    port per NIC rule (README, "Layout (q35)"); tests/test_qemu.py starts it."""
+    ours, libvirts = teamc_lines("transitional"), libvirt_lines("transitional")
+    assert any('"driver":"pcie-pci-bridge"' in line for line in libvirts)
+    assert not any("pcie-pci-bridge" in line for line in ours)
+    standby = next(line for line in ours if "virtio-net-pci-transitional" in line)
+    assert '"bus":"pci.1","addr":"0x0"' in standby
+    # Everything but the bridge and where the standby sits is libvirt's: the same devices in the same order.
+    assert len(ours) == len(libvirts) - 1
+    # And libvirt runs exactly teamc's argv for teamc's domain, which pins every address.
+    assert ours == libvirt_lines("transitional-pinned")

@@ -315,7 +315,7 @@ def test_explicit_emulator_wins_over_arch():
 
 
 @pytest.mark.parametrize(("machine", "family"), [("q35", "q35"), ("pc-q35-7.2", "q35"), ("pc", "pc"),
-                                                 ("pc-i440fx-8.0", "pc")])
+                                                 ("pc-i440fx-7.2", "pc")])
 def test_machine_family(machine, family):
     vm = the_vm(clean(f"vm a {{ machine {machine} }}"))
     assert (vm.machine, vm.machine_family, vm.machine_span.text) == (machine, family, machine)
@@ -334,6 +334,40 @@ def test_bad_settings():
         ("E0205", (1, 35), "vcpus must be a whole number from 1 to 4096, not `0`"),
         ("E0205", (1, 47), "emulator `qemu` is not an absolute path"),
     ]
+
+
+def test_boot_order_takes_what_qemu_takes():
+    # QEMU's bootindex is an int32; libvirt writes any order as given.
+    text = "vm a {{ team x {{ persistent virtio user {{ boot {} }}; transient hostdev 0000:03:07.1 }} }}"
+    assert nic(clean(text.format(2147483647)), "a", "x", PERSISTENT).boot == 2147483647
+    assert summary(lowered(text.format(2147483648))) == [
+        ("E0205", (1, 47), "boot order must be a whole number from 1 to 2147483647, not `2147483648`")]
+
+
+def test_machine_types_are_qemu_72s():
+    """Exactly the q35 and i440fx types (and aliases) `qemu-system-x86_64 -machine help` lists."""
+    import subprocess
+
+    from compiler.lower import QEMU_MACHINES
+
+    listing = subprocess.run(["qemu-system-x86_64", "-machine", "help"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+    qemu = {line.split()[0] for line in listing.splitlines()[1:] if line.startswith(("pc", "q35"))}
+    assert QEMU_MACHINES == qemu
+    for machine in ("pc-q35-8.0", "pc-q35-2.3", "pc-i440fx-1.3"):
+        assert summary(lowered(f"vm a {{ machine {machine} }}")) == [
+            ("E0405", (1, 16), f"machine `{machine}` is not a machine type of QEMU 7.2")]
+
+
+@pytest.mark.parametrize("machine", ["q35", "pc"])
+def test_vcpus_above_255_are_e0205(machine):
+    # libvirt 9.0 with QEMU 7.2 (tests/oracle/vcpus-*.out): q35 takes 288, but more than 255 need an
+    # IOMMU in extended interrupt mode; i440fx takes 255.
+    text = f"vm a {{ machine {machine}; vcpus 256 }}"
+    assert summary(lowered(text)) == [
+        ("E0205", (1, text.index("256") + 1),
+         f"256 vCPUs are more than the `{machine}` machine takes here: at most 255")]
+    assert the_vm(clean(f"vm a {{ machine {machine}; vcpus 255 }}")).vcpus == 255
 
 
 def test_allow_is_recorded():
@@ -466,7 +500,23 @@ def test_nic_with_both_roles_is_e0307():
 
 def test_alias_characters_are_e0202():
     result = lowered('vm a { team "x y" { persistent virtio user; transient hostdev 0000:03:07.1 } }')
-    assert summary(result) == [("E0202", (1, 13), "`x y` has characters libvirt refuses in an alias: ' '")]
+    assert summary(result) == [("E0202", (1, 13), "alias `ua-x y` has characters libvirt does not keep in an alias: ' '")]
+
+
+def test_a_dot_in_an_alias_is_e0202():
+    # libvirt's USER_ALIAS_CHARS has no `.`: it drops `ua-wan.v10` and the VF's persistent= dangles.
+    result = lowered("vm a {\n team wan.v10 { persistent virtio user; transient hostdev 0000:03:07.1 }\n"
+                     " nic ua-lan.v20 { source user; teaming persistent }\n"
+                     " nic vf.1 { source hostdev 0000:03:07.2; teaming transient ua-lan.v20 }\n}")
+    assert summary(result) == [
+        ("E0202", (2, 7), "alias `ua-wan.v10` has characters libvirt does not keep in an alias: '.'"),
+        ("E0202", (3, 6), "alias `ua-lan.v20` has characters libvirt does not keep in an alias: '.'"),
+    ]
+
+
+def test_a_nic_name_that_is_no_alias_may_have_a_dot():
+    clean("vm a {\n nic ua-wan_v10 { source user; teaming persistent }\n"
+          " nic vf.1 { source hostdev 0000:03:07.2; teaming transient ua-wan_v10 }\n}")
 
 
 @pytest.mark.parametrize(

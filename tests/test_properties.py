@@ -291,7 +291,7 @@ NAME_KEYWORDS = ["vm", "team", "nic", "mac", "user", "bridge", "network", "memor
                  "vcpus", "source", "model", "managed", "yes", "no", "bar", "MiB", "M"]
 vm_names = st.one_of(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,12}", fullmatch=True),
                      st.sampled_from(NAME_KEYWORDS))
-team_bases = st.one_of(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}", fullmatch=True),
+team_bases = st.one_of(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,10}", fullmatch=True),  # libvirt alias characters
                        st.sampled_from(NAME_KEYWORDS)).filter(lambda b: not b.startswith(("ua-", "vf-")))
 bridges = st.one_of(st.integers(0, 999).map(lambda i: f"br{i}"), st.sampled_from(["virbr0", "br-lan", "user", "team"]))
 pci_hosts = st.builds(PciAddress, st.integers(0, 0xFFFF) | st.just(0), st.integers(0, 0xFF), st.integers(0, 0x1F),

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from compiler.pipeline import Options, compile_source, load
-from helpers import (EXAMPLES, QTREE, TESTS, argv_from_script, expected_placement, qtree_placement, runnable_here,
+from helpers import (EXAMPLES, QEMU, QTREE, TESTS, argv_from_script, expected_placement, qtree_placement, runnable_here,
                      standin_argv, start_qemu)
 
 pytestmark = pytest.mark.qemu
@@ -91,3 +91,71 @@ def test_primary_hotplugs_on_its_root_port_but_not_on_pcie_root():
     assert code == 0, stderr
     assert "does not support hotplugging" in root_reply["error"]["desc"]
     assert port_reply == {"return": {}}
+
+
+EDGE_PROGRAMS = {
+    # Functions 0 and 1 of one slot: function 0 must be multifunction, or QEMU refuses function 1
+    # ("single function device can't be populated in function 5.1"), on pcie.0 and on a root port.
+    "multifunction": "vm a {\n"
+                     " team x { persistent virtio user { address 0000:00:05.0 }; transient hostdev 0000:03:07.1 }\n"
+                     " team y { persistent virtio user { address 0000:00:05.1 }; transient hostdev 0000:03:07.2 }\n"
+                     " team z { persistent virtio user { address 0000:06:00.1 }; transient hostdev 0000:03:07.3 }\n"
+                     " team w { persistent virtio user { address 0000:06:00.0 }; transient hostdev 0000:03:07.4 } }",
+    # teamc keeps a transitional standby on its own root port (libvirt would use a pcie-pci-bridge).
+    "transitional": "vm a { team x { persistent virtio-transitional user; transient hostdev 0000:03:07.1 } }",
+    # The highest boot order (QEMU's bootindex is an int32), and one NIC's ROM through fw_cfg (E0107 allows one).
+    "boot-max-rom-bar-off": "vm a { team x { persistent virtio user { boot 2147483647; rom bar off }; "
+                            "transient hostdev 0000:03:07.1 { rom bar off } }\n"
+                            " team y { persistent virtio user { rom enabled no }; transient hostdev 0000:03:07.2 } }",
+    # The most vCPUs teamc lets through (E0205 above): QEMU's TCG refuses APIC ids above 255.
+    "vcpus-255": "vm a { vcpus 255; accel tcg; team x { persistent virtio user; transient hostdev 0000:03:07.1 } }",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_PROGRAMS))
+def test_qemu_starts_edge_programs_with_every_device_in_place(name):
+    from compiler.source import SourceFile
+
+    result = compile_source(SourceFile(f"{name}.team", EDGE_PROGRAMS[name]))
+    assert not result.failed, [d.message for d in result.diagnostics]
+    (script,) = [a for a in result.artifacts if a.name.endswith(".sh")]
+    argv = standin_argv(runnable_here(argv_from_script(script.text)))
+    code, stderr, (qtree,) = start_qemu(argv, QTREE, timeout=120)
+    assert code == 0, stderr
+    wanted = expected_placement(argv)
+    assert {i: qtree_placement(qtree["return"]).get(i) for i in wanted} == wanted
+
+
+@pytest.mark.parametrize("case", ["vf-unresolved", "no-qemu-backend"])
+def test_check_werror_fails_where_compile_werror_fails(case, tmp_path):
+    """W0504/W0505 come from the QEMU backend; `check` runs it too (without writing anything)."""
+    from helpers import teamc
+
+    path = f"tests/cases/{case}.team"
+    assert teamc("check", path)[0] == 0
+    assert teamc("check", "--werror", path)[0] == teamc("compile", "--werror", path, "-o", str(tmp_path))[0] == 1
+
+
+def test_qemu_refuses_two_fw_cfg_roms_of_one_name():
+    """Why E0107 exists: `rom bar off` puts each virtio NIC's efi-virtio.rom into fw_cfg, once only."""
+    nics = [arg for i in (1, 2)
+            for arg in ("-netdev", f"user,id=n{i}", "-device", f"virtio-net-pci,netdev=n{i},rombar=0")]
+    code, stderr, _ = start_qemu([QEMU, "-machine", "q35", "-accel", "tcg", "-display", "none", "-nodefaults", *nics])
+    assert code != 0
+    assert "duplicate fw_cfg file name: genroms/efi-virtio.rom" in stderr
+
+
+def test_qemu_refuses_a_rom_file_without_rom_bar_on_a_plugged_primary():
+    """Why E0105 refuses `rom file` with `rom bar off` on the VF: QEMU plugs the primary in later."""
+    (script,) = scripts(TESTS.parent / "examples" / "seed.team")
+    argv = standin_argv(runnable_here(argv_from_script(script.text)))
+    i = next(i for i, a in enumerate(argv) if '"id":"hostdev0"' in a)
+    primary = json.loads(argv[i])
+    without = argv[: i - 1] + argv[i + 1 :]
+    with_rom = dict(primary, rombar=0, romfile="efi-e1000e.rom")
+    bare = dict(primary, rombar=0)
+    code, stderr, (rom_reply, bare_reply) = start_qemu(
+        without, [{"execute": "device_add", "arguments": with_rom}, {"execute": "device_add", "arguments": bare}])
+    assert code == 0, stderr
+    assert "Hot-plugged device without ROM bar can't have an option ROM" in rom_reply["error"]["desc"]
+    assert bare_reply == {"return": {}}

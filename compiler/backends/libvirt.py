@@ -1,8 +1,10 @@
 """libvirt backend: `layout.VmLayout` -> `DomainView` for templates/libvirt/.
 
 Every value the template prints is computed here, as a string; the template only
-places elements. Element order inside <interface> follows libvirt's own
-formatter (mac, source, model, boot, rom, teaming, mtu, alias, address).
+places elements. Element order follows libvirt's own formatter: inside
+<interface> mac, source, model, boot, rom, teaming, mtu, alias, address; inside
+a PCI <hostdev> source, teaming, boot, rom, alias, address (domain.rng puts
+<teaming> with the PCI source there and refuses it after <boot>/<rom>).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
         teaming_persistent=device.failover_pair_id if nic.role == TRANSIENT else None,
         mtu=nic.mtu if nic.role == PERSISTENT else None,
         alias=nic.alias,
-        address=pci_view(device.address) if placed or nic.guest_address is not None else None,
+        address=pci_view(device.address, device.multifunction) if placed or nic.guest_address is not None else None,
     )
 
 

@@ -27,8 +27,7 @@ SYNTAXES = ("json", "keyval")
 @dataclass(frozen=True, slots=True)
 class QemuCommand:
     vm: str
-    groups: tuple[tuple[str, ...], ...]  # the argv, one option with its value per group
-    diagnostics: tuple[Diagnostic, ...] = ()
+    groups: tuple[tuple[str, ...], ...]  # the argv, one option with its value per group; empty if unexpressible
 
     @property
     def argv(self) -> list[str]:
@@ -56,7 +55,7 @@ def encode(head_key: str, props: dict, syntax: str) -> str:
 def _addr(device: Device) -> dict:
     a = device.address
     addr = f"0x{a.slot:x}" if a.function == 0 else f"0x{a.slot:x}.0x{a.function:x}"
-    return {"bus": device.bus_id, "addr": addr}
+    return {"bus": device.bus_id, **({"multifunction": True} if device.multifunction else {}), "addr": addr}
 
 
 def _rom(nic: NicSpec) -> dict:
@@ -126,11 +125,15 @@ def _unexpressible(device: Device) -> Diagnostic | None:
     return None
 
 
+def unexpressible(layout: VmLayout) -> list[Diagnostic]:
+    """Why this VM has no plain QEMU command line (W0504, W0505), if it has none."""
+    return [d for d in map(_unexpressible, layout.devices) if d is not None]
+
+
 def qemu_command(layout: VmLayout, syntax: str = "json") -> QemuCommand:
     vm = layout.vm
-    problems = tuple(d for d in map(_unexpressible, layout.devices) if d is not None)
-    if problems:
-        return QemuCommand(vm.name, (), problems)
+    if unexpressible(layout):
+        return QemuCommand(vm.name, ())
     groups: list[tuple[str, ...]] = [
         (vm.emulator,),
         ("-name", f"guest={keyval_escape(vm.name)},debug-threads=on"),

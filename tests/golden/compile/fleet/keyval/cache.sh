@@ -16,7 +16,6 @@ exec /usr/bin/qemu-system-x86_64 \
 -device pcie-root-port,port=11,chassis=4,id=pci.4,bus=pcie.0,addr=0x1.0x3 \
 -device pcie-root-port,port=12,chassis=5,id=pci.5,bus=pcie.0,addr=0x1.0x4 \
 -device pcie-root-port,port=13,chassis=6,id=pci.6,bus=pcie.0,addr=0x1.0x5 \
--device pcie-root-port,port=14,chassis=7,id=pci.7,bus=pcie.0,addr=0x1.0x6 \
 -netdev bridge,br=br-data,id=hostua-data0 \
 -device virtio-net-pci,failover=on,netdev=hostua-data0,id=ua-data0,mac=52:54:00:30:00:01,bus=pci.5,addr=0x0 \
 -netdev bridge,br=br-storage,id=hostua-storage \
