@@ -179,8 +179,8 @@ def _compile_source(source: SourceFile, options: Options) -> FileResult:
                 result.artifacts.append(Artifact(file_name, render("libvirt/nic.xml.j2",
                                                                    n=nic_view(device, placed=False)) + "\n"))
         if "qemu" in options.emit:
-            command = qemu_command(vm_layout, options.qemu_syntax)
-            if command.groups:
+            command = qemu_command(vm_layout)
+            if command.flags:
                 result.artifacts.append(_qemu_artifact(command, options, render))
     return result
 
@@ -208,8 +208,8 @@ def _qemu_artifact(command, options: Options, render) -> Artifact:
     import shlex
 
     if options.qemu_format == "lines":
-        return Artifact(f"{command.vm}.argv", render("qemu/argv.txt.j2", argv=command.argv))
-    lines = [" ".join(shlex.quote(arg) for arg in group) for group in command.groups]
+        return Artifact(f"{command.vm}.argv", render("qemu/argv.txt.j2", argv=command.argv(options.qemu_syntax)))
+    lines = [" ".join(shlex.quote(arg) for arg in group) for group in command.groups(options.qemu_syntax)]
     return Artifact(f"{command.vm}.sh", render("qemu/command.sh.j2", vm=command.vm, lines=lines))
 
 

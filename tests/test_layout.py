@@ -292,7 +292,7 @@ def teamc_lines(case: str) -> list[str]:
     graph, result = check_source(load(str(ORACLE / f"{case}.team"))[0])
     assert not result.failed
     (vm_layout,) = layout(graph)
-    return [f"{group[0]} {shlex.quote(group[1])}" for group in qemu_command(vm_layout).groups
+    return [f"{group[0]} {shlex.quote(group[1])}" for group in qemu_command(vm_layout).groups()
             if group[0] in ("-netdev", "-device")]
 
 

@@ -120,10 +120,10 @@ class Analysis:
         that lay out. It costs as much again as the checks, so the server publishes it second."""
         if self.backends_done:
             return self
-        from ..backends.qemu import qemu_command
+        from ..backends.qemu import unexpressible
 
         with no_cyclic_gc():
-            found = [d for layout in self.layouts.values() for d in qemu_command(layout).diagnostics]
+            found = [d for layout in self.layouts.values() for d in unexpressible(layout)]
             if found:
                 found = apply_allow(self.graph, found)
         diagnostics = tuple(sorted((*self.diagnostics, *found), key=Diagnostic.sort_key))
