@@ -25,8 +25,9 @@ from dataclasses import replace
 
 from .diagnostics import Diagnostic, Label, diag
 from .ir import PERSISTENT, TRANSIENT, PciAddress
-from .layout import Device, RootPort, VmLayout
+from .layout import Device, VmLayout
 from .lower import machine_family
+from .placement import RootPort
 from .source import SourceFile, Span
 
 _RESERVED_SLOTS = {"q35": {0x00, 0x1F}, "pc": {0x00, 0x01}}
@@ -204,7 +205,7 @@ class _Merger:
                           key=lambda d: (d.address.bus, d.address.slot))
         for device in unpinned:
             if family == "pc":
-                slot = next((s for s in range(0, 0x20) if s not in taken_slots), None)
+                slot = next((s for s in range(0x20) if s not in taken_slots), None)
                 if slot is None:
                     self.error("E0403", "the base domain has no free slot on pci.0 for " + device.nic.label,
                                self.doc.tag_span(self.doc.root.find("devices")), Label(device.nic.span, "this NIC"),

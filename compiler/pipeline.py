@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .checks import apply_allow, check
+from .checks import apply_allow, check, check_layouts
 from .diagnostics import Diagnostic, diag
 from .ir import TRANSIENT, nics, vms
 from .lower import lower
@@ -111,6 +111,16 @@ def _no_cyclic_gc():
             gc.enable()
 
 
+def check_and_lay_out(graph) -> tuple[list[Diagnostic], list]:
+    """Check the IR, lay it out, and check the layout (what does not fit its machine).
+
+    A graph with errors is laid out too: whether it fits is worth saying with the other errors."""
+    from .layout import layout
+
+    layouts = layout(graph)
+    return [*check(graph), *check_layouts(layouts)], layouts
+
+
 def check_source(source: SourceFile, options: Options = Options()) -> tuple[object, FileResult]:
     """Parse, lower and check. Returns the graph (None after syntax errors)."""
     with _no_cyclic_gc():
@@ -126,14 +136,13 @@ def _check_source(source: SourceFile, options: Options) -> tuple[object, FileRes
     lowered = lower(module)
     graph = lowered.graph
     _apply_vf(graph, options, result)
-    result.diagnostics = apply_allow(graph, [*diagnostics, *lowered.diagnostics, *check(graph)], options.allow)
+    found, layouts = check_and_lay_out(graph)
+    result.diagnostics = apply_allow(graph, [*diagnostics, *lowered.diagnostics, *found], options.allow)
     result.vms = [(vm.name, vm.name_span) for vm in vms(graph)]
     if result.failed:
         return graph, result, []
     from .emitters import selected
-    from .layout import layout
 
-    layouts = layout(graph)
     problems = [d for emitter in selected(options.emit) if emitter.diagnose
                 for vm_layout in layouts for d in emitter.diagnose(vm_layout, options)]
     result.diagnostics.extend(apply_allow(graph, problems, options.allow))

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
 
 from .. import nodes as n
-from ..checks import apply_allow, check
+from ..checks import apply_allow
 from ..diagnostics import Diagnostic
 from ..lower import lower, team_alias
 from ..parser import parse_tolerant
 from ..pipeline import _no_cyclic_gc as no_cyclic_gc
+from ..pipeline import check_and_lay_out
 from ..source import SourceFile, Span
 
 
@@ -143,7 +144,7 @@ def _analyse(uri: str, name: str, text: str, version: int | None) -> Analysis:
     if parsed.module is not None:
         lowered = lower(parsed.module)
         graph = lowered.graph
-        later = apply_allow(graph, [*lowered.diagnostics, *check(graph)])
+        later = apply_allow(graph, [*lowered.diagnostics, *check_and_lay_out(graph)[0]])
         # An error at a VM's first token (`vm`) is where recovery closed the VM before it.
         poisoned = [vm.span for vm in parsed.module.vms
                     if any(vm.span.start < at <= vm.span.end for at in parsed.error_offsets)]
