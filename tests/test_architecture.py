@@ -12,7 +12,7 @@ DOC = ROOT / "docs" / "architecture.md"
 
 def test_every_module_is_in_the_table():
     text = DOC.read_text()
-    named = set(re.findall(r"^\| `([^`]+\.py)`", text, re.M)) | set(re.findall(r"`(__\w+__\.py)`", text))
+    named = set(re.findall(r"^\| `([^`]+\.py)`", text, re.MULTILINE)) | set(re.findall(r"`(__\w+__\.py)`", text))
     modules = {p.relative_to(ROOT / "compiler").as_posix() for folder in ("", "backends", "emitters")
                for p in (ROOT / "compiler" / folder).glob("*.py")}
     missing = {m for m in modules if m not in named and m.rsplit("/", 1)[-1] not in named}

@@ -723,7 +723,8 @@ def test_teamc_refuses_what_libvirt_refuses(case):
 
 def test_the_checks_leave_the_ir_as_they_found_it():
     """The IR is the phases' shared input: no rule caches its results in it."""
-    graph = graph_of(vm(team("x"), team("y", trans="hostdev 0000:03:07.2", pers="virtio user { address 0000:00:05.1 }")))
+    graph = graph_of(vm(team("x"),
+                        team("y", trans="hostdev 0000:03:07.2", pers="virtio user { address 0000:00:05.1 }")))
     before = (dict(graph.graph), dict(graph.nodes(data=True)), list(graph.edges(data=True)))
     assert check(graph)
     assert (dict(graph.graph), dict(graph.nodes(data=True)), list(graph.edges(data=True))) == before

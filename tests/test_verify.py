@@ -59,7 +59,8 @@ def test_verification_argv_is_the_compiled_argv_with_only_the_stand_ins_swapped(
     graph, _ = check_source(load("examples/fleet.team")[0])
     plan = plan_vm(layout(graph)[0], accel="tcg")  # edge-a: two teams on host bridges
     compiled, command = plan.compiled, plan.command
-    kept = [f for f in compiled.flags if f.name != "-accel" and f.get("driver") != "vfio-pci" and f.get("type") != "bridge"]
+    kept = [f for f in compiled.flags
+            if f.name != "-accel" and f.get("driver") != "vfio-pci" and f.get("type") != "bridge"]
     assert all(flag in command.flags for flag in kept)  # root ports, standbys, ids: exactly as compiled
     standins = command.devices("e1000e")
     vfs = compiled.devices("vfio-pci")
@@ -69,7 +70,8 @@ def test_verification_argv_is_the_compiled_argv_with_only_the_stand_ins_swapped(
         assert {k: standin.props[k] for k in ("id", "bus", "addr", "failover_pair_id")} == {
             k: vf.props[k] for k in ("id", "bus", "addr", "failover_pair_id")}
         assert standin.props["mac"] == team.mac and standin.props["romfile"] == ""
-        assert {"type": "user", "id": standin.props["netdev"]} in [f.props for f in command.flags if f.name == "-netdev"]
+        netdevs = [f.props for f in command.flags if f.name == "-netdev"]
+        assert {"type": "user", "id": standin.props["netdev"]} in netdevs
     assert not any(f.get("type") == "bridge" for f in command.flags)
     assert ("-accel", "tcg") in zip(plan.argv, plan.argv[1:])
     assert any("bridge br-wan -> user networking" in c for c in plan.changes)

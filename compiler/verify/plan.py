@@ -155,7 +155,8 @@ def verification_command(compiled: QemuCommand, primary_macs: dict[str, str], ac
             standin = {"driver": STANDIN, "id": ident, "netdev": backend}
             if ident in primary_macs:
                 standin["mac"] = primary_macs[ident]
-            standin.update((key, props[key]) for key in ("failover_pair_id", "bus", "addr", "bootindex") if key in props)
+            kept = ("failover_pair_id", "bus", "addr", "bootindex")
+            standin.update((key, props[key]) for key in kept if key in props)
             standin["romfile"] = ""
             out.append(netdev({"type": "user", "id": backend}))
             flag = device(standin)
