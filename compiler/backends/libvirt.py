@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from markupsafe import Markup
 
 from ..ir import PERSISTENT, TRANSIENT, PciAddress
-from ..layout import Device, RootPort, VmLayout
+from ..layout import Device, VmLayout
+from ..placement import RootPort
 
 
 @dataclass(frozen=True, slots=True)
