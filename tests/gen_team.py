@@ -17,6 +17,7 @@ known to disagree with them and the fix has not landed on this branch yet.
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 
@@ -100,6 +101,9 @@ class Program:
     vf: dict  # --vf: (vm, name) -> "DDDD:BB:SS.F"
     vms: list[VmModel]
     broken: tuple[str, str] | None  # (what was broken, the code teamc must report)
+    twin: str | None = None  # a broken program's text without its break
+    target: tuple[str, str] | None = None  # the broken team's VM and persistent alias in the twin
+    detail: str | None = None  # the broken value, as libvirt/QEMU would get it
 
 
 class _Gen:
@@ -391,24 +395,28 @@ def generate(seed: int, rom_dir: str = "/usr/share/teamc-difftest", known_unfixe
             if t.host and t.host.startswith("--vf "):
                 t.host = t.host.removeprefix("--vf ")
                 vf[(vm.name, team.name if team.form == "team" else team.vf_name)] = t.host
-    broken = None
+    broken, twin, target, detail = None, None, None, None
     if g.chance(1 / 6):
         broken = g.rng.choice(BREAKS)
-        _break(g, vms, broken[0])
+        twin = _Gen(seed + 1_000_003, rom_dir, known).render(copy.deepcopy(vms))
+        target, detail = _break(g, vms, broken[0])
     text = g.render(vms)
     if broken and broken[0] == "syntax":  # at the start of a line, so never inside a quoted value
         lines = text.split("\n")
         at = g.rng.randrange(len(lines))
         lines[at] = g.pick(["{ ", '"', "team { "]) + lines[at]
         text = "\n".join(lines)
-    return Program(seed, text, g.pick(["json", "keyval"]), vf, vms, broken)
+    return Program(seed, text, g.pick(["json", "keyval"]), vf, vms, broken, twin, target, detail)
 
 
-def _break(g: _Gen, vms: list[VmModel], what: str) -> None:
-    """Introduce one mistake into the model (the syntax break is applied to the text)."""
+def _break(g: _Gen, vms: list[VmModel], what: str) -> tuple[tuple[str, str], str | None]:
+    """Introduce one mistake into the model (the syntax break is applied to the text). Returns the
+    broken team's VM and persistent alias, and the broken value where the judge needs it."""
     vm = g.pick(vms)
     team = g.pick(vm.teams)
     p, t = team.persistent, team.transient
+    target = (vm.name, team.name if team.name.startswith("ua-") else "ua-" + team.name)
+    value = None
 
     def nic_form() -> None:
         team.form = "nic"
@@ -423,7 +431,8 @@ def _break(g: _Gen, vms: list[VmModel], what: str) -> None:
         nic_form()
         team.name = "x" + team.name
     elif what == "alias-chars":
-        team.name += g.pick(["!", "@", "é", "$x"])
+        value = g.pick(["!", "@", "é", "$x"])
+        team.name += value
     elif what == "target-missing":
         nic_form()
         team.transient_names = "ua-nowhere"
@@ -455,8 +464,8 @@ def _break(g: _Gen, vms: list[VmModel], what: str) -> None:
         nic_form()
         team.drop = tuple(f"teaming transient {x}" for x in (team.name, g.quote(team.name)))
     elif what == "multicast-mac":
-        team.mac, team.mac_on = g.pick(["01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00",
-                                        "53:54:00:00:00:01"]), "both"
+        value = g.pick(["01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "53:54:00:00:00:01"])
+        team.mac, team.mac_on = value, "both"
     elif what == "bad-model":
         team.model = g.pick(["e1000", "rtl8139", "e1000e"])
     elif what == "transient-bridge":
@@ -468,21 +477,28 @@ def _break(g: _Gen, vms: list[VmModel], what: str) -> None:
     elif what == "vf-on-persistent":
         team.persistent = NicModel("network default vf 0000:01:00.1", "network")
     elif what == "mtu-range":
-        p.options = [o for o in p.options if not o.startswith("mtu")] + [f"mtu {g.pick([0, 67, 65536, -1])}"]
+        value = str(g.pick([0, 67, 65536, -1]))
+        p.options = [o for o in p.options if not o.startswith("mtu")] + [f"mtu {value}"]
     elif what == "boot-zero":
-        p.options = [o for o in p.options if not o.startswith("boot")] + [f"boot {g.pick([0, 65536, 'x'])}"]
+        value = str(g.pick([0, 65536, "x"]))
+        p.options = [o for o in p.options if not o.startswith("boot")] + [f"boot {value}"]
     elif what == "bad-mode":
-        team.persistent = NicModel("direct eth0 mode " + g.pick(["bridged", "vepa2", "Bridge"]), "direct")
+        value = g.pick(["bridged", "vepa2", "Bridge"])
+        team.persistent = NicModel("direct eth0 mode " + value, "direct")
     elif what == "bad-bridge-name":
-        team.persistent = NicModel("bridge " + g.pick(['"br;0"', "br$", '"br\\t0"', "br'0"]), "bridge")
+        value = g.pick(["br;0", "br$", "br\t0", "br'0"])
+        text = '"br\\t0"' if "\t" in value else g.quote(value)  # a tab only as the escape in a quoted value
+        team.persistent = NicModel("bridge " + text, "bridge")
     elif what == "rom-file-relative":
         p.options = [o for o in p.options if not o.startswith("rom")] + ["rom file virtio.rom"]
     elif what == "memory-range":
         vm.settings = [s for s in vm.settings if not s.startswith("memory")]
-        vm.settings.append(g.pick(["memory 1023 KiB", "memory 17 TiB", "memory 0 MiB", "memory 512"]))
+        value = g.pick(["1023 KiB", "17 TiB", "0 MiB", "512"])
+        vm.settings.append(f"memory {value}")
     elif what == "vcpus-zero":
         vm.settings = [s for s in vm.settings if not s.startswith("vcpus")]
-        vm.settings.append(g.pick(["vcpus 0", "vcpus 4097", "vcpus two"]))
+        value = g.pick(["0", "4097", "two"])
+        vm.settings.append(f"vcpus {value}")
     elif what == "pc-no-allow":
         vm.settings = [s for s in vm.settings if not s.startswith(("machine", "allow pc-machine", "allow E0401"))]
         vm.settings.append(g.pick(["machine pc", "machine pc-i440fx-7.2"]))
@@ -502,12 +518,14 @@ def _break(g: _Gen, vms: list[VmModel], what: str) -> None:
             p.options.append("address 0000:07:00.0")
             t.options.append("address 0000:07:00.0")
         elif what == "reserved-slot":
-            p.options.append(g.pick(["address 0000:00:00.0", "address 0000:00:1f.0"]))
+            value = g.pick(["0000:00:00.0", "0000:00:1f.0"])
+            p.options.append(f"address {value}")
         else:
             p.options.append("address 0000:05:03.0")
     elif what == "unknown-machine":
         vm.settings = [s for s in vm.settings if not s.startswith(("machine", "allow pc-machine", "allow E0401"))]
-        vm.settings.append(g.pick(["machine microvm", "machine isapc", "machine virt", "machine q35-7.2"]))
+        value = g.pick(["microvm", "isapc", "virt", "q35-7.2"])
+        vm.settings.append(f"machine {value}")
     elif what == "duplicate-setting":
         vm.settings += ["memory 1 GiB", "memory 2 GiB"] if g.chance(0.5) else ["vcpus 1", "vcpus 2"]
     elif what == "duplicate-name":
@@ -517,3 +535,4 @@ def _break(g: _Gen, vms: list[VmModel], what: str) -> None:
     elif what == "missing-source":
         nic_form()
         team.drop = (f"source {t.source}",)
+    return target, value

@@ -37,14 +37,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from gen_team import KNOWN_UNFIXED, ROM_FILES, Program, generate
+from helpers import (
+    QTREE,
+    VIRSH,
+    _decode,
+    _encode_option,
+    argv_from_script,
+    expected_placement,
+    qtree_placement,
+    rng_errors,
+    runnable_here,
+    standin_argv,
+    start_qemu,
+)
 from lxml import etree
 
 from compiler.ir import PciAddress
 from compiler.pipeline import Options, compile_source
 from compiler.source import SourceFile
-from gen_team import KNOWN_UNFIXED, ROM_FILES, Program, generate
-from helpers import (QTREE, VIRSH, _decode, _encode_option, argv_from_script, expected_placement, qtree_placement,
-                     rng_errors, runnable_here, standin_argv, start_qemu)
 
 pytestmark = pytest.mark.differential
 
@@ -71,6 +82,14 @@ REFUSAL_GROUNDS = {
     "E0402": "QEMU: failover primary must be in its own PCI slot",
     "E0403": "libvirt: address already in use / reserved by the chipset",
     "E0404": "QEMU: bus does not support hotplugging", "E0405": "QEMU: no PCIe hot-plug on that machine",
+}
+
+# Breaks where teamc is knowingly stricter than libvirt and QEMU, which both take the value: the
+# refusal probe skips them. (break, value) -> why.
+STRICTER = {
+    ("multicast-mac", "00:00:00:00:00:00"): "README, E0203: an all-zero MAC; Linux replaces it with a random one, "
+                                            "so net_failover cannot pair the NICs",
+    ("mtu-range", "67"): "an MTU below 68 (the IPv4 minimum): the guest's virtio_net ignores it",
 }
 
 VFIO_MISSING = re.compile(r"vfio \S+: no such host device")
@@ -119,16 +138,16 @@ def virsh_roundtrip(domains: dict[str, str]) -> dict[str, str]:
     """Define every domain in one test:///default connection and return each `dumpxml`."""
     with tempfile.TemporaryDirectory(prefix="teamc-diff-") as tmp:
         commands = []
-        for name, text in domains.items():
+        for text in domains.values():
             path = Path(tmp) / f"{len(commands)}.xml"
             path.write_text(text, encoding="utf-8")
             commands.append(f"define {shlex.quote(str(path))}")
         commands += [f"dumpxml --domain {shlex.quote(name)}" for name in domains]
-        proc = subprocess.run([VIRSH, "-q", "-c", "test:///default", "; ".join(commands)], capture_output=True,
-                              text=True, timeout=120)
+        proc = subprocess.run([VIRSH, "-q", "-c", "test:///default", "; ".join(commands)], check=False,
+                              capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise AssertionError(f"virsh refused the domains: {proc.stderr.strip()}")
-    dumps = re.findall(r"<domain.*?</domain>", proc.stdout, re.S)
+    dumps = re.findall(r"<domain.*?</domain>", proc.stdout, re.DOTALL)
     assert len(dumps) == len(domains), proc.stdout
     return dict(zip(domains, dumps))
 
@@ -263,6 +282,22 @@ def _typed(props: dict) -> dict:
     return {k: int(v) if k in ints and isinstance(v, str) else v for k, v in props.items()}
 
 
+def hotplug_probe(runnable: list[str]) -> tuple[int, str, list[dict], list[dict]]:
+    """Start QEMU without the primaries, then hot-add each as an emulated e1000e (failover off on the
+    standbys, so QEMU realizes it at once and runs its failover checks) and read `info qtree`.
+    Returns (exit code, stderr, the device_add arguments, the replies: one per add, then the qtree)."""
+    standin = standin_argv(runnable)
+    adds, base = [], []
+    for i, arg in enumerate(standin):
+        if i and standin[i - 1] == "-device" and "failover_pair_id" in _decode(arg, "driver"):
+            adds.append(_typed(_decode(arg, "driver")))
+            base.pop()  # the -device before it
+            continue
+        base.append(arg)
+    code, stderr, replies = start_qemu(base, [{"execute": "device_add", "arguments": a} for a in adds] + QTREE)
+    return code, stderr, adds, replies
+
+
 def qemu_problems(argv: list[str], pc: bool) -> list[str]:
     """Start QEMU three ways on one VM's argv; what went wrong, in words."""
     out = placement_problems(argv, pc)
@@ -286,15 +321,7 @@ def qemu_problems(argv: list[str], pc: bool) -> list[str]:
     out += [f"{s}: failover is {r}" for s, r in zip(standbys, replies[1:]) if r.get("return") is not True]
 
     # 2. Hot-plug probe: each primary as an emulated e1000e, hot-added by QMP.
-    standin = standin_argv(runnable)
-    adds, base = [], []
-    for i, arg in enumerate(standin):
-        if i and standin[i - 1] == "-device" and "failover_pair_id" in _decode(arg, "driver"):
-            adds.append(_typed(_decode(arg, "driver")))
-            base.pop()  # the -device before it
-            continue
-        base.append(arg)
-    code, stderr, replies = start_qemu(base, [{"execute": "device_add", "arguments": a} for a in adds] + QTREE)
+    code, stderr, adds, replies = hotplug_probe(runnable)
     if code != 0:
         out.append(f"hot-plug probe: QEMU refused the argv without its primaries: {stderr.strip()}")
     elif pc:
@@ -324,6 +351,154 @@ def qemu_problems(argv: list[str], pc: bool) -> list[str]:
     return out
 
 
+# --- refusals: a real tool refuses what teamc refuses ----------------------------------
+
+
+def xml_refusal(xml_text: str) -> str | None:
+    """libvirt's refusal of a domain (its schema, then its test driver's define), or None."""
+    errors = rng_errors(xml_text)
+    if errors:
+        return f"domain.rng: {errors[-1]}"
+    with tempfile.TemporaryDirectory(prefix="teamc-diff-") as tmp:
+        path = Path(tmp) / "domain.xml"
+        path.write_text(xml_text, encoding="utf-8")
+        proc = subprocess.run([VIRSH, "-q", "-c", "test:///default", f"define {shlex.quote(str(path))}"], check=False,
+                              capture_output=True, text=True, timeout=60)
+    return f"virsh define: {proc.stderr.strip()}" if proc.returncode else None
+
+
+def qemu_refusal(argv: list[str]) -> str | None:
+    """QEMU's refusal of an argv (at start, or when hot-adding a primary), or None."""
+    runnable = runnable_here(argv)
+    code, stderr, _ = start_qemu(runnable)
+    if code != 0:
+        return f"QEMU: {stderr.strip()}"
+    code, stderr, adds, replies = hotplug_probe(runnable)
+    if code != 0:
+        return f"QEMU: {stderr.strip()}"
+    return next((f"QEMU device_add: {r['error']['desc']}" for r in replies[:len(adds)] if "error" in r), None)
+
+
+def _edit_device(argv: list[str], want, **changes) -> list[str]:
+    """The argv with `changes` made to each -device for which `want(props)` holds."""
+    out = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == "-device" and want(props := _decode(arg, "driver")):
+            props.update(changes)
+            syntax = "json" if arg.startswith("{") else "keyval"
+            arg = _encode_option("driver", {k: v for k, v in props.items() if v is not None}, syntax)
+        out.append(arg)
+    return out
+
+
+def _set(el, tag: str, **attrs) -> None:
+    child = el.find(tag)
+    if child is None:
+        child = etree.SubElement(el, tag)
+    child.attrib.update(attrs)
+
+
+def _refusal(what: str, detail: str | None, xml_text: str, argv: list[str] | None, alias: str):
+    """Make in teamc's outputs for the unbroken twin the change that `what` makes in the source, and
+    ask the tools. Returns (probed, refusal): probed is False where there is no such change to make."""
+    root = etree.fromstring(xml_text.encode())
+    devices = root.find("devices")
+    pers = next(el for el in devices if el.find(f"alias[@name='{alias}']") is not None)
+    trans = next(el for el in devices if el.find(f"teaming[@persistent='{alias}']") is not None)
+
+    def is_standby(props: dict) -> bool:
+        return props.get("id") == alias
+
+    def is_primary(props: dict) -> bool:
+        return props.get("failover_pair_id") == alias
+
+    xml_edit, argv_edit = None, None
+    if what == "alias-chars":
+        _set(pers, "alias", name=alias + detail)
+        _set(trans, "teaming", persistent=alias + detail)
+        xml_edit = root
+    elif what == "multicast-mac":
+        _set(pers, "mac", address=detail)
+        _set(trans, "mac", address=detail)
+        xml_edit = root
+        argv_edit = argv and _edit_device(argv, is_standby, mac=detail)
+    elif what == "mtu-range":
+        _set(pers, "mtu", size=detail)
+        xml_edit = root
+        argv_edit = argv and _edit_device(argv, is_standby, host_mtu=int(detail))
+    elif what == "boot-zero" and detail.isdigit():
+        _set(pers, "boot", order=detail)
+        xml_edit = root
+        argv_edit = argv and _edit_device(argv, is_standby, bootindex=int(detail))
+    elif what in ("bad-mode", "bad-bridge-name"):
+        for child in pers.findall("source"):
+            pers.remove(child)
+        pers.set("type", "direct" if what == "bad-mode" else "bridge")
+        source = etree.Element("source", dev="eth0", mode=detail) if what == "bad-mode" else etree.Element(
+            "source", bridge=detail)
+        pers.insert(1, source)
+        xml_edit = root
+    elif what == "rom-file-relative":
+        _set(pers, "rom", file="virtio.rom")
+        xml_edit = root
+    elif what == "memory-range" and " " in detail:
+        number, unit = detail.split()
+        for tag in ("memory", "currentMemory"):
+            root.find(tag).text, root.find(tag).attrib["unit"] = number, unit
+        xml_edit = root
+        if argv:
+            kib = int(number) * {"KiB": 1, "MiB": 1024, "TiB": 1024**3}[unit]
+            argv_edit = [f"size={kib}k" if argv[i - 1] == "-m" else a for i, a in enumerate(argv)]
+    elif what == "vcpus-zero" and detail.isdigit():
+        root.find("vcpu").text = detail
+        xml_edit = root
+        if argv:
+            argv_edit = [f"{detail},sockets={detail},cores=1,threads=1" if argv[i - 1] == "-smp" else a
+                         for i, a in enumerate(argv)]
+    elif what == "unknown-machine" and argv:
+        argv_edit = [f"{detail},usb=off" if argv[i - 1] == "-machine" else a for i, a in enumerate(argv)]
+    elif what == "vf-on-pcie0" and argv:
+        argv_edit = _edit_device(argv, is_primary, bus="pcie.0", addr="0x5")
+    elif what == "vf-function" and argv:
+        argv_edit = _edit_device(argv, is_primary, addr="0x0.0x2")
+    elif what == "address-clash" and argv:
+        standby = next(d for d in devices_of(argv) if is_standby(d))
+        argv_edit = _edit_device(argv, is_primary, bus=standby["bus"], addr=standby["addr"])
+    elif what == "reserved-slot" and argv:
+        argv_edit = _edit_device(argv, is_standby, bus="pcie.0", addr=f"0x{int(detail[-4:-2], 16):x}")
+    elif what == "bus-slot" and argv:
+        argv_edit = _edit_device(argv, is_standby, addr="0x3")
+    elif what == "persistent-shared" and argv:
+        primary = next(i for i, a in enumerate(argv) if i and argv[i - 1] == "-device" and is_primary(
+            _decode(a, "driver")))
+        second = _edit_device(argv[primary - 1:primary + 1], is_primary, id="hostdev99", host="0000:7f:00.7",
+                              bus="pcie.0", addr="0x1e")
+        argv_edit = argv[:primary + 1] + second + argv[primary + 1:]
+    if xml_edit is None and argv_edit is None:
+        return False, None
+    refusal = xml_refusal(etree.tostring(xml_edit, encoding="unicode")) if xml_edit is not None else None
+    if refusal is None and argv_edit:
+        refusal = qemu_refusal(argv_edit)
+    return True, refusal
+
+
+def refusal_problems(program: Program) -> list[str]:
+    """A broken program's twin compiled, its outputs given the break, and the tools asked."""
+    vm, alias = program.target
+    result = compile_source(SourceFile("twin.team", program.twin), options(program))
+    files = {a.name: a.text for a in result.artifacts}
+    if result.failed or f"{vm}.xml" not in files:
+        return []
+    script = files.get(f"{vm}.sh")
+    what, code = program.broken
+    if (what, program.detail) in STRICTER:
+        return []
+    probed, refusal = _refusal(what, program.detail, files[f"{vm}.xml"], script and argv_from_script(script), alias)
+    if probed and refusal is None:
+        return [f"teamc refuses {what} ({code}), but libvirt and QEMU accept the same change to teamc's outputs"]
+    return []
+
+
 # --- the oracle: libvirt's own command-line generator ----------------------------------
 
 
@@ -331,7 +506,7 @@ def oracle_argv(xml_path: Path) -> tuple[bool, list[str] | str]:
     """(True, argv) or (False, libvirt's error), from the command TEAMC_LIBVIRT_ORACLE names."""
     words = shlex.split(ORACLE)
     words = [str(xml_path) if w == "{}" else w for w in words] if "{}" in words else [*words, str(xml_path)]
-    proc = subprocess.run(words, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(words, check=False, capture_output=True, text=True, timeout=300)
     lines = [line for line in proc.stdout.splitlines() if not line.startswith("==")]
     if proc.returncode != 0:
         return False, (proc.stdout + proc.stderr).strip()
@@ -460,6 +635,8 @@ def run_programs(seeds: range, rom_dir: str) -> dict[int, list[str]]:
     for seed, program in programs.items():
         found, pending = judge(program)
         problems[seed] += found
+        if program.twin is not None and not pending:  # refused as it should be: would the tools refuse it?
+            tasks.append((seed, lambda p=program: refusal_problems(p)))
         for domains, jobs in pending:
             tasks.append((seed, lambda d=domains: libvirt_problems(d)))
             for name, argv, pc, xml in jobs:
@@ -467,9 +644,16 @@ def run_programs(seeds: range, rom_dir: str) -> dict[int, list[str]]:
                 if ORACLE:
                     tasks.append((seed, lambda n=name, a=argv, x=xml: [f"{n}: {m}" for m in _with_tmp(x, a)]))
     with ThreadPoolExecutor(WORKERS) as pool:
-        for (seed, _), found in zip(tasks, pool.map(lambda t: t[1](), tasks)):
+        for (seed, _), found in zip(tasks, pool.map(_run_task, tasks)):
             problems[seed] += found
     return {seed: found for seed, found in problems.items() if found}
+
+
+def _run_task(task) -> list[str]:
+    try:
+        return task[1]()
+    except Exception as exc:  # noqa: BLE001 - a judge that cannot judge is a failure to show, with its seed
+        return [f"the judge failed: {exc!r}"]
 
 
 def _with_tmp(xml: str, argv: list[str]) -> list[str]:
