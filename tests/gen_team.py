@@ -34,6 +34,9 @@ KNOWN_UNFIXED: dict[str, str] = {
     "duplicate-boot": "one boot order on two NICs of a VM: libvirt refuses, teamc accepts",
     "vcpus-limit": "vcpus above what q35 supports: QEMU refuses, teamc accepts up to 4096",
     "machine-version": "a pc-q35-X / pc-i440fx-X version QEMU 7.2 does not have: QEMU refuses, teamc accepts",
+    "rombar-off-twice": "`rom bar off` on two virtio NICs of a VM: QEMU refuses (duplicate fw_cfg file "
+                        "genroms/efi-virtio.rom), teamc accepts",
+    "boot-range": "a boot order above 65535: libvirt and QEMU take it (QEMU up to 2147483647), teamc refuses",
 }
 
 Q35_VERSIONS = ["2.4", "2.12", "4.0.1", "5.2", "6.2", "7.0", "7.1", "7.2"]
@@ -210,6 +213,9 @@ class _Gen:
         # Most VMs keep to sources with a plain-QEMU form, so that QEMU judges them too.
         libvirt_only = self.chance(0.2)
         teams = [self.team(names, libvirt_only) for _ in range(self.rng.randint(1, 4))]
+        if "rombar-off-twice" in self.known:  # keep `rom bar off` to one virtio NIC of the VM
+            for team in [t for t in teams if "rom bar off" in t.persistent.options][1:]:
+                team.persistent.options.remove("rom bar off")
         self.place(teams, family)
         self.boot_orders(teams)
         vm = VmModel(name, settings, teams, family)
@@ -323,8 +329,8 @@ class _Gen:
             for nic in (team.persistent, team.transient):
                 if nic is team.transient and nic.kind == "pci-hostdev" and "hostdev-boot-rom" in self.known:
                     continue
-                if self.chance(0.15):
-                    order = self.pick([1, 2, 3, 10, 65535])
+                if self.chance(0.2):
+                    order = self.pick([1, 2, 3, 10, 65535] + ([] if "boot-range" in self.known else [65536, 2**31 - 1]))
                     if order in used and "duplicate-boot" in self.known:
                         continue
                     used.add(order)
@@ -473,14 +479,14 @@ def _break(g: _Gen, vms: list[VmModel], what: str) -> tuple[tuple[str, str], str
     elif what == "mtu-on-vf":
         t.options.append("mtu 1500")
     elif what == "managed-on-bridge":
-        team.persistent = NicModel("bridge br0 managed", "bridge")
+        team.persistent = NicModel("bridge br0", "bridge", options=["managed"])
     elif what == "vf-on-persistent":
         team.persistent = NicModel("network default vf 0000:01:00.1", "network")
     elif what == "mtu-range":
         value = str(g.pick([0, 67, 65536, -1]))
         p.options = [o for o in p.options if not o.startswith("mtu")] + [f"mtu {value}"]
     elif what == "boot-zero":
-        value = str(g.pick([0, 65536, "x"]))
+        value = str(g.pick([0, 2147483648, "x"]))
         p.options = [o for o in p.options if not o.startswith("boot")] + [f"boot {value}"]
     elif what == "bad-mode":
         value = g.pick(["bridged", "vepa2", "Bridge"])

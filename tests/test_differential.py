@@ -37,25 +37,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from gen_team import KNOWN_UNFIXED, ROM_FILES, Program, generate
-from helpers import (
-    QTREE,
-    VIRSH,
-    _decode,
-    _encode_option,
-    argv_from_script,
-    expected_placement,
-    qtree_placement,
-    rng_errors,
-    runnable_here,
-    standin_argv,
-    start_qemu,
-)
 from lxml import etree
 
+from compiler.backends.qemu import encode
 from compiler.ir import PciAddress
 from compiler.pipeline import Options, compile_source
 from compiler.source import SourceFile
+from compiler.verify.plan import decode
+from gen_team import KNOWN_UNFIXED, ROM_FILES, Program, generate
+from helpers import (QTREE, VIRSH, argv_from_script, expected_placement, qtree_placement, rng_errors, runnable_here,
+                     standin_argv, start_qemu)
 
 pytestmark = pytest.mark.differential
 
@@ -156,7 +147,7 @@ def virsh_roundtrip(domains: dict[str, str]) -> dict[str, str]:
 
 
 def devices_of(argv: list[str]) -> list[dict]:
-    return [_decode(arg, "driver") for i, arg in enumerate(argv) if i and argv[i - 1] == "-device"]
+    return [decode(arg, "driver") for i, arg in enumerate(argv) if i and argv[i - 1] == "-device"]
 
 
 def _value(argv: list[str], option: str) -> str:
@@ -289,8 +280,8 @@ def hotplug_probe(runnable: list[str]) -> tuple[int, str, list[dict], list[dict]
     standin = standin_argv(runnable)
     adds, base = [], []
     for i, arg in enumerate(standin):
-        if i and standin[i - 1] == "-device" and "failover_pair_id" in _decode(arg, "driver"):
-            adds.append(_typed(_decode(arg, "driver")))
+        if i and standin[i - 1] == "-device" and "failover_pair_id" in decode(arg, "driver"):
+            adds.append(_typed(decode(arg, "driver")))
             base.pop()  # the -device before it
             continue
         base.append(arg)
@@ -339,10 +330,10 @@ def qemu_problems(argv: list[str], pc: bool) -> list[str]:
     if hidden and not pc:
         unhidden = []
         for i, arg in enumerate(runnable):
-            if i and runnable[i - 1] == "-device" and _decode(arg, "driver")["id"] in standbys:
-                props = _decode(arg, "driver")
+            if i and runnable[i - 1] == "-device" and decode(arg, "driver")["id"] in standbys:
+                props = decode(arg, "driver")
                 props["failover"] = False if arg.startswith("{") else "off"
-                arg = _encode_option("driver", props, "json" if arg.startswith("{") else "keyval")
+                arg = encode("driver", props, "json" if arg.startswith("{") else "keyval")
             unhidden.append(arg)
         code, stderr, _ = start_qemu(unhidden)
         lines = [line for line in stderr.splitlines() if line.strip() and "warning:" not in line]
@@ -383,10 +374,10 @@ def _edit_device(argv: list[str], want, **changes) -> list[str]:
     """The argv with `changes` made to each -device for which `want(props)` holds."""
     out = []
     for i, arg in enumerate(argv):
-        if i and argv[i - 1] == "-device" and want(props := _decode(arg, "driver")):
+        if i and argv[i - 1] == "-device" and want(props := decode(arg, "driver")):
             props.update(changes)
             syntax = "json" if arg.startswith("{") else "keyval"
-            arg = _encode_option("driver", {k: v for k, v in props.items() if v is not None}, syntax)
+            arg = encode("driver", {k: v for k, v in props.items() if v is not None}, syntax)
         out.append(arg)
     return out
 
@@ -470,7 +461,7 @@ def _refusal(what: str, detail: str | None, xml_text: str, argv: list[str] | Non
         argv_edit = _edit_device(argv, is_standby, addr="0x3")
     elif what == "persistent-shared" and argv:
         primary = next(i for i, a in enumerate(argv) if i and argv[i - 1] == "-device" and is_primary(
-            _decode(a, "driver")))
+            decode(a, "driver")))
         second = _edit_device(argv[primary - 1:primary + 1], is_primary, id="hostdev99", host="0000:7f:00.7",
                               bus="pcie.0", addr="0x1e")
         argv_edit = argv[:primary + 1] + second + argv[primary + 1:]
