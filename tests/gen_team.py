@@ -82,8 +82,8 @@ class TeamModel:
     transient: NicModel
     model: str
     mac_on: str = "both"  # nic form: which NICs write the MAC ("both", "persistent", "transient")
-    extra: list[str] = field(default_factory=list)
-    drop: tuple[str, ...] = ()  # lines left out of the VF's `nic` block (deliberate breaks only)  # further `nic` blocks (deliberate breaks only)
+    extra: list[str] = field(default_factory=list)  # further `nic` blocks (deliberate breaks only)
+    drop: tuple[str, ...] = ()  # lines left out of the VF's `nic` block (deliberate breaks only)
     transient_names: str | None = None  # what the VF's `teaming transient` names, if not the persistent
 
 
