@@ -83,7 +83,7 @@ class TeamModel:
     model: str
     mac_on: str = "both"  # nic form: which NICs write the MAC ("both", "persistent", "transient")
     extra: list[str] = field(default_factory=list)  # further `nic` blocks (deliberate breaks only)
-    drop: tuple[str, ...] = ()  # lines left out of the VF's `nic` block (deliberate breaks only)
+    drop: tuple[str, ...] = ()  # starts of lines left out of the VF's `nic` block (deliberate breaks only)
     transient_names: str | None = None  # what the VF's `teaming transient` names, if not the persistent
 
 
@@ -127,7 +127,7 @@ class _Gen:
 
     def quote(self, text: str) -> str:
         """A value as a bare word, or quoted (always when it has a space)."""
-        if " " in text or "'" in text or self.chance(0.15):
+        if any(c in text for c in " \t;#{}'") or self.chance(0.15):
             return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return text
 
@@ -361,7 +361,7 @@ class _Gen:
         for lines in (p_lines, t_lines):
             if self.chance(0.3):
                 self.rng.shuffle(lines)
-        t_lines = [line for line in t_lines if line not in team.drop]
+        t_lines = [line for line in t_lines if not line.startswith(team.drop)]
         return "\n    ".join([self.block(f"nic {self.quote(team.name)}", p_lines),
                               self.block(f"nic {self.quote(team.vf_name)}", t_lines), *team.extra])
 
@@ -468,7 +468,7 @@ def _break(g: _Gen, vms: list[VmModel], what: str) -> tuple[tuple[str, str], str
             vm.teams[-1].transient = NicModel(team.transient.source, "hostdev")
     elif what == "teaming-missing":
         nic_form()
-        team.drop = tuple(f"teaming transient {x}" for x in (team.name, g.quote(team.name)))
+        team.drop = ("teaming transient ",)
     elif what == "multicast-mac":
         value = g.pick(["01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "53:54:00:00:00:01"])
         team.mac, team.mac_on = value, "both"
@@ -540,5 +540,5 @@ def _break(g: _Gen, vms: list[VmModel], what: str) -> tuple[tuple[str, str], str
         vm.teams.append(clone)
     elif what == "missing-source":
         nic_form()
-        team.drop = (f"source {t.source}",)
+        team.drop = ("source ",)
     return target, value

@@ -83,6 +83,7 @@ STRICTER = {
                                             "so net_failover cannot pair the NICs",
     ("mtu-range", "67"): "an MTU below 68 (the IPv4 minimum): the guest's virtio_net ignores it",
     ("mtu-range", "0"): "libvirt and QEMU read an MTU of 0 as none at all; teamc asks for a real one",
+    ("memory-range", "1023 KiB"): "teamc's lower bound of 1 MiB; QEMU rounds less up, and no guest runs in it",
 }
 
 VFIO_MISSING = re.compile(r"vfio \S+: no such host device")
