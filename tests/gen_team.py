@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 # Constructs on which teamc and libvirt/QEMU are known to disagree (each an entry in the project's
 # findings list), kept out of generated programs until the fix lands on this branch. Remove a key
-# once its fix is merged: the generator then produces the construct and the judge holds teamc to
-# the real tools on it.
+# once its fix is merged: the generator then produces the construct (as a valid program where the
+# tools take it, as a deliberate break, LIFTED_BREAKS, where they refuse it) and the judge holds
+# teamc to the real tools on it.
 KNOWN_UNFIXED: dict[str, str] = {
     "alias-dot": "a `.` in a team or NIC name: libvirt's alias pattern refuses it, teamc accepts it",
     "mtu-user-direct": "`mtu` on a `user` or `direct` persistent: libvirt refuses <mtu> there",
@@ -39,6 +40,13 @@ KNOWN_UNFIXED: dict[str, str] = {
     "boot-range": "a boot order above 65535: libvirt and QEMU take it (QEMU up to 2147483647), teamc refuses",
 }
 
+# Breaks that exist once a KNOWN_UNFIXED key is gone: the construct the tools refuse, and teamc's code.
+LIFTED_BREAKS = {
+    "alias-dot": ("alias-dot", "E0202"), "mtu-user-direct": ("mtu-on-user", "E0105"),
+    "pcie0-functions": ("lone-function", "E0406"), "duplicate-boot": ("duplicate-boot", "E0106"),
+    "vcpus-limit": ("vcpus-many", "E0205"), "machine-version": ("machine-version", "E0405"),
+    "rombar-off-twice": ("rombar-off-twice", "E0107"),
+}
 Q35_VERSIONS = ["2.4", "2.12", "4.0.1", "5.2", "6.2", "7.0", "7.1", "7.2"]
 I440FX_VERSIONS = ["1.4", "2.0", "2.12", "4.2", "6.0", "7.2"]
 BAD_VERSIONS = ["1.0", "7.3", "8.0", "99.9"]  # not machines of QEMU 7.2
@@ -133,8 +141,6 @@ class _Gen:
 
     def name(self, taken: set[str], prefix: str = "") -> str:
         chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
-        if "alias-dot" not in self.known:
-            chars += "."
         while True:
             if self.chance(0.1):
                 base = self.pick(KEYWORD_NAMES)
@@ -186,12 +192,10 @@ class _Gen:
         elif roll < 0.55:
             settings.append("machine q35")
         elif roll < 0.85:
-            versions = Q35_VERSIONS + ([] if "machine-version" in self.known else BAD_VERSIONS)
-            settings.append(f"machine pc-q35-{self.pick(versions)}")
+            settings.append(f"machine pc-q35-{self.pick(Q35_VERSIONS)}")
         else:
             family = "pc"
-            versions = I440FX_VERSIONS + ([] if "machine-version" in self.known else BAD_VERSIONS)
-            settings.append(self.pick(["machine pc", f"machine pc-i440fx-{self.pick(versions)}"]))
+            settings.append(self.pick(["machine pc", f"machine pc-i440fx-{self.pick(I440FX_VERSIONS)}"]))
             settings.append(self.pick(["allow pc-machine-team", "allow E0401"]))
         if self.chance(0.3):
             settings.append("uuid " + "-".join(
@@ -204,8 +208,6 @@ class _Gen:
                                        "memory 16777216 B", "memory 8 GiB", "memory 1000 MB"]))
         if self.chance(0.5):
             counts = [1, 2, 3, 4, 8, 16, 64, 255]
-            if "vcpus-limit" not in self.known:
-                counts += [256, 288, 289, 1024, 4096]
             settings.append(f"vcpus {self.pick(counts)}")
         if self.chance(0.2):
             settings.append("accel " + self.pick(["kvm", "tcg"]))
@@ -213,9 +215,9 @@ class _Gen:
         # Most VMs keep to sources with a plain-QEMU form, so that QEMU judges them too.
         libvirt_only = self.chance(0.2)
         teams = [self.team(names, libvirt_only) for _ in range(self.rng.randint(1, 4))]
-        if "rombar-off-twice" in self.known:  # keep `rom bar off` to one virtio NIC of the VM
-            for team in [t for t in teams if "rom bar off" in t.persistent.options][1:]:
-                team.persistent.options.remove("rom bar off")
+        # `rom bar off` on one virtio NIC of the VM only: two clash in QEMU's fw_cfg (a break when fixed).
+        for team in [t for t in teams if "rom bar off" in t.persistent.options][1:]:
+            team.persistent.options.remove("rom bar off")
         self.place(teams, family)
         self.boot_orders(teams)
         vm = VmModel(name, settings, teams, family)
@@ -262,7 +264,7 @@ class _Gen:
             if self.chance(0.7):
                 src += " mode " + self.pick(MACVTAP_MODES)
         persistent = NicModel(src, kind)
-        if self.chance(0.3) and not (kind in ("user", "direct") and "mtu-user-direct" in self.known):
+        if self.chance(0.3) and kind not in ("user", "direct"):
             persistent.options.append(f"mtu {self.pick([68, 576, 1500, 9000, 65535])}")
         if self.chance(0.2):
             persistent.options.append(self.rom())
@@ -315,6 +317,8 @@ class _Gen:
                 if where in used or any(u[0] == where[0] != 0 for u in used) or \
                         (where[0] == 0 and any(u[:2] == where[:2] for u in used) and "pcie0-functions" in self.known):
                     continue
+                if where[2] and (0, where[1], 0) not in used:  # a function of a slot whose function 0 is taken
+                    continue
                 used.add(where)
                 nic.options.append("address " + self.pci(where))
 
@@ -331,7 +335,7 @@ class _Gen:
                     continue
                 if self.chance(0.2):
                     order = self.pick([1, 2, 3, 10, 65535] + ([] if "boot-range" in self.known else [65536, 2**31 - 1]))
-                    if order in used and "duplicate-boot" in self.known:
+                    if order in used:
                         continue
                     used.add(order)
                     nic.options.append(f"boot {order}")
@@ -403,7 +407,7 @@ def generate(seed: int, rom_dir: str = "/usr/share/teamc-difftest", known_unfixe
                 vf[(vm.name, team.name if team.form == "team" else team.vf_name)] = t.host
     broken, twin, target, detail = None, None, None, None
     if g.chance(1 / 6):
-        broken = g.rng.choice(BREAKS)
+        broken = g.rng.choice(BREAKS + [b for key, b in LIFTED_BREAKS.items() if key not in known])
         twin = _Gen(seed + 1_000_003, rom_dir, known).render(copy.deepcopy(vms))
         target, detail = _break(g, vms, broken[0])
     text = g.render(vms)
@@ -538,6 +542,35 @@ def _break(g: _Gen, vms: list[VmModel], what: str) -> tuple[tuple[str, str], str
         clone = TeamModel(team.name, team.vf_name + "x", team.form, None,
                           NicModel("user", "user"), NicModel(f"hostdev {g.host()}", "hostdev"), "virtio")
         vm.teams.append(clone)
+    elif what == "alias-dot":
+        team.name += ".0"
+    elif what == "mtu-on-user":
+        team.persistent = NicModel("user", "user", options=["mtu 1500"])
+    elif what == "lone-function":
+        vm.settings = [s for s in vm.settings if not s.startswith(("machine", "allow pc-machine", "allow E0401"))]
+        for x in vm.teams:
+            for nic in (x.persistent, x.transient):
+                nic.options = [o for o in nic.options if not o.startswith("address")]
+        p.options.append("address 0000:00:0f.3")
+    elif what == "duplicate-boot":
+        for x in vm.teams:
+            x.persistent.options = [o for o in x.persistent.options if not o.startswith("boot")]
+        if len(vm.teams) < 2:
+            vm.teams.append(g.team({x.name for x in vm.teams} | {x.vf_name for x in vm.teams}))
+        for x in vm.teams[:2]:
+            x.persistent.options.append("boot 7")
+    elif what == "vcpus-many":
+        value = g.pick(["256", "289", "4096"])
+        vm.settings = [s for s in vm.settings if not s.startswith("vcpus")] + [f"vcpus {value}"]
+    elif what == "machine-version":
+        vm.settings = [s for s in vm.settings if not s.startswith(("machine", "allow pc-machine", "allow E0401"))]
+        value = "pc-q35-" + g.pick(BAD_VERSIONS)
+        vm.settings.append(f"machine {value}")
+    elif what == "rombar-off-twice":
+        if len(vm.teams) < 2:
+            vm.teams.append(g.team({x.name for x in vm.teams} | {x.vf_name for x in vm.teams}))
+        for x in vm.teams[:2]:
+            x.persistent.options = [o for o in x.persistent.options if not o.startswith("rom")] + ["rom bar off"]
     elif what == "missing-source":
         nic_form()
         team.drop = ("source ",)
