@@ -186,3 +186,17 @@ def expected_placement(command: QemuCommand) -> dict[str, tuple[str, str, str]]:
         wanted[flag.props["id"]] = (flag.props["driver"], flag.props["bus"],
                                     f"{int(slot, 16):02x}.{int(function, 16) if function else 0:x}")
     return wanted
+
+
+def decode_option(arg: str, head: str) -> dict:
+    """A -device/-netdev value read back from an output file, from JSON or keyval (`,,` is a literal
+    comma): the tests' own reading of what teamc wrote, independent of the backend's encoder."""
+    if arg.startswith("{"):
+        return json.loads(arg)
+    parts = arg.replace(",,", "\0").split(",")
+    props = {head: parts[0].replace("\0", ",")}
+    for part in parts[1:]:
+        key, sep, value = part.partition("=")
+        assert sep, f"keyval part without '=': {part!r}"
+        props[key] = value.replace("\0", ",")
+    return props

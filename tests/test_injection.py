@@ -18,7 +18,7 @@ from lxml import etree
 
 from compiler.pipeline import Options, compile_source
 from compiler.source import SourceFile
-from helpers import QEMU, argv_from_script
+from helpers import QEMU, argv_from_script, decode_option
 
 HOSTILE = st.one_of(
     st.text(alphabet=st.sampled_from(list(",'\"<>&;$()`\\|{}#=: \n\t\x00\u00e9\u2028\ufffe-_.ab/")), min_size=1,
@@ -50,18 +50,6 @@ def outputs(text: str, syntax: str):
     return result, {a.name: a.text for a in result.artifacts}
 
 
-def decode(arg: str) -> dict:
-    if arg.startswith("{"):
-        return json.loads(arg)
-    parts = arg.replace(",,", "\0").split(",")
-    props = {"_head": parts[0].replace("\0", ",")}
-    for part in parts[1:]:
-        key, sep, value = part.partition("=")
-        assert sep, f"keyval part without '=': {part!r}"
-        props[key] = value.replace("\0", ",")
-    return props
-
-
 @pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(["bridge", "rom", "emulator", "network", "dev", "machine"]), value=HOSTILE,
@@ -91,9 +79,9 @@ def test_hostile_strings_are_refused_or_escaped(field, value, syntax):
     argv = argv_from_script(files["web.sh"])
     assert argv[0] == found["emulator"]
     assert argv.count("-device") == 9 and argv.count("-netdev") == 2
-    devices = [decode(argv[i + 1]) for i, a in enumerate(argv) if a == "-device"]
-    netdevs = [decode(argv[i + 1]) for i, a in enumerate(argv) if a == "-netdev"]
-    virtio = [d for d in devices if d.get("driver", d.get("_head")) == "virtio-net-pci"]
+    devices = [decode_option(argv[i + 1], "driver") for i, a in enumerate(argv) if a == "-device"]
+    netdevs = [decode_option(argv[i + 1], "type") for i, a in enumerate(argv) if a == "-netdev"]
+    virtio = [d for d in devices if d["driver"] == "virtio-net-pci"]
     assert virtio[0]["romfile"] == found["rom"]
     assert [n["br"] for n in netdevs] == [found["bridge"], found["bridge"]]
     machine = argv[argv.index("-machine") + 1]
