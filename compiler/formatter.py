@@ -20,7 +20,6 @@ formatted text equals the AST of the input, spans aside.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,8 +27,6 @@ from . import nodes as n
 
 INDENT = "    "
 WIDTH = 120
-_COMMENT_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[^"#]+')
-_WORD_RE = re.compile(r'[^\s{};#"]+\Z')
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +37,12 @@ class Comment:
 
 
 def scan_comments(text: str) -> list[Comment]:
-    """Every `#` comment outside a quoted string, in order."""
+    """Every `#` comment of a file that parses, in order (read with the grammar's own tokens)."""
+    from .parser import grammar
+
     out = []
-    for m in _COMMENT_RE.finditer(text):
-        if m.group(0).startswith("#"):
+    for m in grammar().lexer.finditer(text):
+        if m.lastgroup == "COMMENT":
             line_start = text.rfind("\n", 0, m.start()) + 1
             out.append(Comment(m.start(), m.group(0).rstrip(), not text[line_start:m.start()].strip()))
     return out
@@ -51,8 +50,11 @@ def scan_comments(text: str) -> list[Comment]:
 
 def quote(value: n.Value) -> str:
     """A value as it is written: a bare word, or a canonically escaped string."""
+    from .parser import grammar
+
     text = value.text
-    if not value.quoted and _WORD_RE.match(text):
+    words = grammar()
+    if not value.quoted and words.patterns[words.word].fullmatch(text):
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
     return f'"{escaped}"'

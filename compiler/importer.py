@@ -23,13 +23,12 @@ from dataclasses import dataclass, field, fields, replace
 
 from . import nodes as n
 from .diagnostics import Diagnostic, diag
+from .keywords import UNIT_BYTES as _UNIT_BYTES
 from .source import SourceFile, Span
 
 # libvirt memory units -> (teamc unit, factor to get there)
 _LIBVIRT_UNITS = {"b": "B", "bytes": "B", "k": "KiB", "KiB": "KiB", "KB": "KB", "M": "MiB", "MiB": "MiB",
                   "MB": "MB", "G": "GiB", "GiB": "GiB", "GB": "GB", "T": "TiB", "TiB": "TiB", "TB": "TB"}
-_UNIT_BYTES = {"B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3,
-               "TB": 1000**4, "TiB": 1024**4}
 _SOURCE_TYPES = ("user", "bridge", "network", "direct", "hostdev")
 # Children of a teamed NIC that `virsh dumpxml` adds or that mean nothing to a team: skipped without a word.
 _RUNTIME = {"target", "alias", "address", "source", "mac", "model", "teaming", "boot", "rom", "mtu"}

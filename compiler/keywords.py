@@ -1,7 +1,9 @@
 """The keywords of the .team language: syntax, where each may appear, and what it means.
 
 One table feeds the language server's hover and completion; the README's "The language" section says the
-same (tests/test_lsp.py checks that every keyword of the grammar is here and in the README's grammar block).
+same. The grammar is the source of the words themselves: tests/test_lsp_features.py checks that every keyword
+of the grammar is here and in the README's grammar block, and tests/test_parser.py that each entry's `blocks`,
+SOURCE_WORDS and the units are the ones the grammar's rules give (`compiler.parser.grammar()`).
 """
 
 from __future__ import annotations
@@ -83,4 +85,8 @@ KEYWORDS: dict[str, Keyword] = _table(
 )
 
 SOURCE_WORDS = ("user", "bridge", "network", "direct", "hostdev", "pci-hostdev")
-UNIT_WORDS = ("B", "KiB", "MiB", "GiB", "TiB", "KB", "MB", "GB", "TB", "k", "K", "M", "G", "T")
+# The grammar's memory units (its `unit` rule, in its order) and how many bytes each is.
+UNIT_BYTES = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
+              "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+              "k": 1024, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}  # fmt: skip
+UNIT_WORDS = tuple(UNIT_BYTES)

@@ -20,6 +20,7 @@ from . import nodes as n
 from .diagnostics import CODES, Diagnostic, Label, diag, lookup
 from .ir import (HOSTDEV_KINDS, PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nic_key, nics, partner,
                  transients_of, vm_key)
+from .keywords import UNIT_BYTES as UNITS
 from .source import Span
 
 # libvirt keeps a user alias only when it starts with `ua-` and every character is one of
@@ -33,9 +34,6 @@ MAC_RE = re.compile(r"([0-9A-Fa-f]{2})(:[0-9A-Fa-f]{2}){5}\Z")
 UUID_RE = re.compile(r"[0-9A-Fa-f]{8}-?([0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}\Z")
 TEAMC_NAMESPACE = uuidlib.UUID("6f1c1f4e-2a57-4c1e-9d8e-7465616d6301")
 
-UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
-         "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
-         "k": 1024, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}  # fmt: skip
 MACVTAP_MODES = ("vepa", "bridge", "private", "passthrough")
 # libvirt's own schema patterns (domaincommon.rng): a bridge name, and a host device name.
 BRIDGE_RE = re.compile(r"[a-zA-Z0-9_.\-\\:/ ]+\Z")

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from typing import NamedTuple
 
 from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import nodes as n
 from .diagnostics import Diagnostic, diag
@@ -36,7 +36,6 @@ _DESCRIPTIONS = {
     "$END": "end of file",
 }
 _SEPARATORS = ("_NL", "SEMICOLON")
-_UNITS = frozenset(("B", "KiB", "MiB", "GiB", "TiB", "KB", "MB", "GB", "TB", "k", "K", "M", "G", "T"))
 
 
 class _WholeWords:
@@ -261,14 +260,23 @@ def _cache_path() -> str | bool:
     return os.path.join(folder, f"grammar-{digest}-lark{lark_module.__version__}.cache")
 
 
-def _parser() -> tuple[Lark, _Builder]:
+class _Parser(NamedTuple):
+    """One thread's parser: Lark's, the builder its rule callbacks are bound to, and the fast path's tables
+    made from both (so a table never calls into another parser's builder)."""
+
+    lark: Lark
+    builder: _Builder
+    tables: _Tables
+
+
+def _parser() -> _Parser:
     # One parser per thread: the embedded transformer carries the current source.
     cached = getattr(_local, "parser", None)
     if cached is None:
         builder = _Builder()
         lark = Lark(_grammar(), parser="lalr", lexer="contextual", keep_all_tokens=True, transformer=builder,
                     postlex=_WholeWords(), cache=_cache_path())
-        cached = _local.parser = (lark, builder)
+        cached = _local.parser = _Parser(lark, builder, _Tables(lark, builder))
     return cached
 
 
@@ -299,29 +307,107 @@ def parse_tolerant(source: SourceFile, keep_tree: bool = True) -> Parsed:
     `keep_tree` the AST is built throughout (the language server outlines a broken file);
     without it, rules after the first error build nothing, so a huge file stays cheap.
     """
-    lark, builder = _parser()
-    builder.source = source
-    try:
-        return _drive(lark, source, recover=True, keep_tree=keep_tree)
-    except VisitError as err:  # a builder bug, never bad input: let it surface
-        raise err.orig_exc from err
+    parser = _parser()
+    parser.builder.source = source
+    return _drive(parser, source, recover=True, keep_tree=keep_tree)
+
+
+# --- what the grammar says -----------------------------------------------------
+#
+# The grammar is the only list of tokens, units and statement keywords: everything below is
+# read from Lark's analysis of it, never restated.
+
+
+class Grammar(NamedTuple):
+    """The facts of grammar/team.lark that the parser, the formatter and the keyword table use."""
+
+    lexer: re.Pattern[str]  # one alternative per terminal (keywords aside) in Lark's order; `lastgroup` names it
+    ignored: frozenset[str]  # terminals skipped between tokens: white space, comments
+    word: str  # the terminal that reads a keyword: WORD, retyped to the keyword where the parser expects it
+    keywords: dict[str, str]  # keyword text -> its terminal
+    texts: dict[str, str]  # every literal terminal -> its text (keywords and punctuation)
+    patterns: dict[str, re.Pattern[str]]  # every terminal -> its regular expression
+    units: tuple[str, ...]  # the `unit` rule's words, in the grammar's order
+    starts: dict[str, frozenset[str]]  # rule -> the keywords a statement of that rule may start with
+
+
+@lru_cache(maxsize=1)
+def grammar() -> Grammar:
+    """The grammar's facts (the same for every thread's parser)."""
+    return _parser().tables.grammar
+
+
+def _lark_order(term) -> tuple:
+    # How Lark's lexer orders its alternatives (lark.lexer.BasicLexer): the first that matches wins.
+    return (-term.priority, -term.pattern.max_width, -len(term.pattern.value), term.name)
+
+
+def _read_grammar(lark: Lark) -> Grammar:
+    from lark.lexer import PatternStr
+
+    flags = lark.lexer_conf.g_regex_flags
+    terminals = sorted(lark.terminals, key=_lark_order)
+    regexps = {t.name: t.pattern.to_regexp() for t in terminals}
+    texts = {t.name: t.pattern.value for t in terminals if isinstance(t.pattern, PatternStr)}
+    # A literal that a regular terminal reads whole is lexed as that terminal and retyped where the parser
+    # expects the literal (lark.lexer._create_unless): those literals are the keywords.
+    absorbing: dict[str, dict[str, str]] = {}
+    for t in terminals:
+        if t.name in texts:
+            continue
+        pattern = re.compile(regexps[t.name], flags)
+        for lit in terminals:
+            if lit.name in texts and lit.priority == t.priority:
+                m = pattern.match(lit.pattern.value)
+                if m is not None and m.group() == lit.pattern.value:
+                    absorbing.setdefault(t.name, {})[lit.pattern.value] = lit.name
+    if len(absorbing) != 1:
+        raise RuntimeError(f"the fast lexer reads keywords through one terminal; the grammar has {sorted(absorbing)}")
+    ((word, keywords),) = absorbing.items()
+    lexed = [t for t in terminals if t.name not in keywords.values()]
+    lexer = re.compile("|".join(f"(?P<{t.name}>{regexps[t.name]})" for t in lexed), flags)
+
+    rules: dict[str, list[list]] = {}
+    for rule in lark.rules:
+        rules.setdefault(rule.origin.name, []).append(rule.expansion)
+    # FIRST sets over the rules (a fixpoint, with empty expansions), as far as the keywords go.
+    nullable: set[str] = set()
+    first: dict[str, set[str]] = {name: set() for name in rules}
+    changed = True
+    while changed:
+        changed = False
+        for name, expansions in rules.items():
+            for expansion in expansions:
+                for sym in expansion:
+                    new = {sym.name} if sym.is_term else first[sym.name]
+                    if not new <= first[name]:
+                        first[name] |= new
+                        changed = True
+                    if sym.is_term or sym.name not in nullable:
+                        break
+                else:
+                    if name not in nullable:
+                        nullable.add(name)
+                        changed = True
+    starts = {name: frozenset(texts[t] for t in terms if t in keywords.values()) for name, terms in first.items()}
+    units = tuple(texts[expansion[0].name] for expansion in rules["unit"])
+    return Grammar(lexer, frozenset(lark.lexer_conf.ignore), word, keywords, texts,
+                   {name: re.compile(regexp, flags) for name, regexp in regexps.items()}, units, starts)
 
 
 # --- the fast path -----------------------------------------------------------
 #
-# Lark's LALR tables and rule callbacks, driven by a tight loop and a lexer made
-# of one regular expression. It reads exactly the tokens of the grammar's
-# contextual lexer (WORD always; a WORD becomes a keyword only where the parser
-# state expects that keyword). At an unexpected token it describes the error
-# through Lark's own UnexpectedToken, with an interactive parser made from its
-# stacks, so the error reads exactly as on Lark's path without parsing again.
-# tests/test_parser.py checks that both paths give the same AST and first diagnostic.
+# Lark's LALR tables and rule callbacks, driven by a tight loop and a lexer made of one regular
+# expression built from the grammar's terminals in the order Lark's lexer tries them. It reads exactly
+# the tokens of the grammar's contextual lexer (WORD always; a WORD becomes a keyword only where the
+# parser state expects that keyword). At an unexpected token it describes the error through Lark's own
+# UnexpectedToken, with an interactive parser made from its stacks, so the error reads exactly as on
+# Lark's path without parsing again. tests/test_parser.py checks that both paths give the same AST and
+# first diagnostic.
+#
+# The loop uses Lark internals that are not its public API; pyproject.toml pins the Lark versions they
+# were checked against, and `_check_internals` refuses, loudly, a Lark that lacks them.
 
-_LEX = re.compile(
-    r'(?P<ws>[\t \f\r]+)|(?P<nl>(?:\r?\n[\t ]*)+)|(?P<comment>#[^\n]*)'
-    r'|(?P<string>"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+")|(?P<word>[^\s{};#"]++)|(?P<punct>[{};])'
-)
-_PUNCT = {"{": "LBRACE", "}": "RBRACE", ";": "SEMICOLON"}
 # Where a statement ends: recovery resumes at these.
 _SYNC = frozenset(("_NL", "SEMICOLON", "RBRACE", "$END"))
 
@@ -338,15 +424,55 @@ def _discard(children) -> None:
     return None
 
 
-class _Tables:
-    """Lark's parse table, flattened for the fast loop (twice: building the AST, and building nothing)."""
+def _check_internals(lark: Lark) -> None:
+    """Fail at build time, naming what is missing, if this Lark lacks an internal the fast path uses."""
+    import inspect
 
-    def __init__(self, lark: Lark) -> None:
+    import lark as lark_module
+
+    missing = []
+    try:
+        from lark.lexer import PatternStr  # noqa: F401
+        from lark.parsers.lalr_analysis import Shift  # noqa: F401
+        from lark.parsers.lalr_interactive_parser import InteractiveParser
+        from lark.parsers.lalr_parser_state import ParseConf, ParserState
+
+        if list(inspect.signature(ParseConf).parameters) != ["parse_table", "callbacks", "start"]:
+            missing.append("ParseConf(parse_table, callbacks, start)")
+        if list(inspect.signature(ParserState).parameters)[:4] != ["parse_conf", "lexer", "state_stack",
+                                                                   "value_stack"]:
+            missing.append("ParserState(parse_conf, lexer, state_stack, value_stack)")
+        if list(inspect.signature(InteractiveParser).parameters) != ["parser", "parser_state", "lexer_thread"]:
+            missing.append("InteractiveParser(parser, parser_state, lexer_thread)")
+    except ImportError as err:
+        missing.append(str(err))
+    frontend = getattr(getattr(getattr(lark, "parser", None), "parser", None), "parser", None)
+    table = getattr(frontend, "parse_table", None)
+    for what, ok in (("Lark.parser.parser.parser.parse_table", table is not None),
+                     ("Rule.options.keep_all_tokens/expand1/empty_indices/template_source",
+                      all(hasattr(getattr(rule, "options", None), a) for rule in getattr(lark, "rules", ())
+                          for a in ("keep_all_tokens", "expand1", "empty_indices", "template_source"))),
+                     ("parse_table.states/start_states/end_states",
+                      all(hasattr(table, a) for a in ("states", "start_states", "end_states"))),
+                     ("Lark.terminals, Lark.rules, Lark.lexer_conf.ignore",
+                      all(hasattr(lark, a) for a in ("terminals", "rules", "lexer_conf")))):
+        if not ok:
+            missing.append(what)
+    if missing:
+        raise RuntimeError(f"lark {lark_module.__version__} lacks what teamc's fast parser uses "
+                           f"({'; '.join(missing)}): install the lark version pyproject.toml names")
+
+
+class _Tables:
+    """Lark's parse table, flattened for the fast loop (twice: building the AST, and building nothing),
+    and the grammar's tokens. Made per parser object: the callbacks are bound to that parser's builder."""
+
+    def __init__(self, lark: Lark, builder: _Builder) -> None:
+        _check_internals(lark)
         from lark.parsers.lalr_analysis import Shift
 
-        frontend = lark.parser.parser.parser
-        table = frontend.parse_table
-        callbacks = frontend.callbacks
+        table = lark.parser.parser.parser.parse_table
+        callbacks = _direct_callbacks(lark, builder)
         self.start = table.start_states["start"]
         self.end = table.end_states["start"]
         self.states = {}
@@ -362,30 +488,73 @@ class _Tables:
             self.states[state] = flat
             self.bare_states[state] = bare
         self.bare_callbacks = {rule: _discard for rule in callbacks}
-        word = re.compile(r'[^\s{};#"]+\Z')
-        self.keywords = {t.pattern.value: t.name for t in lark.terminals
-                         if type(t.pattern).__name__ == "PatternStr" and word.match(t.pattern.value)}
+        self.grammar = _read_grammar(lark)
+        self.keywords = self.grammar.keywords
         # The placeholder recovery feeds for each terminal: a keyword's own text, else nothing.
-        self.fill_text = {t.name: t.pattern.value for t in lark.terminals if type(t.pattern).__name__ == "PatternStr"}
+        self.fill_text = self.grammar.texts
 
 
-_tables_cache: dict = {}
+def _direct_callbacks(lark: Lark, builder: _Builder) -> dict:
+    """Each rule's builder method, called directly rather than through Lark's per-rule wrappers
+    (lark.parse_tree_builder), whose one job here this does: an inlined rule (`_name`, and the
+    `__name_n` rules Lark makes for `*` and `?`) gives the list of its children, spliced into its
+    parent's children. Lark's options that would need more wrappers are refused."""
+    out = {}
+    for rule in lark.rules:
+        options = rule.options
+        if not options.keep_all_tokens or (options.expand1 and not rule.alias) or options.empty_indices \
+                or options.template_source:
+            raise RuntimeError(f"the fast parser calls the builder directly and cannot build rule {rule}: "
+                               "keep all tokens, and no `?rule` without aliases, `[…]` or templates")
+        spliced = tuple(i for i, sym in enumerate(rule.expansion) if not sym.is_term and sym.name.startswith("_"))
+        method = _children if rule.origin.name.startswith("_") else getattr(builder, rule.alias or rule.origin.name)
+        out[rule] = _splicing(method, spliced) if spliced else method
+    return out
 
 
-def _tables(lark: Lark) -> _Tables:
-    tables = _tables_cache.get(id(lark))
-    if tables is None:
-        tables = _tables_cache[id(lark)] = _Tables(lark)
-    return tables
+def _children(children: list) -> list:
+    return children
 
 
-def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list, end: int,
-                callbacks: dict | None = None) -> UnexpectedToken:
+def _splicing(method, spliced: tuple[int, ...]):
+    """`method` on the children with the lists of the inlined rules at `spliced` spliced in. As in Lark's own
+    filter (lark.parse_tree_builder.ChildFilterLALR), a list that comes first is extended in place, so a
+    left-recursive `*` rule stays linear; any other splice makes a new list."""
+    if spliced == (0,):
+        def call_first(children: list):
+            out = children[0]
+            out += children[1:]
+            return method(out)
+
+        return call_first
+    if len(spliced) == 1:
+        (i,) = spliced
+        return lambda children: method([*children[:i], *children[i], *children[i + 1:]])
+
+    first_in_place = spliced[0] == 0
+    rest = spliced[1:] if first_in_place else spliced
+
+    def call(children: list):
+        out, last = (children[0], 1) if first_in_place else ([], 0)
+        for i in rest:
+            out += children[last:i]
+            out += children[i]
+            last = i + 1
+        out += children[last:]
+        return method(out)
+
+    return call
+
+
+def _unexpected(lark: Lark, tables: _Tables, term: str, tok, state_stack: list, value_stack: list,
+                end: int) -> UnexpectedToken:
     from lark.parsers.lalr_interactive_parser import InteractiveParser
     from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
     frontend = lark.parser.parser.parser
-    state = ParserState(ParseConf(frontend.parse_table, callbacks or frontend.callbacks, "start"), None,
+    # The stacks hold what the fast path built, which Lark's own callbacks cannot take: the error's
+    # interactive parser (it only replays the parser's moves) gets callbacks that build nothing.
+    state = ParserState(ParseConf(frontend.parse_table, tables.bare_callbacks, "start"), None,
                         list(state_stack), list(value_stack))
     if tok is None:
         token = Token("$END", "", end, 0, 0, 0, 0, end)
@@ -404,23 +573,21 @@ def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
 
     Recovery runs over errors earlier in the prefix, so a broken statement above the cursor
     does not stop completion below it."""
-    lark, builder = _parser()
-    builder.source = source
+    parser = _parser()
+    parser.builder.source = source
     expect: list[str] = []
-    try:
-        _drive(lark, source, recover=True, keep_tree=False, expect=expect)
-    except VisitError as err:
-        raise err.orig_exc from err
-    fill = _tables(lark).fill_text
+    _drive(parser, source, recover=True, keep_tree=False, expect=expect)
+    fill = parser.tables.fill_text
     keywords = {fill[t] for t in expect if t in fill and t not in _DESCRIPTIONS and t not in ("LBRACE", "RBRACE")}
     return keywords, {t for t in expect if t not in fill or t in ("LBRACE", "RBRACE")}
 
 
-def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True,
+def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool = True,
            expect: list[str] | None = None) -> Parsed:
     text = source.text
-    tables = _tables(lark)
+    lark, tables = parser.lark, parser.tables
     states, keywords = tables.states, tables.keywords
+    word, ignored = tables.grammar.word, tables.grammar.ignored
     state_stack = [tables.start]
     value_stack: list = []
     actions = states[tables.start]
@@ -454,7 +621,7 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
             step = actions.get(term)
             if step is None:
                 if not recover:
-                    raise _unexpected(lark, term, tok, state_stack, value_stack, len(text))
+                    raise _unexpected(lark, tables, term, tok, state_stack, value_stack, len(text))
                 report(term, tok)
                 # LALR may reduce on a token it then refuses; recovery resumes from before those
                 # reductions, where the statement that was being parsed is still open.
@@ -512,8 +679,7 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
         if not panic and not (term == "$END" and opened):
             offsets.append(len(text) if tok is None else tok.start_pos)
             record(lambda: _syntax_diagnostic(lark, source, _unexpected(
-                lark, term, tok, state_stack, value_stack, len(text),
-                None if building else tables.bare_callbacks)))
+                lark, tables, term, tok, state_stack, value_stack, len(text))))
 
     def recover_at(term: str, tok) -> None:
         nonlocal panic, skip, between_vms, opened
@@ -574,7 +740,7 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
         return accepts(term)
 
     pos, end = 0, len(text)
-    match = _LEX.match
+    match = tables.grammar.lexer.match
     try:
         while pos < end:
             m = match(text, pos)
@@ -595,27 +761,20 @@ def _drive(lark: Lark, source: SourceFile, recover: bool, keep_tree: bool = True
                     while pos < end and text[pos] not in '"\n' and match(text, pos) is None:
                         pos += 1
                 continue
-            kind = m.lastgroup
+            term = m.lastgroup
             stop = m.end()
-            if skip and kind == "punct":
-                skip += {"{": 1, "}": -1}.get(m.group(), 0)
-                pos = stop
-                continue
-            if skip:
-                pos = stop
-                continue
-            if kind == "word":
+            if term == word:
                 value = m.group()
-                term = keywords.get(value)
-                if term is None or term not in actions:
-                    term = "WORD"
-                feed(term, _Tok(term, value, pos, stop))
-            elif kind == "nl":
-                feed("_NL", _Tok("_NL", m.group(), pos, stop))
-            elif kind == "string":
-                feed("STRING", _Tok("STRING", m.group(), pos, stop))
-            elif kind == "punct":
-                term = _PUNCT[m.group()]
+                if not skip:
+                    term = keywords.get(value, word)
+                    if term not in actions:
+                        term = word
+                    feed(term, _Tok(term, value, pos, stop))
+            elif term in ignored:
+                pass
+            elif skip:
+                skip += 1 if term == "LBRACE" else -1 if term == "RBRACE" else 0
+            else:
                 feed(term, _Tok(term, m.group(), pos, stop))
             pos = stop
         if expect is not None:
@@ -664,8 +823,9 @@ def _acceptable(err: UnexpectedToken) -> set[str]:
 
 def _describe(expected: set[str], words: dict[str, tuple[str, ...]]) -> list[str]:
     described = set()
+    units = grammar().units
     for name in expected:
-        if name in words and words[name][0] in _UNITS:
+        if name in words and words[name][0] in units:
             described.add("a unit (KiB, MiB, GiB)")
         elif name in words:
             described.update(f"`{w}`" for w in words[name])
@@ -742,8 +902,11 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
     )
 
 
-# Possessive throughout (as STRING in the grammar): no backtracking state per character.
-_CODE_RE = re.compile(r'(?:"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"?|[^"#\n]++)*+')
+@lru_cache(maxsize=1)
+def _code_re() -> re.Pattern[str]:
+    # A line's code: strings (an unterminated one runs to the end of the line) and anything but a comment.
+    # Possessive throughout, as the grammar's STRING: no backtracking state per character.
+    return re.compile(rf'(?:{grammar().patterns["STRING"].pattern}|"[^\n]*+|[^"#\n]++)*+')
 
 
 def _end_of_code(text: str) -> int:
@@ -751,7 +914,7 @@ def _end_of_code(text: str) -> int:
     end = len(text)
     while end > 0:
         start = text.rfind("\n", 0, end) + 1
-        code = _CODE_RE.match(text, start, end).group(0).rstrip()
+        code = _code_re().match(text, start, end).group(0).rstrip()
         if code:
             return start + len(code)
         end = start - 1
@@ -759,9 +922,10 @@ def _end_of_code(text: str) -> int:
 
 
 def _misplaced_help(keyword: str) -> str:
-    if keyword in ("team", "nic", "uuid", "machine", "arch", "memory", "vcpus", "emulator", "accel", "allow"):
+    starts = grammar().starts
+    if keyword in starts["_vm_item"]:
         return f"`{keyword}` belongs inside a `vm NAME {{ … }}` block"
-    if keyword in ("mac", "persistent", "transient"):
+    if keyword in starts["_team_item"]:
         return f"`{keyword}` belongs inside a `team NAME {{ … }}` block"
     return "check the statement against the language reference in the README"
 

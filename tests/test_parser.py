@@ -4,13 +4,17 @@ Small inline programs; every assertion is on exact values: node types, value
 texts, span texts, codes, line:col and messages.
 """
 
+import re
+import tomllib
+from types import SimpleNamespace
+
 import pytest
 from helpers import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compiler import nodes as n
-from compiler.parser import MAX_SYNTAX_ERRORS, parse, parse_tolerant
+from compiler.parser import MAX_SYNTAX_ERRORS, grammar, parse, parse_tolerant
 from compiler.source import SourceFile
 
 TEAM = "team up0 { persistent virtio user; transient hostdev 0000:03:07.1 }"
@@ -498,10 +502,11 @@ def _both_paths(text: str):
     from compiler.diagnostics import render_human
 
     source = SourceFile("t.team", text)
-    lark, builder = parser_module._parser()
+    parser = parser_module._parser()
+    lark, builder = parser.lark, parser.builder
     builder.source = source
     try:
-        fast = parser_module._drive(lark, source, recover=False).module
+        fast = parser_module._drive(parser, source, recover=False).module
     except UnexpectedToken as err:
         fast = render_human(parser_module._syntax_diagnostic(lark, source, err))
     except parser_module._Bail:
@@ -523,17 +528,149 @@ def test_fast_path_builds_the_same_ast_as_lark_for_every_file_in_the_tree():
         assert fast == slow or (fast == "bailed" and isinstance(slow, str)), path
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from([
+_SOUP = st.lists(st.sampled_from([
     "vm", "team", "nic", "a", "b1", "{", "}", ";", "\n", "\r\n", " ", "\t", "# c\n", '"q"', '"x y"', "mac",
     "52:54:00:00:00:01", "persistent", "transient", "virtio", "user", "bridge", "br0", "hostdev", "0000:03:07.1",
     "network", "vf", "direct", "mode", "pci-hostdev", "managed", "yes", "no", "memory", "2", "MiB", "machine",
     "q35", "address", "boot", "mtu", "rom", "bar", "off", "teaming", "source", "model", "allow", "vma", '"',
-]), max_size=40))
+    "\f", "\r", "\r\n\t", "k", "K", '"a\\"b"', "#",
+]), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SOUP)
 def test_fast_path_never_disagrees_with_lark(tokens):
     # Same AST, or the very same rendered syntax diagnostic.
     fast, slow = _both_paths(" ".join(tokens))
     assert fast == slow or (fast == "bailed" and isinstance(slow, str))
+
+
+# --- the grammar is the only source of tokens ------------------------------------------
+
+
+def _fast_tokens(text: str) -> tuple[list[tuple[str, str, int]], int]:
+    """The fast lexer's tokens (a keyword typed as one wherever it stands, as Lark's basic lexer does) and
+    where it stopped."""
+    g = grammar()
+    out, pos = [], 0
+    while pos < len(text):
+        m = g.lexer.match(text, pos)
+        if m is None:
+            break
+        if m.lastgroup not in g.ignored:
+            kind = g.keywords.get(m.group(), g.word) if m.lastgroup == g.word else m.lastgroup
+            out.append((kind, m.group(), pos))
+        pos = m.end()
+    return out, pos
+
+
+def _lark_tokens(text: str) -> tuple[list[tuple[str, str, int]], int]:
+    from lark.exceptions import UnexpectedCharacters
+
+    from compiler import parser as parser_module
+
+    out = []
+    try:
+        for tok in parser_module._parser().lark.lex(text):
+            out.append((tok.type, tok.value, tok.start_pos))
+    except UnexpectedCharacters as err:
+        return out, err.pos_in_stream
+    return out, len(text)
+
+
+def _lark_files() -> list:
+    return [*ROOT.glob("examples/*.team"), *ROOT.glob("tests/cases/*.team"), *ROOT.glob("tests/conformance/*.team")]
+
+
+def test_the_fast_lexer_reads_exactly_larks_tokens_in_every_file_in_the_tree():
+    files = _lark_files()
+    assert files
+    for path in files:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        assert _fast_tokens(text) == _lark_tokens(text), path
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SOUP)
+def test_the_fast_lexer_never_disagrees_with_larks_lexer(tokens):
+    text = " ".join(tokens)
+    assert _fast_tokens(text) == _lark_tokens(text)
+
+
+def test_the_tables_are_per_parser_and_call_their_own_builder():
+    # Another thread's parser: its tables hold callbacks bound to its own builder, never this one's.
+    import threading
+
+    from compiler import parser as parser_module
+
+    here = parser_module._parser()
+    there = []
+    thread = threading.Thread(target=lambda: there.append(parser_module._parser()))
+    thread.start()
+    thread.join()
+    assert there[0].tables is not here.tables and there[0].builder is not here.builder
+    a, b = SourceFile("a.team", "vm a {}"), SourceFile("b.team", "vm b {}")
+    here.builder.source, there[0].builder.source = a, b
+    assert parser_module._drive(there[0], b, recover=False).module.vms[0].span.source is b
+    assert parser_module._drive(here, a, recover=False).module.vms[0].span.source is a
+
+
+def test_a_lark_without_the_internals_the_fast_path_uses_is_refused_loudly(monkeypatch):
+    import lark.parsers.lalr_parser_state as lark_state
+
+    from compiler import parser as parser_module
+
+    lark, builder = parser_module._parser()[:2]
+    hollow = SimpleNamespace(parser=SimpleNamespace(parser=SimpleNamespace(parser=SimpleNamespace())),
+                             terminals=lark.terminals, rules=lark.rules, lexer_conf=lark.lexer_conf)
+    with pytest.raises(RuntimeError, match=r"lacks what teamc's fast parser uses \(Lark.parser.parser.parser"):
+        parser_module._Tables(hollow, builder)
+    monkeypatch.setattr(lark_state, "ParseConf", lambda parse_table, callbacks: None)
+    with pytest.raises(RuntimeError, match=r"ParseConf\(parse_table, callbacks, start\)"):
+        parser_module._Tables(lark, builder)
+
+
+def test_a_grammar_the_direct_callbacks_cannot_build_is_refused_loudly():
+    from lark import Lark
+
+    from compiler import parser as parser_module
+
+    builder = parser_module._parser().builder
+    for grammar_text in ('start: "a" ["b"]', "?start: a\na: \"a\""):
+        lark = Lark(grammar_text, parser="lalr", keep_all_tokens=True)
+        with pytest.raises(RuntimeError, match="cannot build rule"):
+            parser_module._direct_callbacks(lark, builder)
+
+
+def test_pyproject_pins_lark_to_the_versions_whose_internals_the_fast_path_uses():
+    import lark
+    from packaging.specifiers import SpecifierSet
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (spec,) = [re.sub(r"^lark", "", d) for d in project["dependencies"] if re.match(r"lark\b", d)]
+    assert SpecifierSet(spec) == SpecifierSet(">=1.1.8,<1.4")  # 1.1.7 lacks lark.parsers.lalr_parser_state
+    assert lark.__version__ in SpecifierSet(spec)
+
+
+def test_the_keyword_table_units_and_sources_are_the_grammars():
+    from compiler.keywords import KEYWORDS, SOURCE_WORDS, UNIT_BYTES, UNIT_WORDS
+
+    g = grammar()
+    assert UNIT_WORDS == tuple(UNIT_BYTES) == g.units
+    assert set(SOURCE_WORDS) == g.starts["source"]
+    assert set(KEYWORDS) == set(g.keywords) - set(g.units)
+    blocks = {"file": "start", "vm": "_vm_item", "team": "_team_item", "nic": "_nic_item", "options": "_option"}
+    for word, keyword in KEYWORDS.items():
+        assert set(keyword.blocks) == {b for b, rule in blocks.items() if word in g.starts[rule]}, word
+
+
+def test_a_misplaced_keyword_names_the_block_the_grammar_puts_it_in():
+    starts = grammar().starts
+    assert starts["_team_item"] == {"mac", "persistent", "transient"}
+    for word in sorted(starts["_vm_item"]):
+        assert err(f"{word} x").help == f"`{word}` belongs inside a `vm NAME {{ … }}` block", word
+    for word in sorted(starts["_team_item"]):
+        assert err(f"{word} x").help == f"`{word}` belongs inside a `team NAME {{ … }}` block", word
 
 
 @pytest.mark.parametrize("body", ["x" * 40_000_000, "\\/" * 10_000_000, "a\\\"" * 5_000_000],
@@ -616,12 +753,12 @@ def test_the_number_of_errors_is_capped():
 
 
 def _tokens(text: str) -> list[tuple[int, int]]:
-    from compiler.parser import _LEX
+    from compiler.parser import grammar
 
     out, pos = [], 0
     while pos < len(text):
-        m = _LEX.match(text, pos)
-        if m.lastgroup not in ("ws", "comment"):
+        m = grammar().lexer.match(text, pos)
+        if m.lastgroup not in grammar().ignored:
             out.append((pos, m.end()))
         pos = m.end()
     return out

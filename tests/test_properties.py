@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from compiler.ir import PERSISTENT, TRANSIENT, PciAddress, nic_key, nics, partner, vms
+from compiler.parser import grammar
 from compiler.pipeline import check_source, compile_source
 from compiler.source import SourceFile
 from helpers import EXAMPLES, ROOT, TESTS, rng_errors, teamc
@@ -42,9 +43,8 @@ def fuzz(max_examples: int) -> settings:
     return settings(max_examples=max_examples, deadline=None, database=None, suppress_health_check=_SUPPRESS)
 
 
-GRAMMAR = (ROOT / "grammar" / "team.lark").read_text(encoding="utf-8")
 #: Every keyword the grammar spells out (`vm`, `team`, `persistent`, `MiB`, `yes`, ...).
-KEYWORDS = sorted(set(re.findall(r'"([A-Za-z][A-Za-z-]*)"', GRAMMAR)))
+KEYWORDS = sorted(grammar().keywords)
 assert {"team", "nic", "persistent", "transient", "mac", "hostdev", "network", "vf", "address", "bridge", "direct",
         "managed", "allow"} <= set(KEYWORDS)
 
