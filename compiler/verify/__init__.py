@@ -2,11 +2,14 @@
 
 Compiles as usual, derives the verification argv (plan.py: each VF becomes an
 emulated e1000e stand-in, host bridges become user networking, nothing else
-changes), boots a tiny Linux guest on it (guest.py), watches QMP and the
-guest's own reports (runner.py), optionally live-migrates it to a second QEMU,
-and prints a verdict per team (report.py).
+changes), boots a tiny Linux guest on it (guest.py) and runs the selected
+scenarios on it (scenarios.py: boot, migrations, hot-plug, save/restore, ...;
+runner.py runs them in turn, steps.py judges their steps from QMP and the
+guest's serial reports, serial.py and judge.py), then prints a verdict per
+scenario and team (report.py). process.py owns the QEMU processes, signals.py
+stops them on SIGTERM/SIGHUP, kvm.py decides whether KVM can run the guest.
 
-Exit status: 0 every team proven, 1 a team failed (or the input has errors),
+Exit status: 0 every scenario passed, 1 one failed (or the input has errors),
 2 usage or environment problems (bad options, no QEMU, no guest image).
 This module's top level stays light: `teamc check` imports it to build its parser.
 """
@@ -22,19 +25,28 @@ FORCIBLE = {
     "E0404": "QEMU cannot hot-plug the primary on pcie.0",
 }
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Kept here, not imported from scenarios.py, so that building the parser stays light; a test checks
+# that the two agree.
+SCENARIO_NAMES = ("boot", "suspend-resume", "hot-unplug", "hot-plug", "abort-migration", "migrate", "migrate-back",
+                  "postcopy", "save-restore", "reboot")
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "verify", help="boot the compiled teams in a real guest (VFs emulated) and prove they fail over",
         description="Compile FILE, replace each VF by an emulated e1000e stand-in, boot a small Linux guest in "
-                    "QEMU and check every team: negotiated, bonded in the guest, traffic on the primary; with "
-                    "--migrate also a live migration on loopback. Exit status 0: every team proven; 1: a team "
-                    "failed; 2: usage or environment error.")
+                    "QEMU and run the scenarios asked for (--scenario): each team negotiated, bonded in the guest "
+                    "and carrying its traffic, through migrations, hot-plug, save/restore, pause and reset. Exit "
+                    "status 0: every scenario passed; 1: one failed; 2: usage or environment error.")
     p.add_argument("file", nargs="?", metavar="FILE", help=".team file ('-' reads standard input)")
     p.add_argument("--vm", action="append", default=[], metavar="NAME", help="verify only this VM (repeatable)")
-    p.add_argument("--migrate", action="store_true",
-                   help="also live-migrate each VM to a second QEMU on 127.0.0.1 and check the failover")
+    p.add_argument("--scenario", action="append", default=[], metavar="NAME[,NAME...]",
+                   help="what to prove (repeatable, comma-separated, or `all`): "
+                        + ", ".join(SCENARIO_NAMES) + " (default: boot)")
+    p.add_argument("--migrate", action="store_true", help="the same as --scenario boot,migrate")
+    p.add_argument("--max-gap", type=float, default=8.0, metavar="SECONDS",
+                   help="a scenario fails when the guest's ping stream goes longer than this without a reply "
+                        "(guest clock; default 8)")
     guest = p.add_argument_group("guest")
     guest.add_argument("--kernel", metavar="K", help="boot this kernel (needs --modules)")
     guest.add_argument("--modules", metavar="DIR",
@@ -51,7 +63,7 @@ def add_parser(subparsers) -> None:
                                 "(tried once per host boot, remembered in the cache)")
     run_group.add_argument("--qemu", metavar="PATH", help="the QEMU binary (default: the VM's emulator)")
     run_group.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
-                           help="limit for each phase, boot and migration (default 120)")
+                           help="limit for each scenario (default 120)")
     run_group.add_argument("--keep", action="store_true",
                            help="keep the work folder (argv, QEMU stderr, guest console and reports)")
     out = p.add_argument_group("output")
@@ -81,6 +93,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("verify: FILE is required (or --build-guest-image)")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if args.max_gap <= 0:
+        raise UsageError("--max-gap must be positive")
+    from .runner import selected
+
+    names = [name.strip() for value in args.scenario for name in value.split(",") if name.strip()]
+    names += ["boot", "migrate"] if args.migrate else []
+    try:
+        args.scenarios = selected(names or ["boot"])
+    except ValueError as unknown:
+        raise UsageError(f"--scenario {unknown}: no such scenario (choose from {', '.join(SCENARIO_NAMES)}, "
+                         "or all)") from None
     allow = set(allowed_codes(args.allow))
     forced = set()
     for name in args.force:
@@ -90,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--force {name}: verify can go on only despite {choices}")
         forced.add(code.code)
 
-    from .runner import run_guarded
+    from .signals import run_guarded
 
     try:
         return run_guarded(_verify, args, allow, forced)
@@ -108,8 +131,11 @@ def _verify(args, allow: set, forced: set) -> int:
     from ..pipeline import Options, check_source, load
     from . import report
     from .guest import GuestError, GuestImage, build_debian_image, default_cache, image_from_kernel
+    from .kvm import probe_kvm
     from .plan import plan_vm
-    from .runner import Progress, Settings, probe_kvm, verify_vm
+    from .progress import Progress
+    from .runner import verify_vm
+    from .steps import Settings
 
     err = sys.stderr
     cache = Path(args.cache) if args.cache else default_cache()
@@ -175,7 +201,7 @@ def _verify(args, allow: set, forced: set) -> int:
                       "give --qemu PATH)\n")
             return EXIT_USAGE
     progress = Progress(err, enabled=not args.quiet)
-    settings = Settings(migrate=args.migrate, timeout=args.timeout, keep=args.keep)
+    settings = Settings(scenarios=args.scenarios, timeout=args.timeout, max_gap=args.max_gap, keep=args.keep)
     results = []
     for plan in plans:
         results.append(verify_vm(plan, guest, settings, progress))

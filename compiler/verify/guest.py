@@ -19,8 +19,11 @@ lines reach the kernel console (ttyS0), loads the modules in dependency order,
 and then reports the state of every network interface on the second serial
 port (ttyS1) four times a second. Each failover master it finds is brought up
 with an address on slirp's 10.0.2.0/24 and pings the slirp gateway 10.0.2.2
-through that master, so the slaves' packet counters show which one carries
-the traffic. The host side (runner.py) draws every conclusion.
+through that master five times a second, so the slaves' packet counters show
+which one carries the traffic; every reply is written to the third serial port
+(ttyS2) with the guest's uptime and its sequence number, so that the host sees
+what was lost and how long the stream stopped. The host side (serial.py,
+judge.py) draws every conclusion.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ MODULES = ("failover", "net_failover", "virtio_ring", "virtio", "virtio_pci_mode
 REQUIRED = ("net_failover", "virtio_net", "e1000e")  # without these (as modules or built in) nothing can be proven
 DEBIAN_KERNEL_META = "linux-image-amd64"
 DEBIAN_BUSYBOX = "busybox-static"
-IMAGE_FORMAT = 2  # bump when the initramfs layout or /init changes: cached images are rebuilt
+# Bump when the initramfs layout or /init changes: each format is built into its own folder, so that
+# checkouts of different teamc versions can share one cache.
+IMAGE_FORMAT = 3
 
 INIT = r"""#!/bin/busybox sh
 # teamc verification guest. Kernel console: ttyS0. Reports: ttyS1 (read by teamc).
@@ -58,6 +63,13 @@ exec 0</dev/console 1>/dev/console 2>&1
 export PATH=/bin
 OUT=/dev/ttyS1
 say() { echo "TEAMC $*" > $OUT; }
+# One line per ping reply through master $1 on ttyS2: "P master uptime seq".
+pings() {
+    ping -I "$1" -i 0.2 10.0.2.2 2>/dev/null | while read -r _ _ _ _ seq _; do
+        read up _ < /proc/uptime
+        case "$seq" in seq=*) echo "P $1 $up ${seq#seq=}" ;; esac
+    done > /dev/ttyS2
+}
 read up _ < /proc/uptime
 say boot $up $(uname -r)
 echo 7 > /proc/sys/kernel/printk
@@ -95,7 +107,7 @@ while :; do
                 n=$((n + 1))
                 ip link set "$d" up
                 ip addr add 10.0.2.$((14 + n))/24 dev "$d"
-                ping -q -I "$d" -i 0.2 10.0.2.2 >/dev/null 2>&1 &
+                pings "$d" &
                 up_masters="$up_masters$d "
                 say master $d $mac 10.0.2.$((14 + n))
                 ;;
@@ -131,7 +143,7 @@ class GuestImage:
     description: str  # e.g. "Debian linux-image-6.1.0-56-amd64 6.1.192-2"
 
     @classmethod
-    def load(cls, folder: Path) -> "GuestImage":
+    def load(cls, folder: Path) -> GuestImage:
         folder = Path(folder)
         kernel, initrd, meta = folder / "vmlinuz", folder / "initrd.gz", folder / "image.json"
         if (folder / "vmlinux").is_file():
@@ -346,7 +358,7 @@ def build_debian_image(cache: Path, rebuild: bool = False, log=lambda message: N
             log(f"apt cannot name Debian's current kernel here; using the cached {cached[-1].name}")
             return GuestImage.load(cached[-1])
         raise
-    folder = Path(cache) / "guest" / package
+    folder = Path(cache) / "guest" / f"{package}-{IMAGE_FORMAT}"
     if _current(folder) and not rebuild:
         return GuestImage.load(folder)
     log(f"building the guest image from Debian's {package} and {DEBIAN_BUSYBOX} into {folder}")

@@ -115,9 +115,9 @@ class Qmp:
                 self._keep_event(message)
         return self.events[start:]
 
-    def find(self, name: str, **data) -> Event | None:
-        """The first event seen so far with this name whose data includes `data`."""
-        for event in self.events:
+    def find(self, name: str, since: int = 0, **data) -> Event | None:
+        """The first event seen so far (from index `since` on) with this name whose data includes `data`."""
+        for event in self.events[since:]:
             if event.name == name and all(event.data.get(k) == v for k, v in data.items()):
                 return event
         return None
