@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import networkx as nx
 
+from . import nicsettings as ns
 from . import nodes as n
 from .diagnostics import CODES, Diagnostic, Label, diag, lookup
 from .ir import (HOSTDEV_KINDS, PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nic_key, nics, partner,
@@ -343,12 +344,14 @@ class _Lowerer:
         if pers:
             self.check_model(pers.model)
             fields = self.source_fields(pers.source) | self.option_fields(pers.options)
+            fields |= self.setting_fields(pers.options, pers.source, PERSISTENT)
             spec = NicSpec(name=name, label=f"the persistent NIC of team `{name}`", role=PERSISTENT, span=pers.span,
                            name_span=team.name.span, model=pers.model.text, model_span=pers.model.span,
                            alias=alias, alias_span=team.name.span, role_spans=(pers.span,), **common, **fields)
             self.add_nic(nic_key(vm.name, name, PERSISTENT), spec)
         if trans:
             fields = self.source_fields(trans.source) | self.option_fields(trans.options)
+            fields |= self.setting_fields(trans.options, trans.source, TRANSIENT)
             spec = NicSpec(name=name, label=f"the transient NIC of team `{name}`", role=TRANSIENT, span=trans.span,
                            name_span=team.name.span, pairs_with=name if pers else None,
                            pairs_with_span=team.name.span,
@@ -391,6 +394,7 @@ class _Lowerer:
         mac = self.mac(mac_stmt.value) if mac_stmt else None
         teaming = roles.get("transient") if role == TRANSIENT else None
         fields = self.source_fields(source_stmt.source) | self.option_fields(options)
+        fields |= self.setting_fields(options, source_stmt.source, role)
         spec = NicSpec(
             vm=vm.name, name=name, label=f"{role} nic `{name}`" if role else f"nic `{name}`", role=role, span=nic.span, name_span=nic.name.span,
             model=model_stmt.value.text if model_stmt else ("virtio" if role == PERSISTENT else None),
@@ -430,9 +434,39 @@ class _Lowerer:
             fields["host_address_span"] = src.via_vf.span
         return fields
 
+    def setting_fields(self, options, source: n.Source, role: str | None) -> dict:
+        """The table's settings (`nicsettings.ROWS`): each parsed by its row, then refused where libvirt refuses it."""
+        stated: dict[str, tuple[ns.Elem, n.NicSetting]] = {}
+        for stmt in (o for o in options if isinstance(o, n.NicSetting)):
+            row = ns.BY_KEYWORD[stmt.key]
+            try:
+                elem = row.parse([v.text for v in stmt.values])
+            except ns.SettingError as e:
+                span = stmt.values[e.index].span if e.index < len(stmt.values) else stmt.span
+                self.error("E0205", e.message, span, help=e.help)
+                continue
+            if elem.tag in stated:
+                self.error("E0103", f"setting `{elem.tag.lstrip('@')}` is given twice", stmt.span,
+                           Label(stated[elem.tag][1].span, "first given here"), help="keep one of the two statements")
+                continue
+            stated[elem.tag] = (elem, stmt)
+        kind = source.kind
+        context = ns.Context(kind, role, source.mode.text if source.mode else None,
+                             {tag: elem for tag, (elem, _) in stated.items()})
+        kept = []
+        for tag, (elem, stmt) in stated.items():
+            row = ns.row_for(elem)
+            refusal = ns.refusal(row, elem, context)
+            if refusal is not None:
+                message, help = refusal
+                self.error("E0206", message, stmt.span, help=help)
+            else:
+                kept.append((elem, stmt.span))
+        return {"settings": tuple(e for e, _ in kept), "setting_spans": tuple(s for _, s in kept)}
+
     def option_fields(self, options) -> dict:
         fields: dict = {}
-        for key, opt in self.unique(options, "option").items():
+        for key, opt in self.unique([o for o in options if isinstance(o, n.Option)], "option").items():
             value = opt.value
             if key == "address":
                 fields["guest_address"] = self.pci(value, "a guest PCI address")
