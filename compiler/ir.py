@@ -125,6 +125,10 @@ class NicSpec:
     def setting(self, tag: str) -> Elem | None:
         return next((e for e in self.settings if e.tag == tag), None)
 
+    def setting_span(self, tag: str) -> Span:
+        """Where the setting of that tag is stated (the NIC itself if it is not)."""
+        return next((s for e, s in zip(self.settings, self.setting_spans) if e.tag == tag), self.span)
+
 
 def vm_key(vm: str) -> tuple:
     return ("vm", vm)

@@ -367,9 +367,9 @@ class _Lowerer:
         self.check_name(nic.name, alias)
         if not self.claim(vm, nic.name, alias if alias else name, names, aliases):
             return
-        items = [i for i in nic.items if not isinstance(i, (n.Option, n.Teaming))]
+        items = [i for i in nic.items if not isinstance(i, (n.Option, n.NicSetting, n.Teaming))]
         by_kind = self.unique(items, "statement", key=lambda item: type(item).__name__.lower().replace("nicsource", "source"))
-        options = [i for i in nic.items if isinstance(i, n.Option)]
+        options = [i for i in nic.items if isinstance(i, (n.Option, n.NicSetting))]
         teamings = [i for i in nic.items if isinstance(i, n.Teaming)]
         roles = self.unique(teamings, "teaming", key=lambda t: t.role)
         role = None

@@ -606,52 +606,57 @@ def statement(elem: Elem) -> tuple[str, list[str]]:
 
 # --- QEMU -----------------------------------------------------------------------------------------
 
-# libvirt 9.0 (qemu_command.c qemuBuildNicDevProps): the virtio-net-pci property each driver setting becomes.
-_DEVICE_PROPS = (("txmode", "tx", {"iothread": "bh", "timer": "timer"}), ("ioeventfd", "ioeventfd", None),
-                 ("event_idx", "event_idx", None), ("rx_queue_size", "rx_queue_size", int),
-                 ("tx_queue_size", "tx_queue_size", int), ("rss", "rss", None), ("rss_hash_report", "hash", None))
+# libvirt 9.0's virtio-net-pci properties for the driver settings, in the order its generator gives them
+# (qemu_command.c qemuBuildNicDevProps, checked against the oracle: tests/golden/oracle/).
+_VIRTIO_OPTS = (("iommu", "iommu_platform"), ("ats", "ats"), ("packed", "packed"), ("page_per_vq", "page-per-vq"))
+_TXMODE = {"iothread": "bh", "timer": "timer"}
 _HOST_PROPS = {"csum": "csum", "gso": "gso", "tso4": "host_tso4", "tso6": "host_tso6", "ecn": "host_ecn",
                "ufo": "host_ufo", "mrg_rxbuf": "mrg_rxbuf"}
 _GUEST_PROPS = {"csum": "guest_csum", "tso4": "guest_tso4", "tso6": "guest_tso6", "ecn": "guest_ecn",
                 "ufo": "guest_ufo"}
-_VIRTIO_OPTS = (("iommu", "iommu_platform"), ("ats", "ats"), ("packed", "packed"), ("page_per_vq", "page-per-vq"))
 
 
-def device_props(settings: dict[str, Elem]) -> tuple[dict, dict]:
-    """(properties before `netdev`, virtio options after the address) of virtio-net-pci, as libvirt gives them."""
-    driver = settings.get("driver")
+def device_props(settings: tuple[Elem, ...]) -> tuple[dict, dict]:
+    """virtio-net-pci's properties from the settings: (those before `host_mtu`/`failover`, those after `addr`)."""
     head: dict = {}
-    tail: dict = {}
-    if driver is None:
-        return head, tail
-    for attr, prop, conv in _DEVICE_PROPS:
-        value = driver.get(attr)
-        if value is None:
-            continue
-        if conv is int:
-            head[prop] = int(value)
-        elif isinstance(conv, dict):
-            head[prop] = conv[value]
-        else:
-            head[prop] = value == "on"
-    for group, props in (("host", _HOST_PROPS), ("guest", _GUEST_PROPS)):
-        child = driver.child(group)
-        for attr, value in child.attrs if child is not None else ():
-            head[props[attr]] = value == "on"
-    for attr, prop in _VIRTIO_OPTS:
-        if driver.get(attr) is not None:
-            tail[prop] = driver.get(attr) == "on"
-    return head, tail
+    driver = next((e for e in settings if e.tag == "driver"), None)
+    if driver is not None:
+        on = {k: v == "on" for k, v in driver.attrs}
+        for attr, prop in _VIRTIO_OPTS:
+            if attr in on:
+                head[prop] = on[attr]
+        if driver.get("txmode"):
+            head["tx"] = _TXMODE[driver.get("txmode") or ""]
+        for attr in ("ioeventfd", "event_idx"):
+            if attr in on:
+                head[attr] = on[attr]
+        for group, props in (("host", _HOST_PROPS), ("guest", _GUEST_PROPS)):
+            child = driver.child(group)
+            head |= {props[k]: v == "on" for k, v in (child.attrs if child is not None else ())}
+        queues = int(driver.get("queues") or 1)
+        if queues > 1:
+            head |= {"mq": True, "vectors": 2 * queues + 2}
+        for attr in ("rx_queue_size", "tx_queue_size"):
+            if driver.get(attr):
+                head[attr] = int(driver.get(attr) or 0)
+        if "rss" in on:
+            head["rss"] = on["rss"]
+        if "rss_hash_report" in on:
+            head["hash"] = on["rss_hash_report"]
+    acpi = next((e for e in settings if e.tag == "acpi"), None)
+    return head, ({"acpi-index": int(acpi.get("index") or 0)} if acpi is not None else {})
 
 
-def libvirt_only(settings: dict[str, Elem]) -> list[str]:
-    """The stated settings a plain QEMU command line cannot apply (they stay in the XML)."""
+def libvirt_only(settings: tuple[Elem, ...]) -> list[str]:
+    """The stated settings a plain QEMU command line cannot apply (they stay in the XML): everything but the
+    driver's device properties and the ACPI index; of the driver, `name` (vhost) and `queues` on the netdev."""
     out = []
-    for keyword, elem in settings.items():
-        if keyword == "driver":
+    for elem in settings:
+        if elem.tag == "driver":
             out += [f"driver {a}" for a in ("name", "queues") if elem.get(a) is not None]
-        elif keyword != "acpi":
-            out.append(keyword if keyword != "libvirt" else f"<{elem.tag}>")
+        elif elem.tag != "acpi":
+            row = BY_TAG.get(elem.tag)
+            out.append(row.keyword if row is not None else f"<{elem.tag}>")
     return out
 
 

@@ -133,10 +133,11 @@ def _check_source(source: SourceFile, options: Options) -> tuple[object, FileRes
 
     layouts = layout(graph)
     if "qemu" in options.emit:
-        # What only the QEMU backend can tell (W0504, W0505): `check` reports it as `compile` does.
-        from .backends.qemu import unexpressible
+        # What only the QEMU backend can tell (W0504, W0505; W0509 for a VM that has a command line): `check`
+        # reports it as `compile` does.
+        from .backends.qemu import libvirt_only_settings, unexpressible
 
-        problems = [d for vm_layout in layouts for d in unexpressible(vm_layout)]
+        problems = [d for vm_layout in layouts for d in unexpressible(vm_layout) or libvirt_only_settings(vm_layout)]
         result.diagnostics.extend(apply_allow(graph, problems, options.allow))
     return graph, result, layouts
 
