@@ -561,7 +561,7 @@ ROWS: tuple[Row, ...] = (
     Row("trust-guest-rx-filters", "@trustGuestRxFilters", RootAttr(YES_NO), PERSISTENT_KINDS | VF_KINDS,
         "libvirt only", "trust-guest-rx-filters yes"),
     Row("libvirt", "*", PassThrough(), PERSISTENT_KINDS | VF_KINDS, "as libvirt applies it",
-        "libvirt \"<coalesce><rx><frames max='7'/></rx></coalesce>\""),
+        "libvirt \"<guest dev='eth1'/>\""),
 )
 BY_KEYWORD: dict[str, Row] = {row.keyword: row for row in ROWS}
 BY_TAG: dict[str, Row] = {row.tag: row for row in ROWS if row.tag != "*"}
