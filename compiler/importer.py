@@ -33,8 +33,9 @@ _LIBVIRT_UNITS = {"b": "B", "bytes": "B", "k": "KiB", "KiB": "KiB", "KB": "KB", 
 _SOURCE_TYPES = ("user", "bridge", "network", "direct", "hostdev")
 # Children of a teamed NIC that `virsh dumpxml` adds or that mean nothing to a team: skipped without a word.
 _RUNTIME = {"alias", "address", "source", "mac", "model", "teaming", "boot", "rom", "mtu"}
-# The tap/macvtap names libvirt makes up for a running domain (and ignores in a definition): a `virsh dumpxml`
-# <target> with one of them is runtime state, any other <target> is configuration.
+# The tap/macvtap names libvirt makes up (and ignores in a definition): a <target> with one of them is runtime
+# state, as is every <target> of a running domain's `virsh dumpxml` (its <domain> has an `id`); any other
+# <target> is configuration.
 _GENERATED_TARGET = re.compile(r"(vnet|macvtap|macvlan)[0-9]+\Z")
 _HEX = re.compile(r"(0x)?[0-9A-Fa-f]+\Z")
 
@@ -325,7 +326,8 @@ class _Importer:
             elif tag == "driver" and nic.source.kind in ("hostdev", "pci-hostdev") and dict(child.attrib) in (
                     {"name": "vfio"}, {}):
                 continue  # libvirt's default for a VF, which `virsh dumpxml` spells out
-            elif tag == "target" and _GENERATED_TARGET.match(child.get("dev") or ""):
+            elif tag == "target" and (_GENERATED_TARGET.match(child.get("dev") or "")
+                                      or self.doc.root.get("id") is not None):
                 continue
             elif tag not in _RUNTIME:
                 if element.tag == "hostdev":
