@@ -29,6 +29,7 @@ SYNTAXES = ("json", "keyval")
 class QemuCommand:
     vm: str
     groups: tuple[tuple[str, ...], ...]  # the argv, one option with its value per group; empty if unexpressible
+    diagnostics: tuple[Diagnostic, ...] = ()  # why it is empty (W0504, W0505)
 
     @property
     def argv(self) -> list[str]:
@@ -150,8 +151,9 @@ def unexpressible(layout: VmLayout) -> list[Diagnostic]:
 
 def qemu_command(layout: VmLayout, syntax: str = "json") -> QemuCommand:
     vm = layout.vm
-    if unexpressible(layout):
-        return QemuCommand(vm.name, ())
+    problems = unexpressible(layout)
+    if problems:
+        return QemuCommand(vm.name, (), tuple(problems))
     groups: list[tuple[str, ...]] = [
         (vm.emulator,),
         ("-name", f"guest={keyval_escape(vm.name)},debug-threads=on"),
