@@ -11,10 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .diagnostics import FORMATS, Diagnostic, lookup, render
-from .pipeline import ANALYSIS, Options, read_source
+from .pipeline import Options, read_source
 from .source import SourceFile
-
-EMIT_KINDS = ("xml", "qemu", "interfaces", "json", "dot")
 
 
 class OptionError(ValueError):
@@ -53,11 +51,12 @@ def make_options(*, emit: Iterable[str] | None = None, allow: Iterable[str] = ()
                  qemu_format: str = "shell", vf: Mapping[tuple[str, str], str] | None = None,
                  into: SourceFile | None = None) -> Options:
     """Validated compile options; `emit` defaults to xml and qemu (xml alone with `into`)."""
+    from .emitters import registry
     from .ir import PciAddress
 
     kinds = tuple(emit) if emit is not None else (("xml",) if into is not None else ("xml", "qemu"))
-    if not kinds or set(kinds) - set(EMIT_KINDS):
-        raise OptionError(f"--emit {','.join(kinds)}: choose from {', '.join(EMIT_KINDS)}")
+    if not kinds or set(kinds) - set(registry()):
+        raise OptionError(f"--emit {','.join(kinds)}: choose from {', '.join(registry())}")
     if into is not None and "qemu" in kinds:
         raise OptionError("--into: the QEMU command line is teamc's own domain's; with a base domain, "
                           "let libvirt start it (--emit xml)")
@@ -103,7 +102,7 @@ def compile_text(text: str, name: str = "<text>", *, emit: Iterable[str] | None 
     if read_errors:
         return Result(read_errors)
     result = compile_source(source, options)
-    artifacts = [a for a in result.artifacts if not result.failed or a.name.endswith(tuple(f".{k}" for k in ANALYSIS))]
+    artifacts = [a for a in result.artifacts if not result.failed or a.analysis]
     return Result(_sorted(result.diagnostics), {a.name: a.text for a in artifacts})
 
 

@@ -1,7 +1,9 @@
-"""Check phase: IR graph -> diagnostics.
+"""Check phase: IR graph -> diagnostics (`check`), and laid-out VMs -> diagnostics (`check_layouts`).
 
 Each rule is a pure function over the graph that yields diagnostics; `check`
-runs them all and applies the VM-level `allow` downgrades. Relations between
+runs them all. What depends on where the NICs land (does the VM fit its guest
+PCI topology) is judged on the layout phase's result by `check_layouts`;
+`apply_allow` applies the `allow` downgrades. Relations between
 NICs use networkx: out-edges for the one target of a transient, in-degrees for
 shared persistents, `simple_cycles` for reference loops (only over links from a
 transient to a transient, the only edges a loop can use), and a union-find over
@@ -13,11 +15,16 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
+if TYPE_CHECKING:
+    from .layout import VmLayout
+
 from .diagnostics import Diagnostic, Label, diag
 from .ir import HOSTDEV_KINDS, PERSISTENT, TRANSIENT, VIRTIO_MODELS, NicSpec, nics, partner, transients_of, vms
+from .placement import MAX_SLOT, RESERVED_SLOTS, free_slots, ports_fit, root_port_room
 
 Rule = Callable[[nx.DiGraph], Iterator[Diagnostic]]
 RULES: list[Rule] = []
@@ -43,11 +50,8 @@ def _transient_links(graph: nx.DiGraph) -> nx.DiGraph:
 
 
 def _cycles(graph: nx.DiGraph) -> list[list]:
-    cache = graph.graph.setdefault("_check_cache", {})
-    if "cycles" not in cache:
-        links = _transient_links(graph)
-        cache["cycles"] = list(nx.simple_cycles(links)) if links else []
-    return cache["cycles"]
+    links = _transient_links(graph)
+    return list(nx.simple_cycles(links)) if links else []
 
 
 def _cycle_members(graph: nx.DiGraph) -> set:
@@ -345,12 +349,6 @@ def machine_hosts_team(graph):
                             "use `machine q35`, or `allow pc-machine-team` to keep libvirt's test layout")
 
 
-_RESERVED = {
-    "q35": {0x00: "the host bridge", 0x1F: "the ICH9 LPC, SATA and SMBus functions"},
-    "pc": {0x00: "the host bridge", 0x01: "the PIIX3 ISA, IDE and USB functions"},
-}
-
-
 @rule
 def guest_placement(graph):
     for vm in vms(graph):
@@ -373,9 +371,9 @@ def guest_placement(graph):
                 yield diag("E0204", f"bus {addr.bus:#04x} is a pcie-root-port, which has only slot 0", span,
                            help=f"write `address 0000:{addr.bus:02x}:00.0`")
                 continue
-            if addr.bus == 0 and addr.slot in _RESERVED[vm.machine_family]:
+            if addr.bus == 0 and addr.slot in RESERVED_SLOTS[vm.machine_family]:
                 yield diag("E0403", f"guest slot 00:{addr.slot:02x} is taken by "
-                                    f"{_RESERVED[vm.machine_family][addr.slot]}", span,
+                                    f"{RESERVED_SLOTS[vm.machine_family][addr.slot]}", span,
                            help="pick another slot")
                 continue
             if nic.role == TRANSIENT and vm.machine_family == "q35" and addr.bus == 0:
@@ -420,24 +418,27 @@ def guest_placement(graph):
                            help="QEMU requires the failover primary alone in its slot; move the other devices")
 
 
-@rule
-def guest_capacity(graph):
-    from .layout import LayoutFull, layout_vm
-
-    for vm in vms(graph):
-        members = graph.pred[("vm", vm.name)]
-        # Fewer NICs than pci.0 has free slots, and nothing pinned: it always fits.
-        if len(members) < 30 and not any(graph.nodes[k]["nic"].guest_address for k in members):
-            continue
-        try:
-            layout_vm(graph, vm)
-        except LayoutFull as full:
-            yield diag("E0403", f"VM `{vm.name}` does not fit its guest PCI topology: {full}", vm.name_span,
-                       help="use fewer NICs, lower pinned bus numbers, or split the VM")
-
-
 def check(graph: nx.DiGraph) -> list[Diagnostic]:
     return [d for run in RULES for d in run(graph)]
+
+
+def check_layouts(layouts: list[VmLayout]) -> list[Diagnostic]:
+    """E0403 for each VM whose layout does not fit its machine's guest PCI topology."""
+    out = []
+    for layout in layouts:
+        vm = layout.vm
+        if vm.machine_family == "q35":
+            free = free_slots("q35", {d.address.slot for d in layout.devices if d.address.bus == 0})
+            full = None if ports_fit(list(layout.root_ports), free) else (
+                f"{len(layout.root_ports)} pcie-root-ports are needed, but q35 has room for "
+                f"{root_port_room(free)} on pcie.0")
+        else:
+            full = None if all(d.address.slot <= MAX_SLOT for d in layout.devices) else (
+                f"the `{vm.machine}` machine has {MAX_SLOT - 1} slots for NICs on pci.0")
+        if full is not None:
+            out.append(diag("E0403", f"VM `{vm.name}` does not fit its guest PCI topology: {full}", vm.name_span,
+                            help="use fewer NICs, lower pinned bus numbers, or split the VM"))
+    return out
 
 
 def apply_allow(graph: nx.DiGraph, diagnostics: list[Diagnostic], everywhere: frozenset[str] = frozenset()):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .diagnostics import FORMATS, MACHINE_FORMATS, Diagnostic, render, sorted_unique
-from .pipeline import ANALYSIS, Artifact, FileResult, Options, load
+from .pipeline import Artifact, FileResult, Options, load
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -131,9 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     common(comp)
     comp.add_argument("-o", "--output", metavar="DIR",
                       help="write <vm>.xml and <vm>.sh into DIR (default: print to standard output)")
+    from .emitters import kinds_help
+
     comp.add_argument("--emit", metavar="KINDS",
-                      help="comma-separated outputs: xml, qemu, interfaces (one <vm>.<nic>.xml per NIC, for virsh "
-                           "attach-device), json (the IR), dot (the teaming graph) (default: xml,qemu; with --into: xml)")
+                      help=f"comma-separated outputs: {kinds_help()} (default: xml,qemu; with --into: xml)")
     comp.add_argument("--into", metavar="BASE.xml",
                       help="merge the VM's teams into this libvirt domain: the xml output is BASE.xml with the "
                            "team NICs and their root ports in it, everything else unchanged")
@@ -296,7 +297,7 @@ def _run(argv: list[str], held) -> int:
                 parser.error(f"cannot write {err.filename or output}: {err.strerror or err}")
         else:  # after errors, only what describes the input (json, dot)
             print_artifacts([a for r in results for a in r.artifacts
-                              if not failed or a.name.endswith(tuple(f".{kind}" for kind in ANALYSIS))])
+                              if not failed or a.analysis])
     return EXIT_ERRORS if failed else EXIT_OK
 
 

@@ -500,8 +500,9 @@ def _team_node(p: _Nic, t: _Nic) -> n.Team:
 
 def import_xml(source: SourceFile, allow: frozenset[str] = frozenset()) -> ImportResult:
     """Read one domain; on success the result holds the `.team` text."""
-    from .checks import apply_allow, check
+    from .checks import apply_allow
     from .lower import lower
+    from .pipeline import check_and_lay_out
     from .xmlsource import parse_xml
 
     doc, errors = parse_xml(source)
@@ -512,8 +513,8 @@ def import_xml(source: SourceFile, allow: frozenset[str] = frozenset()) -> Impor
     if importer.errors or vm is None:
         return ImportResult(source, importer.errors + importer.notes)
     lowered = lower(n.Module((vm,), vm.span))
-    diagnostics = apply_allow(lowered.graph, [*lowered.diagnostics, *check(lowered.graph), *importer.notes],
-                              allow | _allowed_for(vm))
+    found, _ = check_and_lay_out(lowered.graph)
+    diagnostics = apply_allow(lowered.graph, [*lowered.diagnostics, *found, *importer.notes], allow | _allowed_for(vm))
     result = ImportResult(source, diagnostics, vm=vm.name.text)
     if result.failed:
         return result

@@ -1,16 +1,18 @@
-"""Layout phase: checked IR -> per-VM device layout (guest PCI placement, ids).
+"""Layout phase: IR graph -> per-VM device layout (`VmLayout`: guest PCI placement, ids).
 
 Placement follows what libvirt does for the same domain, so that the QEMU argv
-teamc prints and the argv libvirt builds from teamc's XML agree:
+teamc prints and the argv libvirt builds from teamc's XML agree (the slot and
+root-port rules themselves are placement.py's):
   q35  one `pcie-root-port` per NIC plus one spare for hot-plug (none if a
-       port is left empty anyway, or no NIC needs one); the ports sit
-       on pcie.0 from slot 1 up, eight functions a slot (port = slot*8+function,
-       chassis = index); each NIC sits at slot 0 of its own port.
+       port is left empty anyway, or no NIC needs one); each NIC sits at slot 0
+       of its own port.
   pc   every NIC on pci.0 from slot 2 up (i440fx; only with the opt-in).
 Addresses are handed out in libvirt's order: interfaces that are not hostdevs
 (in source order), then hostdev interfaces, then plain <hostdev>s. Pinned
 addresses are kept and their buses and slots skipped; function 0 of a slot
 with pinned devices on other functions is marked multifunction, as libvirt does.
+A VM whose NICs do not fit is laid out all the same, past the machine's slots:
+the capacity check (checks.check_layouts) refuses that layout with E0403.
 """
 
 from __future__ import annotations
@@ -20,33 +22,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from .ir import PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nics, partner, vms
-
-MAX_SLOT = 0x1F
-MAX_BUS = 0xFF
-
-
-class LayoutFull(Exception):
-    """The NICs do not fit the machine's guest PCI topology (reported by checks as E0403)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RootPort:
-    index: int  # the bus number it provides, and libvirt's controller index
-    slot: int  # on pcie.0
-    function: int
-    multifunction: bool
-
-    @property
-    def id(self) -> str:
-        return f"pci.{self.index}"
-
-    @property
-    def port(self) -> int:
-        return self.slot * 8 + self.function
-
-    @property
-    def chassis(self) -> int:
-        return self.index
+from .placement import FIRST_NIC_SLOT, RootPort, free_slots, root_ports
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +75,7 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
     used_root_slots = {a.slot for a in pinned.values() if a.bus == 0}
 
     addresses: dict = {}
-    next_free = 1 if q35 else 2
+    next_free = FIRST_NIC_SLOT[vm.machine_family]
     for key, _ in address_order:
         if key in pinned:
             addresses[key] = pinned[key]
@@ -109,10 +85,8 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
             next_free += 1
         addresses[key] = PciAddress(0, next_free, 0, 0) if q35 else PciAddress(0, 0, next_free, 0)
         taken.add(next_free)
-    if not q35 and next_free > MAX_SLOT:
-        raise LayoutFull(f"the `{vm.machine}` machine has {MAX_SLOT - 1} slots for NICs on pci.0")
 
-    root_ports: list[RootPort] = []
+    ports: list[RootPort] = []
     if q35:
         # A port for every bus up to the highest in use, plus one spare for hot-plug, but only as
         # libvirt adds it (qemuDomainAssignPCIAddresses): when it had to add ports at all and none of
@@ -120,17 +94,7 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
         # a pinned bus leaves a lower port free.
         highest = max(used_buses, default=0)
         count = highest + 1 if highest and len(used_buses) == highest else highest
-        slots = [s for s in range(1, MAX_SLOT) if s not in used_root_slots]
-        if count > MAX_BUS or count > 8 * len(slots):
-            raise LayoutFull(f"{count} pcie-root-ports are needed, but q35 has room for "
-                             f"{min(MAX_BUS, 8 * len(slots))} on pcie.0")
-        for index in range(1, count + 1):
-            slot, function = slots[(index - 1) // 8], (index - 1) % 8
-            root_ports.append(RootPort(index, slot, function, multifunction=False))
-        root_ports = [
-            RootPort(p.index, p.slot, p.function, p.function == 0 and sum(q.slot == p.slot for q in root_ports) > 1)
-            for p in root_ports
-        ]
+        ports = root_ports(list(range(1, count + 1)), free_slots("q35", used_root_slots))
 
     # Ids: a persistent keeps its alias; VFs are hostdevN in libvirt's alias order.
     ids: dict = {}
@@ -158,7 +122,7 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
 
     return VmLayout(
         vm,
-        tuple(root_ports),
+        tuple(ports),
         tuple(device(k, nic) for k, nic in interfaces),
         tuple(device(k, nic) for k, nic in hostdevs),
     )

@@ -19,8 +19,19 @@ import networkx as nx
 from . import nicsettings as ns
 from . import nodes as n
 from .diagnostics import CODES, Diagnostic, Label, diag, lookup
-from .ir import (HOSTDEV_KINDS, PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nic_key, nics, partner,
-                 transients_of, vm_key)
+from .ir import (
+    HOSTDEV_KINDS,
+    PERSISTENT,
+    TRANSIENT,
+    NicSpec,
+    PciAddress,
+    VmSpec,
+    nic_key,
+    nics,
+    partner,
+    transients_of,
+    vm_key,
+)
 from .keywords import UNIT_BYTES as UNITS
 from .source import Span
 
@@ -340,7 +351,7 @@ class _Lowerer:
         else:
             mac, derived = derive_mac(vm.name, alias), True
         mac_span = mac_stmt.value.span if mac_stmt else None
-        common = dict(vm=vm.name, team=name, mac=mac, mac_span=mac_span, mac_derived=derived)
+        common = {"vm": vm.name, "team": name, "mac": mac, "mac_span": mac_span, "mac_derived": derived}
         if pers:
             self.check_model(pers.model)
             fields = self.source_fields(pers.source) | self.option_fields(pers.options)
@@ -454,7 +465,7 @@ class _Lowerer:
         context = ns.Context(kind, role, source.mode.text if source.mode else None,
                              {tag: elem for tag, (elem, _) in stated.items()})
         kept = []
-        for tag, (elem, stmt) in stated.items():
+        for (elem, stmt) in stated.values():
             row = ns.row_for(elem)
             refusal = ns.refusal(row, elem, context)
             if refusal is not None:

@@ -7,7 +7,7 @@ are replaced in place, new NICs go after the base's last <interface> (or
 The text is spliced at the element positions `xmlsource` found, so comments,
 order and formatting of everything else stay as they were.
 
-Placement works around the base: on q35 each NIC takes a free
+Placement works around the base, by the slot rules of placement.py: on q35 each NIC takes a free
 pcie-root-port of the base (no device on its bus) or a new one, numbered after
 the base's highest controller index, on free slots of pcie.0, plus one spare
 port for hot-plug if no free port is left; on pc each NIC takes the lowest free
@@ -25,11 +25,11 @@ from dataclasses import replace
 
 from .diagnostics import Diagnostic, Label, diag
 from .ir import PERSISTENT, TRANSIENT, PciAddress
-from .layout import Device, RootPort, VmLayout
+from .layout import Device, VmLayout
 from .lower import machine_family
+from .placement import RootPort, free_slots, ports_fit, root_ports
 from .source import SourceFile, Span
 
-_RESERVED_SLOTS = {"q35": {0x00, 0x1F}, "pc": {0x00, 0x01}}
 _VIDEO_SLOT = {"q35": 0x01, "pc": 0x02}
 _HEX = re.compile(r"(0x)?[0-9A-Fa-f]+\Z")
 
@@ -168,7 +168,7 @@ class _Merger:
                 controllers[int(element.get("index"))] = element
         free_ports = sorted(i for i, el in controllers.items()
                             if el.get("model") == "pcie-root-port" and i not in busy_buses and i)
-        taken_slots = {slot for bus, slot, _ in used if bus == 0} | _RESERVED_SLOTS[family]
+        taken_slots = {slot for bus, slot, _ in used if bus == 0}
         if any(el.tag == "video" and _pci(el) is None for el in staying):
             taken_slots.add(_VIDEO_SLOT[family])  # libvirt puts the primary video there when it places it
         placed: dict = {}
@@ -205,7 +205,7 @@ class _Merger:
                           key=lambda d: (d.address.bus, d.address.slot))
         for device in unpinned:
             if family == "pc":
-                slot = next((s for s in range(0, 0x20) if s not in taken_slots), None)
+                slot = next(iter(free_slots(family, taken_slots)), None)
                 if slot is None:
                     self.error("E0403", "the base domain has no free slot on pci.0 for " + device.nic.label,
                                self.doc.tag_span(self.doc.root.find("devices")), Label(device.nic.span, "this NIC"),
@@ -224,15 +224,14 @@ class _Merger:
         return placed, self.root_ports(sorted(new_indexes) if family == "q35" else [], taken_slots)
 
     def root_ports(self, indexes: list[int], taken_slots: set[int]) -> list[RootPort]:
-        slots = [s for s in range(0x20) if s not in taken_slots]
-        if len(indexes) > 8 * len(slots) or any(i > 0xFF for i in indexes):
+        free = free_slots(self.layout.vm.machine_family, taken_slots)
+        ports = root_ports(indexes, free)
+        if not ports_fit(ports, free):
             self.error("E0403", f"the base domain has no room on pcie.0 for {len(indexes)} more pcie-root-ports",
                        self.doc.tag_span(self.doc.root.find("devices")),
                        Label(self.layout.vm.name_span, "the VM"), help="free slots of pcie.0 in the base domain")
             return []
-        ports = [RootPort(index, slots[i // 8], i % 8, False) for i, index in enumerate(indexes)]
-        return [replace(p, multifunction=p.function == 0 and sum(q.slot == p.slot for q in ports) > 1)
-                for p in ports]
+        return ports
 
     # --- the merge ---------------------------------------------------------------
 

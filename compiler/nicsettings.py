@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 PERSISTENT_KINDS = frozenset({"user", "bridge", "network", "direct"})
 VF_KINDS = frozenset({"hostdev", "network"})  # an <interface> VF: type='hostdev', or a hostdev-pool network
@@ -364,7 +365,7 @@ class Coalesce:
     """`coalesce rx-frames N` -> <coalesce><rx><frames max='N'/></rx></coalesce>."""
 
     def parse(self, tag: str, words: list[str]) -> Elem:
-        if len(words) != 2 or words[0] != "rx-frames" or (problem := uint(0, 2**32 - 1)(words[1])):
+        if len(words) != 2 or words[0] != "rx-frames" or uint(0, 2**32 - 1)(words[1]):
             raise SettingError("`coalesce` takes `rx-frames N`", 0, "write e.g. `coalesce rx-frames 7`")
         return Elem("coalesce", (), (Elem("rx", (), (Elem("frames", (("max", words[1]),)),)),))
 
@@ -451,8 +452,8 @@ def _vlan_refuse(elem: Elem, ctx: Context) -> Refusal | None:
     if ctx.kind == "bridge" and vport is not None and vport.get("type") == "openvswitch":
         return None
     return ("libvirt cannot set a VLAN tag on this NIC",
-            "libvirt: 'vlan tag not supported for this connection type'; a VLAN needs a VF (hostdev), macvtap "
-            "`mode passthrough`, or a bridge with `virtualport openvswitch`")
+            ("libvirt: 'vlan tag not supported for this connection type'; a VLAN needs a VF (hostdev), macvtap "
+            "`mode passthrough`, or a bridge with `virtualport openvswitch`"))
 
 
 _VPORT_TYPES = {"bridge": ("openvswitch", "midonet"), "direct": ("802.1Qbg", "802.1Qbh"), "hostdev": ("802.1Qbh",),
@@ -486,8 +487,8 @@ def _driver_refuse(elem: Elem, ctx: Context) -> Refusal | None:
         extra = [k for k, _ in elem.attrs if k != "name"] + [c.tag for c in elem.children]
         if extra or elem.get("name") not in (None, "vfio"):
             return ("a VF's driver takes only `name vfio`",
-                    "libvirt's virtio settings (queues, queue sizes, offloads, …) are for the virtio NIC; "
-                    "'multiqueue is not supported for network interfaces of type hostdev'")
+                    ("libvirt's virtio settings (queues, queue sizes, offloads, …) are for the virtio NIC; "
+                    "'multiqueue is not supported for network interfaces of type hostdev'"))
         return None
     if elem.get("name") not in (None, "qemu", "vhost"):
         return (f"`{elem.get('name')}` is not a virtio-net driver", "use `name vhost` or `name qemu`")
@@ -578,8 +579,8 @@ def refusal(row: Row, elem: Elem, ctx: Context) -> Refusal | None:
     """Why libvirt refuses this setting on this NIC, or None."""
     if ctx.kind == "pci-hostdev":
         return (f"a plain PCI <hostdev> takes no `{row.keyword}`",
-                "libvirt's NIC settings belong to an <interface>: write the VF as `source hostdev ADDR` "
-                "(<interface type='hostdev'>) to give it a VLAN, virtualport or driver")
+                ("libvirt's NIC settings belong to an <interface>: write the VF as `source hostdev ADDR` "
+                "(<interface type='hostdev'>) to give it a VLAN, virtualport or driver"))
     if ctx.role == "transient" and row.keyword not in VF_ROWS:
         return (f"`{row.keyword}` does not apply to the VF",
                 "the VF side takes " + ", ".join(f"`{k}`" for k in sorted(VF_ROWS)) + "; state it on the virtio NIC")

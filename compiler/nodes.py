@@ -30,7 +30,7 @@ class Managed:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a NIC is connected. `kind` is one of SOURCE_KINDS."""
+    """Where a NIC is connected. `kind`: user, bridge, network, direct, hostdev or pci-hostdev (the grammar's)."""
 
     kind: str
     span: Span
@@ -39,9 +39,6 @@ class Source:
     via_bridge: Value | None = None  # network: the host bridge to use in the QEMU argv
     via_vf: Value | None = None  # network (hostdev pool): the VF to use in the QEMU argv
     managed: Managed | None = None  # hostdev / pci-hostdev
-
-
-SOURCE_KINDS = ("user", "bridge", "network", "direct", "hostdev", "pci-hostdev")
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-# What teamc writes into an output folder: domain and NIC XML, QEMU scripts and argument lists,
-# the IR, the teaming graph, and imported .team source.
-OUTPUT_SUFFIXES = (".xml", ".sh", ".argv", ".json", ".dot", ".team")
+# What teamc writes into an output folder: what the emitters write (emitters/), and imported .team source.
+IMPORT_SUFFIXES = (".team",)
 MANIFEST = ".teamc-manifest.json"
 # A temporary file: ".NAME." + 8 characters + ".tmp" (the random part of teamc's own names, and of
 # Python's `tempfile`, which earlier versions used).
@@ -49,7 +48,13 @@ def plain_name(name: str) -> bool:
 
 def output_name(name: str) -> bool:
     """A name teamc may have written into an output folder (and so may remove)."""
-    return plain_name(name) and name.endswith(OUTPUT_SUFFIXES)
+    return plain_name(name) and name.endswith(_output_suffixes())
+
+
+def _output_suffixes() -> tuple[str, ...]:
+    from .emitters import registry
+
+    return (*sorted({s for e in registry().values() for s in e.suffixes}), *IMPORT_SUFFIXES)
 
 
 def _temporary(directory: Path, name: str, text: str, mode: int) -> Path:

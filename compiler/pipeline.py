@@ -1,8 +1,9 @@
-"""The pipeline: text -> parse -> lower -> check -> layout -> render.
+"""The pipeline: text -> parse -> lower -> check -> layout -> emit (or merge, for `--into`).
 
 Each phase is a module with one entry point; this module only wires them and
-carries options. `check_source` stops after the checks and the layout (whose
-QEMU backend warnings `compile` would print too) and never imports the
+carries options. The output kinds come from the emitter registry (emitters/).
+`check_source` stops after the checks and the layout (and the diagnostics of the
+selected emitters, which `compile` would print too) and never imports the
 rendering stack (Jinja), which keeps `teamc check` fast.
 """
 
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .checks import apply_allow, check
+from .checks import apply_allow, check, check_layouts
 from .diagnostics import Diagnostic, diag
 from .ir import TRANSIENT, nics, vms
 from .lower import lower
@@ -25,7 +26,7 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Options:
-    emit: tuple[str, ...] = ("xml", "qemu")  # what compile writes: xml, qemu, interfaces, json, dot
+    emit: tuple[str, ...] = ("xml", "qemu")  # what compile writes: kinds of the emitter registry (emitters/)
     qemu_syntax: str = "json"  # json | keyval
     qemu_format: str = "shell"  # shell (runnable script) | lines (one argument per line)
     vf: dict = field(default_factory=dict)  # (vm, team or nic name) -> PciAddress, for hostdev-pool transients
@@ -110,6 +111,16 @@ def _no_cyclic_gc():
             gc.enable()
 
 
+def check_and_lay_out(graph) -> tuple[list[Diagnostic], list]:
+    """Check the IR, lay it out, and check the layout (what does not fit its machine).
+
+    A graph with errors is laid out too: whether it fits is worth saying with the other errors."""
+    from .layout import layout
+
+    layouts = layout(graph)
+    return [*check(graph), *check_layouts(layouts)], layouts
+
+
 def check_source(source: SourceFile, options: Options = Options()) -> tuple[object, FileResult]:
     """Parse, lower and check. Returns the graph (None after syntax errors)."""
     with _no_cyclic_gc():
@@ -125,20 +136,16 @@ def _check_source(source: SourceFile, options: Options) -> tuple[object, FileRes
     lowered = lower(module)
     graph = lowered.graph
     _apply_vf(graph, options, result)
-    result.diagnostics = apply_allow(graph, [*diagnostics, *lowered.diagnostics, *check(graph)], options.allow)
+    found, layouts = check_and_lay_out(graph)
+    result.diagnostics = apply_allow(graph, [*diagnostics, *lowered.diagnostics, *found], options.allow)
     result.vms = [(vm.name, vm.name_span) for vm in vms(graph)]
     if result.failed:
         return graph, result, []
-    from .layout import layout
+    from .emitters import selected
 
-    layouts = layout(graph)
-    if "qemu" in options.emit:
-        # What only the QEMU backend can tell (W0504, W0505; W0509 for a VM that has a command line): `check`
-        # reports it as `compile` does.
-        from .backends.qemu import libvirt_only_settings, unexpressible
-
-        problems = [d for vm_layout in layouts for d in unexpressible(vm_layout) or libvirt_only_settings(vm_layout)]
-        result.diagnostics.extend(apply_allow(graph, problems, options.allow))
+    problems = [d for emitter in selected(options.emit) if emitter.diagnose
+                for vm_layout in layouts for d in emitter.diagnose(vm_layout, options)]
+    result.diagnostics.extend(apply_allow(graph, problems, options.allow))
     return graph, result, layouts
 
 
@@ -147,20 +154,22 @@ def compile_source(source: SourceFile, options: Options = Options()) -> FileResu
         return _compile_source(source, options)
 
 
-# What describes the input, errors included: written even when the input has errors.
-ANALYSIS = ("json", "dot")
-
-
 def _compile_source(source: SourceFile, options: Options) -> FileResult:
-    graph, result, layouts = _check_source(source, options)
-    if graph is not None and set(ANALYSIS) & set(options.emit):
-        result.artifacts.extend(_analysis_artifacts(graph, result.diagnostics, options))
-    if graph is None or result.failed:
-        return result
-    from .backends.libvirt import domain_view, nic_view
-    from .backends.qemu import qemu_command
-    from .render import render
+    from .emitters import Subject, selected
 
+    graph, result, layouts = _check_source(source, options)
+    if graph is None:
+        return result
+    emitters = selected(options.emit)
+    diagnostics = tuple(result.diagnostics)
+    # Outputs are named after their VM: one whose name is refused (`../x`, `/abs`) gets no file at all.
+    refused = {(d.span.start, d.span.end) for d in diagnostics if d.code == "E0205" and d.is_error and d.span}
+    for vm in vms(graph):
+        if (vm.name_span.start, vm.name_span.end) not in refused:
+            subject = Subject(graph, vm, diagnostics, None)
+            result.artifacts.extend(a for e in emitters if e.analysis for a in e.emit(subject, options))
+    if result.failed:
+        return result
     if options.into is not None and "xml" in options.emit:
         from .merge import merge_into
 
@@ -170,48 +179,9 @@ def _compile_source(source: SourceFile, options: Options) -> FileResult:
             return result
         result.artifacts.extend(Artifact(f"{name}.xml", text) for name, text in merged)
     for vm_layout in layouts:
-        name = vm_layout.vm.name
-        if "xml" in options.emit and options.into is None:
-            result.artifacts.append(Artifact(f"{name}.xml", render("libvirt/domain.xml.j2", d=domain_view(vm_layout))))
-        if "interfaces" in options.emit:
-            for device in vm_layout.devices:
-                nic = device.nic
-                file_name = f"{name}.{nic.alias or nic.name}{'.transient' if nic.team and not nic.alias else ''}.xml"
-                result.artifacts.append(Artifact(file_name, render("libvirt/nic.xml.j2",
-                                                                   n=nic_view(device, placed=False)) + "\n"))
-        if "qemu" in options.emit:
-            command = qemu_command(vm_layout, options.qemu_syntax)
-            if command.groups:
-                result.artifacts.append(_qemu_artifact(command, options, render))
+        subject = Subject(graph, vm_layout.vm, diagnostics, vm_layout)
+        result.artifacts.extend(a for e in emitters if not e.analysis for a in e.emit(subject, options))
     return result
-
-
-def _analysis_artifacts(graph, diagnostics, options: Options) -> list[Artifact]:
-    from .backends.dot import dot_view
-    from .backends.ir_json import ir_json
-    from .render import render
-
-    # Outputs are named after their VM: one whose name is refused (`../x`, `/abs`) gets no file at all.
-    refused = {(d.span.start, d.span.end) for d in diagnostics if d.code == "E0205" and d.is_error and d.span}
-    out = []
-    for vm in vms(graph):
-        if (vm.name_span.start, vm.name_span.end) in refused:
-            continue
-        if "json" in options.emit:
-            out.append(Artifact(f"{vm.name}.json", ir_json(graph, vm, diagnostics), analysis=True))
-        if "dot" in options.emit:
-            out.append(Artifact(f"{vm.name}.dot", render("dot/teaming.dot.j2", g=dot_view(graph, vm, diagnostics)),
-                                analysis=True))
-    return out
-
-
-def _qemu_artifact(command, options: Options, render) -> Artifact:
-    import shlex
-
-    if options.qemu_format == "lines":
-        return Artifact(f"{command.vm}.argv", render("qemu/argv.txt.j2", argv=command.argv))
-    lines = [" ".join(shlex.quote(arg) for arg in group) for group in command.groups]
-    return Artifact(f"{command.vm}.sh", render("qemu/command.sh.j2", vm=command.vm, lines=lines))
 
 
 def read_input(path: str) -> bytes:

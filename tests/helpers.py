@@ -10,14 +10,12 @@ import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from lxml import etree
 
-# -device/-netdev values in JSON or keyval syntax: shared with `teamc verify`, which derives its
-# verification argv the same way.
-from compiler.backends.qemu import encode as _encode_option
-from compiler.verify.plan import decode as _decode
+from compiler.backends.qemu import QemuCommand, qemu_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -98,47 +96,52 @@ def argv_from_script(script: str) -> list[str]:
     return words[1:-1]
 
 
-def runnable_here(argv: list[str]) -> list[str]:
+def qemu_commands(source, syntax: str = "json") -> list[QemuCommand]:
+    """The structured QEMU commands of a source, each checked to be exactly what its compiled <vm>.sh runs."""
+    from compiler.layout import layout
+    from compiler.pipeline import Options, check_source, compile_source
+
+    result = compile_source(source, Options(qemu_syntax=syntax))
+    assert not result.failed, [d.message for d in result.diagnostics]
+    graph, _ = check_source(source)
+    commands = [c for c in map(qemu_command, layout(graph)) if c.flags]
+    assert {f"{c.vm}.sh": c.argv(syntax) for c in commands} == {
+        a.name: argv_from_script(a.text) for a in result.artifacts if a.name.endswith(".sh")}
+    return commands
+
+
+def runnable_here(command: QemuCommand) -> QemuCommand:
     """What must change for this machine, and only that: TCG instead of KVM, and
     user networking instead of a host bridge (no bridge or bridge helper here)."""
-    out = []
-    for i, arg in enumerate(argv):
-        prev = argv[i - 1] if i else ""
-        if prev == "-accel":
-            arg = "tcg"
-        elif prev == "-netdev":
-            props = _decode(arg, "type")
-            if props["type"] == "bridge":
-                arg = _encode_option("type", {"type": "user", "id": props["id"]}, "json" if arg.startswith("{") else "keyval")
-        out.append(arg)
-    return out
+    flags = []
+    for flag in command.flags:
+        if flag.name == "-accel":
+            flag = flag.with_props({"accel": "tcg"})
+        elif flag.name == "-netdev" and flag.props["type"] == "bridge":
+            flag = flag.with_props({"type": "user", "id": flag.props["id"]})
+        flags.append(flag)
+    return replace(command, flags=tuple(flags))
 
 
-def standin_argv(argv: list[str]) -> list[str]:
+def standin(command: QemuCommand) -> QemuCommand:
     """Each VFIO primary becomes an emulated e1000e keeping id, bus, addr, MAC and
     failover_pair_id; the standby's failover is switched off so QEMU realizes the
     primary at once and runs its failover placement checks (PCIe, own slot, hotplug)."""
-    macs = {}
-    for i, arg in enumerate(argv):
-        if argv[i - 1] == "-device" and "virtio-net-pci" in arg:
-            props = _decode(arg, "driver")
-            macs[props["id"]] = props["mac"]
-    out = []
-    for i, arg in enumerate(argv):
-        if i and argv[i - 1] == "-device":
-            json_syntax = arg.startswith("{")
-            props = _decode(arg, "driver")
-            if props["driver"] == "vfio-pci":
-                props.pop("host")
-                props = {"driver": "e1000e", **{k: v for k, v in props.items() if k != "driver"}}
-                props["mac"] = macs[props["failover_pair_id"]]
-                props["romfile"] = ""
-                arg = _encode_option("driver", props, "json" if json_syntax else "keyval")
-            elif props["driver"].startswith("virtio-net-pci") and props.get("failover") in (True, "on"):
-                props["failover"] = False if json_syntax else "off"
-                arg = _encode_option("driver", props, "json" if json_syntax else "keyval")
-        out.append(arg)
-    return out
+    macs = {f.props["id"]: f.props["mac"] for f in command.devices() if "mac" in f.props}
+    flags = []
+    for flag in command.flags:
+        props = flag.props
+        if flag.name == "-device" and props["driver"] == "vfio-pci":
+            props = {"driver": "e1000e", **{k: v for k, v in props.items() if k not in ("driver", "host")}}
+            flag = flag.with_props(props | {"mac": macs[props["failover_pair_id"]], "romfile": ""})
+        elif flag.name == "-device" and props.get("failover") is True:
+            flag = flag.with_props(props | {"failover": False})
+        flags.append(flag)
+    return replace(command, flags=tuple(flags))
+
+
+def without_device(command: QemuCommand, ident: str) -> QemuCommand:
+    return replace(command, flags=tuple(f for f in command.flags if f.props.get("id") != ident or f.name != "-device"))
 
 
 def start_qemu(argv: list[str], commands: list[dict] | None = None, timeout: int = 60) -> tuple[int, str, list]:
@@ -175,13 +178,11 @@ def qtree_placement(qtree: str) -> dict[str, tuple[str, str, str]]:
     return placed
 
 
-def expected_placement(argv: list[str]) -> dict[str, tuple[str, str, str]]:
-    """id -> (driver, bus, "SS.F") as the argv asks for it."""
+def expected_placement(command: QemuCommand) -> dict[str, tuple[str, str, str]]:
+    """id -> (driver, bus, "SS.F") as the command asks for it."""
     wanted = {}
-    for i, arg in enumerate(argv):
-        if i and argv[i - 1] == "-device":
-            props = _decode(arg, "driver")
-            slot, _, function = props["addr"].partition(".")
-            wanted[props["id"]] = (props["driver"], props["bus"],
-                                   f"{int(slot, 16):02x}.{int(function, 16) if function else 0:x}")
+    for flag in command.devices():
+        slot, _, function = flag.props["addr"].partition(".")
+        wanted[flag.props["id"]] = (flag.props["driver"], flag.props["bus"],
+                                    f"{int(slot, 16):02x}.{int(function, 16) if function else 0:x}")
     return wanted

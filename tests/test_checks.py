@@ -7,7 +7,7 @@ diagnostics asserted are exactly those of `check(graph)`, counted exactly.
 
 import pytest
 
-from compiler.checks import RULES, apply_allow, check
+from compiler.checks import RULES, apply_allow, check, check_layouts
 from compiler.diagnostics import Severity
 from compiler.lower import lower
 from compiler.parser import parse
@@ -59,8 +59,7 @@ def test_every_rule_is_covered_here():
         "teaming_cycles", "one_transient_per_persistent", "persistent_has_transient", "mac_mismatch",
         "mac_unique", "vf_unique", "hostdev_warnings", "fw_cfg_rom_unique", "boot_order_unique",
         "machine_hosts_team", "guest_placement",
-        "guest_capacity",
-    ]
+    ]  # and the capacity check over the layout, check_layouts (E0403 below)
 
 
 def test_valid_programs_have_no_diagnostics():
@@ -649,16 +648,22 @@ def test_placement_is_per_vm():
     assert codes(text) == []
 
 
-# --- E0403 guest_capacity --------------------------------------------------------
+# --- E0403 check_layouts: the capacity check over the layout phase's result -----------------------
+
+
+def capacity(text: str) -> list:
+    from compiler.layout import layout
+
+    return check_layouts(layout(graph_of(text)))
 
 
 def test_e0403_pc_runs_out_of_slots():
     teams = [team(f"t{i}", trans=f"hostdev 0000:03:{i:02x}.1") for i in range(16)]
-    found = diagnostics("vm big {\n  machine pc\n  allow pc-machine-team\n" + "\n".join(teams) + "\n}\n")
+    found = capacity("vm big {\n  machine pc\n  allow pc-machine-team\n" + "\n".join(teams) + "\n}\n")
     (d,) = [d for d in found if d.code == "E0403"]
     assert d.message == "VM `big` does not fit its guest PCI topology: the `pc` machine has 30 slots for NICs on pci.0"
     fifteen = [team(f"t{i}", trans=f"hostdev 0000:03:{i:02x}.1") for i in range(15)]
-    assert "E0403" not in codes("vm ok {\n  machine pc\n  allow pc-machine-team\n" + "\n".join(fifteen) + "\n}\n")
+    assert capacity("vm ok {\n  machine pc\n  allow pc-machine-team\n" + "\n".join(fifteen) + "\n}\n") == []
 
 
 def test_e0406_a_nic_alone_on_function_1():
@@ -681,10 +686,11 @@ def test_e0406_not_with_function_0_in_use():
 
 
 def test_e0403_q35_pinned_bus_beyond_the_root_ports():
-    d = one(vm(team(pers="virtio user { address 0000:f1:00.0 }")), "E0403")
+    (d,) = capacity(vm(team(pers="virtio user { address 0000:f1:00.0 }")))
     assert "241 pcie-root-ports are needed, but q35 has room for 240 on pcie.0" in d.message
     # Bus 0xf0 needs ports 1..240 and no spare (lower ports stay free), which just fits.
-    assert "E0403" not in codes(vm(team(pers="virtio user { address 0000:f0:00.0 }")))
+    assert capacity(vm(team(pers="virtio user { address 0000:f0:00.0 }"))) == []
+    assert diagnostics(vm(team(pers="virtio user { address 0000:f1:00.0 }"))) == []  # not a rule over the IR
 
 
 # --- what libvirt 9.0 itself refuses (tests/oracle, recorded from its generator) ----------------------
@@ -713,3 +719,12 @@ def test_teamc_refuses_what_libvirt_refuses(case):
     assert said in (oracle / f"{case}.args").read_text()
     _, result = check_source(load(str(oracle / f"{case}.team"))[0])
     assert code in [d.code for d in result.diagnostics if d.is_error]
+
+
+def test_the_checks_leave_the_ir_as_they_found_it():
+    """The IR is the phases' shared input: no rule caches its results in it."""
+    graph = graph_of(vm(team("x"),
+                        team("y", trans="hostdev 0000:03:07.2", pers="virtio user { address 0000:00:05.1 }")))
+    before = (dict(graph.graph), dict(graph.nodes(data=True)), list(graph.edges(data=True)))
+    assert check(graph)
+    assert (dict(graph.graph), dict(graph.nodes(data=True)), list(graph.edges(data=True))) == before

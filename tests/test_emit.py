@@ -6,11 +6,11 @@ import json
 import subprocess
 
 import pytest
+from helpers import EXAMPLES, ROOT, VIRSH, teamc
 from lxml import etree
+from test_conformance import nic_elements
 
 from compiler.pipeline import Options, compile_source, load
-from helpers import EXAMPLES, ROOT, VIRSH, teamc
-from test_conformance import nic_elements
 
 SCHEMAS = "/usr/share/libvirt/schemas"
 # libvirt's own grammar for one <interface> or <hostdev>: what attach-device parses.
@@ -121,3 +121,59 @@ def test_graphviz_reads_every_teaming_graph(case):
     errors = [d for d in result.diagnostics if d.is_error]
     if errors and result.artifacts:
         assert any('="red"' in a.text for a in result.artifacts)
+
+
+# --- the emitter registry ------------------------------------------------------------------------
+
+
+def test_the_cli_api_and_output_folder_take_their_kinds_from_the_registry():
+    from compiler.api import OptionError, make_options
+    from compiler.emitters import registry
+    from compiler.outdir import output_name
+
+    kinds = list(registry())
+    assert kinds == ["xml", "interfaces", "qemu", "json", "dot"]  # artifact order within a VM
+    code, out, _ = teamc("compile", "--help")
+    assert code == 0
+    help_text = " ".join(out.split())
+    for emitter in registry().values():
+        assert f"{emitter.kind} ({emitter.help})" in help_text
+        assert make_options(emit=[emitter.kind]).emit == (emitter.kind,)
+        assert all(output_name(f"vm{suffix}") for suffix in emitter.suffixes)
+    with pytest.raises(OptionError, match=f"choose from {', '.join(kinds)}"):
+        make_options(emit=["pdf"])
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_emitter_writes_only_its_own_suffixes_and_analysis_kinds_say_so(path):
+    from compiler.emitters import registry
+
+    for emitter in registry().values():
+        result = compile_source(load(str(path.relative_to(ROOT)))[0], Options(emit=(emitter.kind,)))
+        assert not result.failed
+        assert result.artifacts
+        assert all(a.name.endswith(emitter.suffixes) and a.analysis == emitter.analysis for a in result.artifacts)
+
+
+def test_a_new_output_kind_is_one_module(tmp_path, monkeypatch):
+    """What docs/architecture.md promises: a module in emitters/ defining EMITTER is a kind, with no
+    other change (the pipeline and the option check find it)."""
+    from compiler import emitters
+
+    (tmp_path / "names.py").write_text(
+        "from compiler.emitters import Emitter\n"
+        "from compiler.pipeline import Artifact\n"
+        "def emit(subject, options):\n"
+        "    return [Artifact(f'{subject.vm.name}.names', ' '.join(d.nic.name for d in subject.layout.devices))]\n"
+        "EMITTER = Emitter('names', 'NIC names', 60, ('.names',), emit)\n")
+    monkeypatch.setattr(emitters, "__path__", [*emitters.__path__, str(tmp_path)])
+    emitters.registry.cache_clear()
+    try:
+        from compiler.api import make_options
+
+        result = compile_source(load("examples/seed.team")[0], make_options(emit=["xml", "names"]))
+        assert [a.name for a in result.artifacts] == ["QEMUGuest1.xml", "QEMUGuest1.names"]
+        assert result.artifacts[1].text == "backup0 backup0 backup1 backup1"
+    finally:
+        monkeypatch.undo()
+        emitters.registry.cache_clear()

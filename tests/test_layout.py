@@ -243,26 +243,28 @@ def test_addresses_are_pci_addresses():
 
 
 def errors(text: str) -> list[tuple]:
-    """(code, line:col, message) of every error the checks give before layout."""
+    """(code, line:col, message) of every error the checks give, over the IR and over its layout."""
+    from compiler.pipeline import check_and_lay_out
+
     module, _ = parse(SourceFile("t.team", text))
     result = lower(module)
-    found = apply_allow(result.graph, [*result.diagnostics, *check(result.graph)])
+    found = apply_allow(result.graph, [*result.diagnostics, *check_and_lay_out(result.graph)[0]])
     return [(d.code, d.span.line_col, d.message) for d in found if d.is_error]
 
 
 # A q35 address pinned to bus >= 0xf1 needs a root port for every bus up to it, more than the 240
-# pcie.0 holds (0xf0 just fits: no spare beside the free lower ports): refused before layout, which
-# once crashed on it (IndexError, exit 3).
-def test_pinned_high_bus_is_refused_before_layout():
+# pcie.0 holds (0xf0 just fits: no spare beside the free lower ports): refused by the capacity check
+# over the layout (which once crashed on it: IndexError, exit 3).
+def test_pinned_high_bus_is_refused_by_the_capacity_check():
     text = "vm a { team t { persistent virtio user { address 0000:f1:00.0 }; transient hostdev 0000:03:07.1 } }"
     [(code, where, message)] = errors(text)
     assert (code, where) == ("E0403", (1, 4))
     assert message.startswith("VM `a` does not fit its guest PCI topology: ") and "room for 240 on pcie.0" in message
 
 
-# 32 NICs on `pc` need slots past 0x1f on pci.0, which do not exist: refused before layout,
-# which once placed them at 0x20 and 0x21 without a word.
-def test_pc_nics_past_slot_0x1f_are_refused_before_layout():
+# 32 NICs on `pc` need slots past 0x1f on pci.0, which do not exist: refused by the capacity check,
+# where the layout once placed them at 0x20 and 0x21 without a word.
+def test_pc_nics_past_slot_0x1f_are_refused_by_the_capacity_check():
     body = "".join(f"  team t{i} {{ persistent virtio user; transient hostdev 0000:{i + 1:02x}:00.1 }}\n"
                    for i in range(16))
     assert errors(vm(body, head=PC)) == [
@@ -292,7 +294,7 @@ def teamc_lines(case: str) -> list[str]:
     graph, result = check_source(load(str(ORACLE / f"{case}.team"))[0])
     assert not result.failed
     (vm_layout,) = layout(graph)
-    return [f"{group[0]} {shlex.quote(group[1])}" for group in qemu_command(vm_layout).groups
+    return [f"{group[0]} {shlex.quote(group[1])}" for group in qemu_command(vm_layout).groups()
             if group[0] in ("-netdev", "-device")]
 
 

@@ -12,11 +12,11 @@ import shlex
 from pathlib import Path
 
 import pytest
+from helpers import GOLDEN, ROOT, argv_from_script, rng_errors, teamc, virsh_define_dumpxml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compiler import nicsettings as ns
-from helpers import GOLDEN, ROOT, argv_from_script, rng_errors, teamc, virsh_define_dumpxml
 
 ORACLE = GOLDEN / "oracle"
 OVS_TEAM = """vm db7 {
@@ -49,7 +49,7 @@ def compile_xml(team: str, tmp_path: Path, *extra: str) -> str:
 
 def test_the_grammar_has_one_keyword_per_row():
     grammar = (ROOT / "grammar" / "team.lark").read_text()
-    rule = re.search(r"_nic_setting_kw:(.*?)\n(?!\s*\|)", grammar, re.S).group(1)
+    rule = re.search(r"_nic_setting_kw:(.*?)\n(?!\s*\|)", grammar, re.DOTALL).group(1)
     assert re.findall(r'"([^"]+)"', rule) == [row.keyword for row in ns.ROWS]
 
 

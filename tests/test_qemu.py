@@ -8,14 +8,25 @@ failover placement checks (PCI Express bus, alone in its slot, hot-pluggable)
 run on teamc's layout.
 """
 
-import json
 import subprocess
 
 import pytest
+from helpers import (
+    EXAMPLES,
+    QEMU,
+    QTREE,
+    TESTS,
+    expected_placement,
+    qemu_commands,
+    qtree_placement,
+    runnable_here,
+    standin,
+    start_qemu,
+    without_device,
+)
 
 from compiler.pipeline import Options, compile_source, load
-from helpers import (EXAMPLES, QEMU, QTREE, TESTS, argv_from_script, expected_placement, qtree_placement, runnable_here,
-                     standin_argv, start_qemu)
+from compiler.source import SourceFile
 
 pytestmark = pytest.mark.qemu
 
@@ -26,18 +37,22 @@ def scripts(path, syntax="json"):
     return [a for a in result.artifacts if a.name.endswith(".sh")]
 
 
+def commands(path, syntax="json"):
+    return qemu_commands(load(str(path))[0], syntax)
+
+
 EXAMPLE_SCRIPTS = [(p, s) for p in EXAMPLES for s in ("json", "keyval")]
 
 
 @pytest.mark.parametrize("path,syntax", EXAMPLE_SCRIPTS, ids=lambda v: getattr(v, "stem", v))
 def test_qemu_starts_every_example(path, syntax):
-    for script in scripts(path, syntax):
-        argv = runnable_here(argv_from_script(script.text))
-        code, stderr, (qtree,) = start_qemu(argv, QTREE)
+    for command in commands(path, syntax):
+        command = runnable_here(command)
+        code, stderr, (qtree,) = start_qemu(command.argv(syntax), QTREE)
         assert code == 0, stderr
         assert "error" not in stderr.lower(), stderr
         placed = qtree_placement(qtree["return"])
-        wanted = expected_placement(argv)
+        wanted = expected_placement(command)
         # Every device but the hidden primaries is realized exactly where teamc put it.
         hidden = {i for i, (driver, _, _) in wanted.items() if driver == "vfio-pci"}
         assert hidden
@@ -47,11 +62,11 @@ def test_qemu_starts_every_example(path, syntax):
 
 @pytest.mark.parametrize("path,syntax", EXAMPLE_SCRIPTS, ids=lambda v: getattr(v, "stem", v))
 def test_qemu_accepts_primaries_in_place_with_standin(path, syntax):
-    for script in scripts(path, syntax):
-        argv = standin_argv(runnable_here(argv_from_script(script.text)))
-        code, stderr, (qtree,) = start_qemu(argv, QTREE)
+    for command in commands(path, syntax):
+        command = standin(runnable_here(command))
+        code, stderr, (qtree,) = start_qemu(command.argv(syntax), QTREE)
         assert code == 0, stderr
-        wanted = expected_placement(argv)
+        wanted = expected_placement(command)
         assert any(driver == "e1000e" for driver, _, _ in wanted.values())
         assert {i: qtree_placement(qtree["return"]).get(i) for i in wanted} == wanted
 
@@ -70,9 +85,8 @@ def test_generated_script_runs_as_is(tmp_path):
 
 def test_qemu_refuses_the_pc_layout_that_libvirt_accepts():
     """Why E0401 exists: on i440fx, QEMU rejects the primary once it is realized."""
-    (script,) = scripts(TESTS / "conformance" / "net-virtio-teaming.team")
-    argv = standin_argv(runnable_here(argv_from_script(script.text)))
-    code, stderr, _ = start_qemu(argv)
+    (command,) = commands(TESTS / "conformance" / "net-virtio-teaming.team")
+    code, stderr, _ = start_qemu(standin(runnable_here(command)).argv())
     assert code != 0
     assert "failover primary device must be on PCIExpress bus" in stderr
 
@@ -80,11 +94,10 @@ def test_qemu_refuses_the_pc_layout_that_libvirt_accepts():
 def test_primary_hotplugs_on_its_root_port_but_not_on_pcie_root():
     """Why E0404 exists: QEMU plugs the primary in at negotiation and on the migration
     target; that hot-plug works on teamc's root port and fails on pcie.0."""
-    (script,) = scripts(TESTS.parent / "examples" / "seed.team")
-    argv = standin_argv(runnable_here(argv_from_script(script.text)))
-    i = next(i for i, a in enumerate(argv) if '"id":"hostdev0"' in a)
-    primary = json.loads(argv[i])
-    without = argv[: i - 1] + argv[i + 1 :]
+    (command,) = commands(TESTS.parent / "examples" / "seed.team")
+    command = standin(runnable_here(command))
+    primary = dict(command.device("hostdev0").props)
+    without = without_device(command, "hostdev0").argv()
     on_root = dict(primary, bus="pcie.0", addr="0x9")
     code, stderr, (root_reply, port_reply) = start_qemu(
         without, [{"execute": "device_add", "arguments": on_root}, {"execute": "device_add", "arguments": primary}])
@@ -114,15 +127,11 @@ EDGE_PROGRAMS = {
 
 @pytest.mark.parametrize("name", sorted(EDGE_PROGRAMS))
 def test_qemu_starts_edge_programs_with_every_device_in_place(name):
-    from compiler.source import SourceFile
-
-    result = compile_source(SourceFile(f"{name}.team", EDGE_PROGRAMS[name]))
-    assert not result.failed, [d.message for d in result.diagnostics]
-    (script,) = [a for a in result.artifacts if a.name.endswith(".sh")]
-    argv = standin_argv(runnable_here(argv_from_script(script.text)))
-    code, stderr, (qtree,) = start_qemu(argv, QTREE, timeout=120)
+    (command,) = qemu_commands(SourceFile(f"{name}.team", EDGE_PROGRAMS[name]))
+    command = standin(runnable_here(command))
+    code, stderr, (qtree,) = start_qemu(command.argv(), QTREE, timeout=120)
     assert code == 0, stderr
-    wanted = expected_placement(argv)
+    wanted = expected_placement(command)
     assert {i: qtree_placement(qtree["return"]).get(i) for i in wanted} == wanted
 
 
@@ -147,11 +156,10 @@ def test_qemu_refuses_two_fw_cfg_roms_of_one_name():
 
 def test_qemu_refuses_a_rom_file_without_rom_bar_on_a_plugged_primary():
     """Why E0105 refuses `rom file` with `rom bar off` on the VF: QEMU plugs the primary in later."""
-    (script,) = scripts(TESTS.parent / "examples" / "seed.team")
-    argv = standin_argv(runnable_here(argv_from_script(script.text)))
-    i = next(i for i, a in enumerate(argv) if '"id":"hostdev0"' in a)
-    primary = json.loads(argv[i])
-    without = argv[: i - 1] + argv[i + 1 :]
+    (command,) = commands(TESTS.parent / "examples" / "seed.team")
+    command = standin(runnable_here(command))
+    primary = dict(command.device("hostdev0").props)
+    without = without_device(command, "hostdev0").argv()
     with_rom = dict(primary, rombar=0, romfile="efi-e1000e.rom")
     bare = dict(primary, rombar=0)
     code, stderr, (rom_reply, bare_reply) = start_qemu(

@@ -15,16 +15,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from helpers import ROOT, TESTS
 
-from compiler.backends.qemu import encode
 from compiler.layout import layout
 from compiler.pipeline import check_source, load
 from compiler.verify.guest import GuestImage, build_debian_image
-from compiler.verify.plan import decode, plan_vm
+from compiler.verify.plan import plan_vm
 from compiler.verify.progress import Progress
 from compiler.verify.runner import selected, verify_vm
 from compiler.verify.steps import Settings
@@ -58,21 +58,22 @@ def failed(team: dict) -> dict:
 def test_verification_argv_is_the_compiled_argv_with_only_the_stand_ins_swapped():
     graph, _ = check_source(load("examples/fleet.team")[0])
     plan = plan_vm(layout(graph)[0], accel="tcg")  # edge-a: two teams on host bridges
-    compiled, argv = plan.compiled, plan.argv
-    pairs = lambda a: [(a[i], a[i + 1]) for i in range(1, len(a) - 1) if a[i].startswith("-")]
-    kept = [(o, v) for o, v in pairs(compiled) if o != "-accel" and "vfio-pci" not in v and '"bridge"' not in v]
-    assert all(pair in pairs(argv) for pair in kept)  # root ports, standbys, ids: exactly as compiled
-    standins = [decode(v, "driver") for o, v in pairs(argv) if o == "-device" and "e1000e" in v]
-    vfs = [decode(v, "driver") for o, v in pairs(compiled) if o == "-device" and "vfio-pci" in v]
+    compiled, command = plan.compiled, plan.command
+    kept = [f for f in compiled.flags
+            if f.name != "-accel" and f.get("driver") != "vfio-pci" and f.get("type") != "bridge"]
+    assert all(flag in command.flags for flag in kept)  # root ports, standbys, ids: exactly as compiled
+    standins = command.devices("e1000e")
+    vfs = compiled.devices("vfio-pci")
     assert len(standins) == len(vfs) == 2
     for vf, standin in zip(vfs, standins):
-        team = next(t for t in plan.teams if t.primary == vf["id"])
-        assert {k: standin[k] for k in ("id", "bus", "addr", "failover_pair_id")} == {
-            k: vf[k] for k in ("id", "bus", "addr", "failover_pair_id")}
-        assert standin["mac"] == team.mac and standin["romfile"] == ""
-        assert ("-netdev", encode("type", {"type": "user", "id": standin["netdev"]}, "json")) in pairs(argv)
-    assert not any('"bridge"' in v for _, v in pairs(argv))
-    assert ("-accel", "tcg") in pairs(argv)
+        team = next(t for t in plan.teams if t.primary == vf.props["id"])
+        assert {k: standin.props[k] for k in ("id", "bus", "addr", "failover_pair_id")} == {
+            k: vf.props[k] for k in ("id", "bus", "addr", "failover_pair_id")}
+        assert standin.props["mac"] == team.mac and standin.props["romfile"] == ""
+        netdevs = [f.props for f in command.flags if f.name == "-netdev"]
+        assert {"type": "user", "id": standin.props["netdev"]} in netdevs
+    assert not any(f.get("type") == "bridge" for f in command.flags)
+    assert ("-accel", "tcg") in zip(plan.argv, plan.argv[1:])
     assert any("bridge br-wan -> user networking" in c for c in plan.changes)
 
 
@@ -302,11 +303,8 @@ def test_standby_without_failover_fails_every_scenario(image):
     """The language always writes failover=on, so the argv is edited here, as a hand-written one might be."""
     graph, _ = check_source(load(SEED)[0])
     plan = plan_vm(layout(graph)[0], accel="tcg")
-    for i, arg in enumerate(plan.argv):
-        if plan.argv[i - 1] == "-device" and "virtio-net-pci" in arg:
-            props = decode(arg, "driver")
-            del props["failover"]
-            plan.argv[i] = encode("driver", props, "json")
+    plan.command = replace(plan.command, flags=tuple(
+        f.with_props({k: v for k, v in f.props.items() if k != "failover"}) for f in plan.command.flags))
     result = verify_vm(plan, image, Settings(scenarios=selected(["all"]), timeout=90), Progress(enabled=False))
     assert not result.proven
     scenarios = [s.as_json() for s in result.scenarios]

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from markupsafe import Markup
 
 from ..ir import PERSISTENT, TRANSIENT, PciAddress
+from ..layout import Device, VmLayout
 from ..nicsettings import ANCHORS, by_anchor, to_xml
-from ..layout import Device, RootPort, VmLayout
+from ..placement import RootPort
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
-"""QEMU backend: `layout.VmLayout` -> the QEMU argv, as a list.
+"""QEMU backend: `layout.VmLayout` -> `QemuCommand`, a structured QEMU command line.
 
-Devices are built as ordered property dicts in libvirt's key order, then encoded
-either as JSON (`-device '{"driver":…}'`, what libvirt emits today) or as
-keyval (`virtio-net-pci,failover=on,…`, where a `,` inside a value is doubled).
-Older libvirt printed `failover_pair_id` last in keyval; teamc does the same so
-that its keyval lines equal libvirt's fixtures.
+A command is the emulator and a list of `Flag`s, each a flag name with an ordered
+property map in libvirt's key order. Nothing is encoded until the end: `encode`
+writes a flag's map as JSON (`-device '{"driver":…}'`, what libvirt emits today,
+for -device and -netdev) or as keyval (`virtio-net-pci,failover=on,…`, where a
+`,` inside a value is doubled), and the `qemu` emitter quotes the argv for the
+shell. Whoever rewrites a command (verify's stand-ins, the tests) rewrites the
+maps, never the encoded text. Older libvirt printed `failover_pair_id` last in
+keyval; the keyval encoder does the same so that its lines equal libvirt's fixtures.
 
 Some things libvirt resolves on the host cannot be written as a plain command
 line: a VF picked from a hostdev-pool network (unless a concrete `vf` is given),
@@ -15,43 +18,79 @@ open file descriptor). For such a VM no argv is produced and a warning says why.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from ..diagnostics import Diagnostic, diag
 from ..ir import PERSISTENT, NicSpec
 from ..layout import Device, VmLayout
 from ..nicsettings import device_props, libvirt_only
 
-SYNTAXES = ("json", "keyval")
+JSON_FLAGS = ("-device", "-netdev")  # the flags libvirt 9.0 writes as JSON in the json syntax
+KEYVAL_LAST = ("failover_pair_id",)  # older libvirt's keyval order (its fixtures)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One option of the command line: `-device` with its properties, `-accel` with `{"accel": "kvm"}`."""
+
+    name: str
+    props: dict = field(default_factory=dict)  # ordered; values str, int or bool (on/off in keyval)
+    head: str | None = None  # the key whose value leads bare in keyval (`driver`, `type`); None: all key=value
+
+    def get(self, key: str, default=None):
+        return self.props.get(key, default)
+
+    def with_props(self, props: dict) -> Flag:
+        return replace(self, props=props)
 
 
 @dataclass(frozen=True, slots=True)
 class QemuCommand:
     vm: str
-    groups: tuple[tuple[str, ...], ...]  # the argv, one option with its value per group; empty if unexpressible
-    diagnostics: tuple[Diagnostic, ...] = ()  # why it is empty (W0504, W0505)
+    emulator: str
+    flags: tuple[Flag, ...]  # empty if the VM has no plain command line (see `unexpressible`)
 
-    @property
-    def argv(self) -> list[str]:
-        return [arg for group in self.groups for arg in group]
+    def devices(self, driver: str | None = None) -> list[Flag]:
+        """The -device flags, those of one driver if named."""
+        return [f for f in self.flags if f.name == "-device" and (driver is None or f.props["driver"] == driver)]
 
+    def device(self, ident: str) -> Flag | None:
+        return next((f for f in self.devices() if f.props.get("id") == ident), None)
 
-def keyval_escape(value: str) -> str:
-    return value.replace(",", ",,")
+    def groups(self, syntax: str = "json") -> list[tuple[str, ...]]:
+        """The argv, one flag with its encoded value per group; empty if there is no command."""
+        if not self.flags:
+            return []
+        return [(self.emulator,), *((f.name, *encode(f, syntax)) for f in self.flags)]
+
+    def argv(self, syntax: str = "json") -> list[str]:
+        return [arg for group in self.groups(syntax) for arg in group]
 
 
 def _keyval_value(value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
-    return keyval_escape(str(value))
+    return str(value).replace(",", ",,")
 
 
-def encode(head_key: str, props: dict, syntax: str) -> str:
-    """One -device / -netdev value. `head_key` ("driver"/"type") leads in keyval."""
-    if syntax == "json":
-        return json.dumps(props, separators=(",", ":"), ensure_ascii=False)
-    rest = [f"{key}={_keyval_value(value)}" for key, value in props.items() if key != head_key]
-    return ",".join([keyval_escape(str(props[head_key])), *rest])
+def encode(flag: Flag, syntax: str) -> tuple[str, ...]:
+    """A flag's value as QEMU reads it: () for a bare flag, else one argument."""
+    props = flag.props
+    if not props:
+        return ()
+    if syntax == "json" and flag.name in JSON_FLAGS:
+        return (json.dumps(props, separators=(",", ":"), ensure_ascii=False),)
+    keys = [k for k in props if k != flag.head and k not in KEYVAL_LAST] + [k for k in KEYVAL_LAST if k in props]
+    head = [_keyval_value(props[flag.head])] if flag.head is not None else []
+    return (",".join([*head, *(f"{key}={_keyval_value(props[key])}" for key in keys)]),)
+
+
+def device(props: dict) -> Flag:
+    return Flag("-device", props, "driver")
+
+
+def netdev(props: dict) -> Flag:
+    return Flag("-netdev", props, "type")
 
 
 def _addr(device: Device) -> dict:
@@ -96,14 +135,12 @@ def _virtio_net(device: Device, netdev_id: str) -> dict:
     return props | _addr(device) | _rom(nic) | tail
 
 
-def _vfio(device: Device, syntax: str) -> dict:
+def _vfio(device: Device) -> dict:
     nic = device.nic
     props: dict = {"driver": "vfio-pci", "host": str(nic.host_address), "id": device.qemu_id}
     if nic.boot is not None:
         props["bootindex"] = nic.boot
     pair = {"failover_pair_id": device.failover_pair_id} if device.failover_pair_id else {}
-    if syntax == "keyval":
-        return props | _addr(device) | _rom(nic) | pair
     return props | pair | _addr(device) | _rom(nic)
 
 
@@ -149,22 +186,20 @@ def unexpressible(layout: VmLayout) -> list[Diagnostic]:
     return [d for d in map(_unexpressible, layout.devices) if d is not None]
 
 
-def qemu_command(layout: VmLayout, syntax: str = "json") -> QemuCommand:
+def qemu_command(layout: VmLayout) -> QemuCommand:
     vm = layout.vm
-    problems = unexpressible(layout)
-    if problems:
-        return QemuCommand(vm.name, (), tuple(problems))
-    groups: list[tuple[str, ...]] = [
-        (vm.emulator,),
-        ("-name", f"guest={keyval_escape(vm.name)},debug-threads=on"),
-        ("-machine", f"{keyval_escape(vm.machine)},usb=off,dump-guest-core=off"),
-        ("-accel", vm.accel),
-        ("-m", f"size={vm.memory_kib}k"),
-        ("-smp", f"{vm.vcpus},sockets={vm.vcpus},cores=1,threads=1"),
-        ("-uuid", vm.uuid),
-        ("-display", "none"),
-        ("-no-user-config",),
-        ("-nodefaults",),
+    if unexpressible(layout):
+        return QemuCommand(vm.name, vm.emulator, ())
+    flags: list[Flag] = [
+        Flag("-name", {"guest": vm.name, "debug-threads": True}),
+        Flag("-machine", {"type": vm.machine, "usb": False, "dump-guest-core": False}, "type"),
+        Flag("-accel", {"accel": vm.accel}, "accel"),
+        Flag("-m", {"size": f"{vm.memory_kib}k"}),
+        Flag("-smp", {"cpus": vm.vcpus, "sockets": vm.vcpus, "cores": 1, "threads": 1}, "cpus"),
+        Flag("-uuid", {"uuid": vm.uuid}, "uuid"),
+        Flag("-display", {"type": "none"}, "type"),
+        Flag("-no-user-config"),
+        Flag("-nodefaults"),
     ]
     for port in layout.root_ports:
         props = {"driver": "pcie-root-port", "port": port.port, "chassis": port.chassis, "id": port.id,
@@ -172,15 +207,14 @@ def qemu_command(layout: VmLayout, syntax: str = "json") -> QemuCommand:
         if port.multifunction:
             props["multifunction"] = True
         props["addr"] = f"0x{port.slot:x}" if port.function == 0 else f"0x{port.slot:x}.0x{port.function:x}"
-        groups.append(("-device", encode("driver", props, syntax)))
+        flags.append(device(props))
     vfio = []
-    for device in layout.devices:
-        if device.nic.source_kind in ("hostdev", "pci-hostdev") or device.nic.role != PERSISTENT:
-            vfio.append(device)
+    for placed in layout.devices:
+        if placed.nic.source_kind in ("hostdev", "pci-hostdev") or placed.nic.role != PERSISTENT:
+            vfio.append(placed)
             continue
-        netdev_id = "host" + device.qemu_id
-        groups.append(("-netdev", encode("type", _netdev(device.nic, netdev_id), syntax)))
-        groups.append(("-device", encode("driver", _virtio_net(device, netdev_id), syntax)))
-    for device in vfio:
-        groups.append(("-device", encode("driver", _vfio(device, syntax), syntax)))
-    return QemuCommand(vm.name, tuple(groups))
+        netdev_id = "host" + placed.qemu_id
+        flags.append(netdev(_netdev(placed.nic, netdev_id)))
+        flags.append(device(_virtio_net(placed, netdev_id)))
+    flags.extend(device(_vfio(placed)) for placed in vfio)
+    return QemuCommand(vm.name, vm.emulator, tuple(flags))

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
 
 from .. import nodes as n
-from ..checks import apply_allow, check
+from ..checks import apply_allow
 from ..diagnostics import Diagnostic
 from ..lower import lower, team_alias
 from ..parser import parse_tolerant
 from ..pipeline import _no_cyclic_gc as no_cyclic_gc
+from ..pipeline import check_and_lay_out
 from ..source import SourceFile, Span
 
 
@@ -120,10 +121,10 @@ class Analysis:
         that lay out. It costs as much again as the checks, so the server publishes it second."""
         if self.backends_done:
             return self
-        from ..backends.qemu import qemu_command
+        from ..backends.qemu import unexpressible
 
         with no_cyclic_gc():
-            found = [d for layout in self.layouts.values() for d in qemu_command(layout).diagnostics]
+            found = [d for layout in self.layouts.values() for d in unexpressible(layout)]
             if found:
                 found = apply_allow(self.graph, found)
         diagnostics = tuple(sorted((*self.diagnostics, *found), key=Diagnostic.sort_key))
@@ -143,7 +144,7 @@ def _analyse(uri: str, name: str, text: str, version: int | None) -> Analysis:
     if parsed.module is not None:
         lowered = lower(parsed.module)
         graph = lowered.graph
-        later = apply_allow(graph, [*lowered.diagnostics, *check(graph)])
+        later = apply_allow(graph, [*lowered.diagnostics, *check_and_lay_out(graph)[0]])
         # An error at a VM's first token (`vm`) is where recovery closed the VM before it.
         poisoned = [vm.span for vm in parsed.module.vms
                     if any(vm.span.start < at <= vm.span.end for at in parsed.error_offsets)]

@@ -7,7 +7,6 @@ the `-device` argument of the QEMU command line (`backends.qemu.qemu_command`).
 
 from __future__ import annotations
 
-import json
 import re
 
 from ..diagnostics import CODES, Diagnostic
@@ -84,12 +83,12 @@ def describe_symbol(analysis: Analysis, symbol: Symbol) -> str:
             text += "\n\n(fix the errors in this VM to see the XML and QEMU arguments it compiles to)"
         return text
     from ..backends.libvirt import nic_view
-    from ..backends.qemu import qemu_command
+    from ..backends.qemu import encode, qemu_command
     from ..render import render
 
     devices = [d for d in layout.devices if d.nic.name == symbol.name]
     command = qemu_command(layout)  # JSON syntax, as `teamc compile` writes by default
-    by_id = {json.loads(g[1]).get("id"): g[1] for g in command.groups if len(g) == 2 and g[0] == "-device"}
+    by_id = {flag.props.get("id"): encode(flag, "json")[0] for flag in command.devices()}
     for device in devices:
         xml = render("libvirt/nic.xml.j2", n=nic_view(device))
         text += f"\n\n{device.nic.label}:\n\n```xml\n{xml}\n```"

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from itertools import pairwise
 
-from .plan import TeamPlan, decode
+from ..backends.qemu import QemuCommand
+from .plan import TeamPlan
 from .process import Qemu
 from .qmp import QmpError
 from .serial import Mark, Reply, Tick
@@ -24,43 +25,37 @@ def fmt_event(event) -> str:
     return "QMP " + json.dumps({"event": event.name, "data": event.data}, separators=(", ", ": "))
 
 
-def device(argv: list[str], ident: str) -> dict | None:
+def device(command: QemuCommand, ident: str) -> dict | None:
     """The properties of the -device with this id."""
-    for i, arg in enumerate(argv[:-1]):
-        if arg == "-device":
-            props = decode(argv[i + 1], "driver")
-            if props.get("id") == ident:
-                return props
-    return None
+    flag = command.device(ident)
+    return None if flag is None else dict(flag.props)
 
 
-def standby_has_failover(argv: list[str], standby: str) -> bool:
-    props = device(argv, standby) or {}
-    return props.get("failover") in (True, "on", "true")
+def standby_has_failover(command: QemuCommand, standby: str) -> bool:
+    return (device(command, standby) or {}).get("failover") is True
 
 
-def slot(argv: list[str], ident: str) -> tuple[str, int, int]:
-    """(bus, slot, function) a -device of the argv asks for."""
-    props = device(argv, ident)
+def slot(command: QemuCommand, ident: str) -> tuple[str, int, int]:
+    """(bus, slot, function) a -device of the command asks for."""
+    props = device(command, ident)
     if props is None:
         return "", -1, 0
     number, _, function = str(props.get("addr", "0")).partition(".")
     return props.get("bus", ""), int(number, 16), int(function, 16) if function else 0
 
 
-def expected_interfaces(argv: list[str], teams: int, unplugged: bool) -> int:
+def expected_interfaces(command: QemuCommand, teams: int, unplugged: bool) -> int:
     """The guest's interfaces: one per NIC, plus a failover master per team, minus the primaries when
     they are unplugged."""
-    nics = sum(1 for i, arg in enumerate(argv[:-1]) if arg == "-device" and "netdev" in decode(argv[i + 1], "driver"))
+    nics = sum(1 for flag in command.devices() if "netdev" in flag.props)
     return nics + teams - (teams if unplugged else 0)
 
 
-def memory_hint(argv: list[str]) -> str:
-    for i, arg in enumerate(argv[:-1]):
-        if arg == "-m" and argv[i + 1].startswith("size=") and argv[i + 1].endswith("k"):
-            mib = int(argv[i + 1][5:-1]) // 1024
-            if mib < 160:
-                return f"; the VM's {mib} MiB may be too little for the guest kernel"
+def memory_hint(command: QemuCommand) -> str:
+    for flag in command.flags:
+        size = str(flag.props.get("size", "")) if flag.name == "-m" else ""
+        if size.endswith("k") and int(size[:-1]) // 1024 < 160:
+            return f"; the VM's {int(size[:-1]) // 1024} MiB may be too little for the guest kernel"
     return ""
 
 
@@ -159,7 +154,7 @@ def console_for(q: Qemu, ifaces, *words, since: Mark | None = None) -> list[str]
     return out[:12]
 
 
-def bonded(q: Qemu, t: TeamPlan, since: Mark, watch: Watch, now: float) -> Verdict | None:
+def bonded(q: Qemu, command: QemuCommand, t: TeamPlan, since: Mark, watch: Watch, now: float) -> Verdict | None:
     """Is the team whole in the guest (a failover master with the team's MAC, the virtio standby and the
     stand-in as its slaves)? Fails once the guest has settled on something else."""
     ticks = q.guest.ticks[since.ticks:]
@@ -192,7 +187,7 @@ def bonded(q: Qemu, t: TeamPlan, since: Mark, watch: Watch, now: float) -> Verdi
             f"guest: {i.line()}" for i in tick.ifaces.values()] + q.warnings()[-3:]
     virtio = [i for i in tick.ifaces.values() if i.kind == "virtio" and i.mac == t.mac]
     if watch.held("no-master", master is None and bool(virtio), now) > SETTLE:
-        why = ("the standby has no failover=on" if not standby_has_failover(q.argv, t.standby)
+        why = ("the standby has no failover=on" if not standby_has_failover(command, t.standby)
                else "the guest's virtio_net did not accept VIRTIO_NET_F_STANDBY")
         return "fail", f"no bond: the guest has no failover master for {t.mac} ({why})", [
             f"guest: {i.line()}" for i in tick.ifaces.values()]

@@ -149,7 +149,7 @@ def unplugged(run: Run, migration: Migration, source: Qemu, mark: Mark, dest: Qe
 
 def why_no_primary(run: Run, q: Qemu, t: TeamPlan) -> str:
     """Why QEMU has no failover primary to unplug, in QEMU's words where it gave any."""
-    if not standby_has_failover(run.plan.argv, t.standby):
+    if not standby_has_failover(run.plan.command, t.standby):
         return f"{t.standby} has no failover=on, so {t.primary} is an ordinary device to QEMU"
     present = peripherals(q)
     if present is not None and t.primary not in present:
@@ -206,7 +206,7 @@ def replugged(run: Run, migration: Migration | None, dest: Qemu, mark: Mark, whe
             return None
         event = dest.qmp.find("FAILOVER_NEGOTIATED", since=mark.events, **{"device-id": t.standby})
         if where != "source" and event is None:
-            verdict = bonded(dest, t, mark, watch, now)
+            verdict = bonded(dest, run.plan.command, t, mark, watch, now)
             return verdict if verdict and verdict[0] == "fail" else None
         present = has(t.primary)
         if present is None:
@@ -217,7 +217,7 @@ def replugged(run: Run, migration: Migration | None, dest: Qemu, mark: Mark, whe
                 return None
             return "fail", (f"QEMU did not plug {t.primary} back into {t.primary_bus} on the {where}: "
                             f"{plug_refusal(dest)}"), dest.warnings()[-5:]
-        verdict = bonded(dest, t, mark, watch, now)
+        verdict = bonded(dest, run.plan.command, t, mark, watch, now)
         if verdict is None or verdict[0] == "fail":
             return verdict
         head = f"{where}: QMP FAILOVER_NEGOTIATED {t.standby}, " if event else f"{where}: "

@@ -1,4 +1,4 @@
-"""The verification argv: the compiled QEMU argv with only what this machine cannot have replaced.
+"""The verification command: the compiled QEMU command with only what this machine cannot have replaced.
 
 - each VFIO primary (`vfio-pci,failover_pair_id=…`) becomes an emulated e1000e that keeps
   the VF's id, bus, addr, MAC and `failover_pair_id`, with `romfile=""` (no option ROM: a
@@ -16,12 +16,11 @@ address the stand-in does not use); every such change is listed in `VmPlan.chang
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field, replace
 
-from ..backends.qemu import encode
+from ..backends.qemu import Flag, QemuCommand, device, netdev
 from ..ir import PERSISTENT, PciAddress
 
 STANDIN = "e1000e"  # an emulated PCI Express NIC the Debian kernel drives (CONFIG_E1000E=m)
@@ -42,27 +41,16 @@ class TeamPlan:
 @dataclass
 class VmPlan:
     vm: str
-    compiled: list[str]  # the argv `teamc compile` writes (JSON syntax)
-    argv: list[str]  # the verification argv (before the runner adds kernel, serial and QMP)
+    compiled: QemuCommand  # what `teamc compile` writes
+    command: QemuCommand  # the verification command (before the runner adds kernel, serial and QMP)
     teams: list[TeamPlan]
     accel: str
-    changes: list[str] = field(default_factory=list)  # each difference from the compiled argv, in words
+    changes: list[str] = field(default_factory=list)  # each difference from the compiled command, in words
 
-
-def decode(arg: str, head: str) -> dict:
-    """A -device/-netdev value as a dict, from JSON or keyval (`,,` is a literal comma)."""
-    if arg.startswith("{"):
-        return json.loads(arg)
-    parts = arg.replace(",,", "\0").split(",")
-    props = {head: parts[0].replace("\0", ",")}
-    for part in parts[1:]:
-        key, _, value = part.partition("=")
-        props[key] = value.replace("\0", ",")
-    return props
-
-
-def _syntax(json_syntax: bool) -> str:
-    return "json" if json_syntax else "keyval"
+    @property
+    def argv(self) -> list[str]:
+        """The verification argv, in the JSON syntax `teamc compile` writes by default."""
+        return self.command.argv("json")
 
 
 def kvm_usable() -> bool:
@@ -93,19 +81,19 @@ def _plain_layout(vm_layout):
     """Give what has no plain QEMU form its nearest plain form, for verification only."""
     changes = []
     devices = []
-    for device in vm_layout.devices:
-        nic = device.nic
+    for placed in vm_layout.devices:
+        nic = placed.nic
         if nic.role == PERSISTENT and (nic.source_kind == "direct"
                                        or (nic.source_kind == "network" and nic.via_bridge is None)):
             what = (f"macvtap on {nic.source_target}" if nic.source_kind == "direct"
                     else f"libvirt network `{nic.source_target}`")
-            changes.append(f"{device.qemu_id}: {what} (no plain QEMU form) -> user networking")
-            device = replace(device, nic=replace(nic, source_kind="user"))
+            changes.append(f"{placed.qemu_id}: {what} (no plain QEMU form) -> user networking")
+            placed = replace(placed, nic=replace(nic, source_kind="user"))
         elif nic.role != PERSISTENT and nic.source_kind == "network" and nic.host_address is None:
-            changes.append(f"{device.qemu_id}: VF from hostdev pool `{nic.source_target}` (picked by libvirt) "
+            changes.append(f"{placed.qemu_id}: VF from hostdev pool `{nic.source_target}` (picked by libvirt) "
                            "-> placeholder, replaced by the stand-in")
-            device = replace(device, nic=replace(nic, host_address=PLACEHOLDER_VF))
-        devices.append(device)
+            placed = replace(placed, nic=replace(nic, host_address=PLACEHOLDER_VF))
+        devices.append(placed)
     n = len(vm_layout.interfaces)
     return replace(vm_layout, interfaces=tuple(devices[:n]), hostdevs=tuple(devices[n:])), changes
 
@@ -116,25 +104,25 @@ def plan_vm(vm_layout, accel: str = "auto", qemu: str | None = None, kvm_check=N
     from ..backends.qemu import qemu_command
 
     vm_layout, changes = _plain_layout(vm_layout)
-    compiled = qemu_command(vm_layout, "json").argv
+    compiled = qemu_command(vm_layout)
     by_id = {d.qemu_id: d for d in vm_layout.devices}
     teams = []
-    for device in vm_layout.devices:
-        if device.failover_pair_id is None or device.failover_pair_id not in by_id:
+    for placed in vm_layout.devices:
+        if placed.failover_pair_id is None or placed.failover_pair_id not in by_id:
             continue
-        standby = by_id[device.failover_pair_id]
+        standby = by_id[placed.failover_pair_id]
         teams.append(TeamPlan(
-            name=standby.nic.name, standby=standby.qemu_id, primary=device.qemu_id, mac=standby.nic.mac,
-            primary_mac=device.nic.mac or standby.nic.mac, primary_bus=device.bus_id,
-            primary_addr=f"{device.address.slot:02x}.{device.address.function:x}"))
-    emulator = qemu or compiled[0]
+            name=standby.nic.name, standby=standby.qemu_id, primary=placed.qemu_id, mac=standby.nic.mac,
+            primary_mac=placed.nic.mac or standby.nic.mac, primary_bus=placed.bus_id,
+            primary_addr=f"{placed.address.slot:02x}.{placed.address.function:x}"))
+    emulator = qemu or compiled.emulator
     if qemu is not None:
-        changes.append(f"emulator {compiled[0]} -> {qemu} (--qemu)")
+        changes.append(f"emulator {compiled.emulator} -> {qemu} (--qemu)")
     else:
         if vm_layout.vm.arch == "i686":
             emulator = "qemu-system-x86_64"
-            changes.append(f"emulator {compiled[0]} -> {emulator} (the guest kernel is x86_64; the devices are "
-                           "the same)")
+            changes.append(f"emulator {compiled.emulator} -> {emulator} (the guest kernel is x86_64; the devices "
+                           "are the same)")
         if shutil.which(emulator) is None and shutil.which("qemu-system-x86_64"):
             found = shutil.which("qemu-system-x86_64")
             changes.append(f"emulator {emulator} (not on this machine) -> {found}")
@@ -143,55 +131,38 @@ def plan_vm(vm_layout, accel: str = "auto", qemu: str | None = None, kvm_check=N
     chosen, why = choose_accel(vm_layout.vm.accel, accel, check)
     if why:
         changes.append(why)
-    argv = verification_argv(compiled, {t.primary: t.primary_mac for t in teams}, chosen, changes)
-    argv[0] = emulator
-    return VmPlan(vm_layout.vm.name, compiled, argv, teams, chosen, changes)
+    command = verification_command(compiled, {t.primary: t.primary_mac for t in teams}, chosen, changes)
+    return VmPlan(vm_layout.vm.name, compiled, replace(command, emulator=emulator), teams, chosen, changes)
 
 
-def verification_argv(compiled: list[str], primary_macs: dict[str, str], accel: str,
-                      changes: list[str] | None = None) -> list[str]:
-    """Apply the substitutions described in the module docstring to a compiled argv."""
+def verification_command(compiled: QemuCommand, primary_macs: dict[str, str], accel: str,
+                         changes: list[str] | None = None) -> QemuCommand:
+    """Apply the substitutions described in the module docstring to a compiled command."""
     changes = [] if changes is None else changes
-    out: list[str] = []
-    i = 0
-    while i < len(compiled):
-        arg = compiled[i]
-        value = compiled[i + 1] if i + 1 < len(compiled) else None
-        if arg == "-accel" and value is not None:
-            out += [arg, accel]
-            i += 2
-            continue
-        if arg == "-netdev" and value is not None:
-            props = decode(value, "type")
-            if props["type"] in ("bridge", "tap"):
-                where = props.get("br") or props.get("ifname") or ""
-                changes.append(f"{props['id']}: {props['type']} {where} -> user networking".replace("  ", " "))
-                value = encode("type", {"type": "user", "id": props["id"]}, _syntax(value.startswith("{")))
-            out += [arg, value]
-            i += 2
-            continue
-        if arg == "-device" and value is not None:
-            props = decode(value, "driver")
-            if props["driver"] == "vfio-pci":
-                json_syntax = value.startswith("{")
-                ident = props["id"]
-                netdev = f"teamc-{ident}"
-                standin = {"driver": STANDIN, "id": ident, "netdev": netdev}
-                if ident in primary_macs:
-                    standin["mac"] = primary_macs[ident]
-                for key in ("failover_pair_id", "bus", "addr", "bootindex"):
-                    if key in props:
-                        standin[key] = props[key]
-                standin["romfile"] = ""
-                out += ["-netdev", encode("type", {"type": "user", "id": netdev}, _syntax(json_syntax)),
-                        arg, encode("driver", standin, _syntax(json_syntax))]
-                host = props.get("host", "")
-                host = "" if host == str(PLACEHOLDER_VF) else f" {host}"
-                changes.append(f"{ident}: vfio-pci{host} -> emulated {STANDIN} stand-in "
-                               f"(MAC {standin.get('mac', '?')}, same id/bus/addr/failover_pair_id, no ROM, "
-                               "user networking)")
-                i += 2
-                continue
-        out.append(arg)
-        i += 1
-    return out
+    out: list[Flag] = []
+    for flag in compiled.flags:
+        if flag.name == "-accel":
+            flag = flag.with_props({"accel": accel})
+        elif flag.name == "-netdev" and flag.props["type"] in ("bridge", "tap"):
+            props = flag.props
+            where = props.get("br") or props.get("ifname") or ""
+            changes.append(f"{props['id']}: {props['type']} {where} -> user networking".replace("  ", " "))
+            flag = flag.with_props({"type": "user", "id": props["id"]})
+        elif flag.name == "-device" and flag.props["driver"] == "vfio-pci":
+            props = flag.props
+            ident = props["id"]
+            backend = f"teamc-{ident}"
+            standin = {"driver": STANDIN, "id": ident, "netdev": backend}
+            if ident in primary_macs:
+                standin["mac"] = primary_macs[ident]
+            kept = ("failover_pair_id", "bus", "addr", "bootindex")
+            standin.update((key, props[key]) for key in kept if key in props)
+            standin["romfile"] = ""
+            out.append(netdev({"type": "user", "id": backend}))
+            flag = device(standin)
+            host = "" if props["host"] == str(PLACEHOLDER_VF) else f" {props['host']}"
+            changes.append(f"{ident}: vfio-pci{host} -> emulated {STANDIN} stand-in "
+                           f"(MAC {standin.get('mac', '?')}, same id/bus/addr/failover_pair_id, no ROM, "
+                           "user networking)")
+        out.append(flag)
+    return replace(compiled, flags=tuple(out))

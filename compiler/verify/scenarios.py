@@ -70,7 +70,7 @@ def guest_up(run: Run, q, mark: Mark, name: str, since: float) -> bool:
                 why = q.warnings()[-1] if q.warnings() else f"QEMU exited with status {q.proc.returncode}"
                 if q.guest.note("boot", since=mark) is None and not q.warnings():
                     why += (" before the guest's /init ran: the guest reset or powered off (QEMU runs with "
-                            f"-no-reboot){memory_hint(q.argv)}")
+                            f"-no-reboot){memory_hint(run.plan.command)}")
                 return "fail", f"QEMU stopped: {why}", (
                     q.warnings()[-10:] + [f"console: {line}" for _, line in q.guest.console[-5:]])
             return None
@@ -104,7 +104,7 @@ def team_boot_steps(run: Run, q, mark: Mark, since: float, what: str) -> None:
         virtio = [i for i in tick.ifaces.values() if i.kind == "virtio" and i.mac == t.mac]
         lonely = bool(virtio) and all(i.name not in tick.enslaved() for i in virtio)
         if watch.held("unbonded-virtio", lonely, now) > SETTLE:
-            why = ("the standby has no failover=on" if not standby_has_failover(q.argv, t.standby)
+            why = ("the standby has no failover=on" if not standby_has_failover(run.plan.command, t.standby)
                    else "the guest's virtio_net did not accept VIRTIO_NET_F_STANDBY")
             standins = [i for i in tick.ifaces.values() if i.kind == "pci" and i.mac == t.primary_mac]
             return "fail", (f"not negotiated: QEMU sent no FAILOVER_NEGOTIATED for {t.standby} and the guest's "
@@ -114,7 +114,7 @@ def team_boot_steps(run: Run, q, mark: Mark, since: float, what: str) -> None:
                    for i in standins] + console_for(q, virtio, since=mark))
         if watch.held("no-virtio", not virtio, now) > 2 * SETTLE:
             hint = ""
-            where, primary_where = slot(q.argv, t.standby), slot(q.argv, t.primary)
+            where, primary_where = slot(run.plan.command, t.standby), slot(run.plan.command, t.primary)
             if where[2] and where[:2] == primary_where[:2] and primary_where[2] == 0:
                 hint = (f"; {t.standby} is function {where[2]} of the slot whose function 0 is {t.primary}, "
                         "which QEMU hides until negotiation, and a guest does not scan a slot without function 0")
@@ -136,7 +136,7 @@ def team_boot_steps(run: Run, q, mark: Mark, since: float, what: str) -> None:
     run.steps(q, [
         Step("negotiated", negotiated, lambda t: f"QMP FAILOVER_NEGOTIATED for {t.standby}"),
         Step("primary plugged", primary_plugged, lambda t: f"QEMU to plug {t.primary}"),
-        Step("bonded in guest", lambda team, watch, now: bonded(q, team.team, mark, watch, now),
+        Step("bonded in guest", lambda team, watch, now: bonded(q, run.plan.command, team.team, mark, watch, now),
              lambda t: f"the guest to bond {t.mac} (master + virtio standby + {t.primary} stand-in)",
              expect="whole"),
         Step("traffic on primary", on_primary(q, mark), lambda t: f"pings through the primary of {t.name}",
@@ -192,7 +192,7 @@ def suspend_resume(run: Run) -> None:
     if not run.vm_step(q, "resumed", resumed, "the RESUME event and a new guest report"):
         return
     run.steps(q, [
-        Step("bond whole", lambda team, watch, now: bonded(q, team.team, resumed_mark, watch, now),
+        Step("bond whole", lambda team, watch, now: bonded(q, run.plan.command, team.team, resumed_mark, watch, now),
              lambda t: f"the guest to report {t.mac} bonded", expect="whole"),
         Step("traffic on primary", on_primary(q, resumed_mark), lambda t: f"pings through {t.primary}",
              expect="whole"),
@@ -237,7 +237,7 @@ def hot_unplug(run: Run) -> None:
             run.primaries_removed = True
         except QmpError as err:
             refused[t.name] = f"device_del {t.primary}: {str(err).split(': ', 1)[-1]}" + (
-                "" if standby_has_failover(run.plan.argv, t.standby) and (peripherals(q) or set()) & {t.primary}
+                "" if standby_has_failover(run.plan.command, t.standby) and (peripherals(q) or set()) & {t.primary}
                 else f" ({migration.why_no_primary(run, q, t)})")
 
     def removed(team: TeamResult, watch: Watch, now: float) -> Verdict | None:
@@ -255,7 +255,7 @@ def hot_unplug(run: Run) -> None:
         ticks = q.guest.ticks[mark.ticks:]
         verdict = standby_carried(ticks, t, minimum=3)
         if verdict is None and ticks and ticks[-1].master(t.mac) is None and watch.held("no-master", True, now) > SETTLE:
-            why = "" if standby_has_failover(run.plan.argv, t.standby) else f" ({t.standby} has no failover=on)"
+            why = "" if standby_has_failover(run.plan.command, t.standby) else f" ({t.standby} has no failover=on)"
             return "fail", f"no failover master for {t.mac} in the guest{why}: no bond to move the pings to the standby", [
                 f"guest: {i.line()}" for i in ticks[-1].ifaces.values()]
         return verdict
@@ -276,7 +276,7 @@ def hot_plug(run: Run) -> None:
     refused: dict[str, str] = {}
     for team in run.teams_in_play():
         t = team.team
-        props = device(run.plan.argv, t.primary)
+        props = device(run.plan.command, t.primary)
         try:
             q.execute("device_add", props)
         except QmpError as err:
@@ -298,7 +298,7 @@ def hot_plug(run: Run) -> None:
 
     run.steps(q, [
         Step("primary added", added, lambda t: f"QEMU to plug {t.primary}"),
-        Step("bonded again", lambda team, watch, now: bonded(q, team.team, mark, watch, now),
+        Step("bonded again", lambda team, watch, now: bonded(q, run.plan.command, team.team, mark, watch, now),
              lambda t: f"the guest to bond {t.primary} to {t.mac} again", expect="whole"),
         Step("traffic on primary", on_primary(q, mark), lambda t: f"pings through {t.primary}", expect="whole"),
     ])

@@ -159,7 +159,7 @@ class Run:
         """Record the guest's interface count in its first report since `since` (from whichever QEMU ran it)
         in which every team is in `state`, against the count that state calls for; without such a report,
         the count in the latest one (a step decided at once, on reports from before it, has only that one)."""
-        expected = expected_interfaces(self.plan.argv, len(self.plan.teams), state == "unplugged")
+        expected = expected_interfaces(self.plan.command, len(self.plan.teams), state == "unplugged")
         ticks = sorted((tk for q in self.qemus for tk in q.guest.ticks), key=lambda tk: tk.at)
         ticks = [tk for tk in ticks if tk.at >= since] or ticks[-1:]
         match = whole if state == "whole" else primary_away

@@ -1,0 +1,36 @@
+"""`--emit qemu`: one VM's layout -> its QEMU command line, a shell script `<vm>.sh` (each argument
+quoted with `shlex`) or one argument per line `<vm>.argv` (`--qemu-format lines`).
+
+The backend (backends/qemu.py) builds the structured command and encodes QEMU's own syntax
+(`--qemu-syntax`); this module only quotes it for the shell. A VM with no plain command line gets
+no file, and W0504/W0505 say why (`diagnose`); W0509 names the NIC settings the command line cannot apply."""
+
+from __future__ import annotations
+
+import shlex
+
+from ..pipeline import Artifact, Options
+from . import Emitter, Subject
+
+
+def emit(subject: Subject, options: Options) -> list[Artifact]:
+    from ..backends.qemu import qemu_command
+    from ..render import render
+
+    command = qemu_command(subject.layout)
+    if not command.flags:
+        return []
+    if options.qemu_format == "lines":
+        return [Artifact(f"{command.vm}.argv", render("qemu/argv.txt.j2", argv=command.argv(options.qemu_syntax)))]
+    lines = [" ".join(shlex.quote(arg) for arg in group) for group in command.groups(options.qemu_syntax)]
+    return [Artifact(f"{command.vm}.sh", render("qemu/command.sh.j2", vm=command.vm, lines=lines))]
+
+
+def diagnose(layout, options: Options) -> list:
+    from ..backends.qemu import libvirt_only_settings, unexpressible
+
+    # W0509 only for a VM that gets a command line.
+    return unexpressible(layout) or libvirt_only_settings(layout)
+
+
+EMITTER = Emitter("qemu", "the QEMU command line <vm>.sh", 30, (".sh", ".argv"), emit, diagnose=diagnose)
