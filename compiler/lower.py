@@ -456,6 +456,9 @@ class _Lowerer:
                 span = stmt.values[e.index].span if e.index < len(stmt.values) else stmt.span
                 self.error("E0205", e.message, span, help=e.help)
                 continue
+            if stmt.key == "libvirt" and (problem := ns.value_problem(elem)) is not None:
+                self.error("E0205", problem[0], stmt.span, help=problem[1])
+                continue
             if elem.tag in stated:
                 self.error("E0103", f"setting `{elem.tag.lstrip('@')}` is given twice", stmt.span,
                            Label(stated[elem.tag][1].span, "first given here"), help="keep one of the two statements")

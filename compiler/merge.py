@@ -59,6 +59,7 @@ class _Merger:
         self.layout = layout
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
+        self.source_extra: dict[int, tuple[tuple[str, str], ...]] = {}  # Device id -> base <source> attributes kept
 
     def error(self, code: str, message: str, span: Span, *labels: Label, help: str) -> None:
         self.errors.append(diag(code, message, span, *labels, help=help))
@@ -148,6 +149,11 @@ class _Merger:
         for attr, value in element.attrib.items():
             if "@" + attr in nicsettings.BY_TAG and "@" + attr not in written:
                 kept.append(nicsettings.Elem("@" + attr, (("value", value),)))
+        # The base's <source> attributes the team does not write (a network's portgroup, portid) stay too.
+        source = element.find("source")
+        if source is not None and device.element == "interface" and not view.host_address:
+            ours = {name for name, _ in view.source_attrs}
+            self.source_extra[id(device)] = tuple((k, v) for k, v in source.attrib.items() if k not in ours)
         return tuple(kept)
 
     # --- placement -------------------------------------------------------------
@@ -264,6 +270,7 @@ class _Merger:
         def element_text(device: Device) -> str:
             nic = replace(device.nic, settings=device.nic.settings + kept.get(id(device), ()))
             view = nic_view(replace(device, address=placed[id(device)], nic=nic))
+            view = replace(view, source_attrs=view.source_attrs + self.source_extra.get(id(device), ()))
             return _reindent(render("libvirt/nic.xml.j2", n=view), unit)
 
         new_nics = {"interface": [], "hostdev": []}

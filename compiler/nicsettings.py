@@ -592,6 +592,23 @@ def refusal(row: Row, elem: Elem, ctx: Context) -> Refusal | None:
     return row.refuse(elem, ctx)
 
 
+def value_problem(elem: Elem) -> tuple[str, str] | None:
+    """A value in a passed-through element that its row's checks refuse (a pass-through is kept verbatim, but not
+    past the value rules libvirt and QEMU apply to it): (message, help), or None."""
+    row = BY_TAG.get(elem.tag)
+    shape = row.shape if row is not None else None
+    if not isinstance(shape, Attrs):
+        return None
+    found = [(elem.tag, shape.attrs, elem.attrs)]
+    found += [(f"{elem.tag} {c.tag}", shape.groups[c.tag], c.attrs) for c in elem.children if c.tag in shape.groups]
+    for where, checks, attrs in found:
+        for name, value in attrs:
+            problem = checks[name](value) if name in checks else None
+            if problem:
+                return f"`{value}` is not a valid `{where} {name}`", problem
+    return None
+
+
 def row_for(elem: Elem) -> Row:
     return BY_TAG.get(elem.tag, PASS_THROUGH)
 
