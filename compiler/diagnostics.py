@@ -78,7 +78,7 @@ CODES: dict[str, Code] = _codes(
     Code("W0503", "primary-boot-or-rom", W, "boot order or option ROM set on the VF", allowable=True),
     Code("W0504", "vf-unresolved", W, "a hostdev-pool VF is picked by libvirt; no QEMU argv without a concrete VF", allowable=True),
     Code("W0505", "no-qemu-backend", W, "a persistent source has no plain-QEMU equivalent; no QEMU argv written", allowable=True),
-    Code("W0506", "left-out", W, "a NIC or NIC setting of libvirt XML has no .team form and is left out", allowable=True),
+    Code("W0506", "left-out", W, "a NIC without teaming, or a setting of a plain <hostdev> VF, is left out", allowable=True),
     Code("W0507", "vlan-one-side", W, "one NIC of a team states a VLAN, the other none", allowable=True),
     Code("W0508", "standby-link-down", W, "the virtio standby of a team has its link down", allowable=True),
     Code("W0509", "libvirt-only-setting", W, "a NIC setting that only libvirt applies: the QEMU command line goes without it",
