@@ -244,3 +244,16 @@ def test_libvirts_nic_domains_survive_import_and_merge(path, tmp_path):
     assert code == 0, err
     assert teamed_nics(merged) == teamed_nics(base.read_text())
     assert rng_errors(merged) == []
+
+
+@pytest.mark.qemu
+def test_qemu_starts_the_driver_settings():
+    """QEMU 7.2 takes every virtio-net-pci property the driver settings give (the VF as its e1000e stand-in)."""
+    from compiler.source import SourceFile
+    from helpers import qemu_commands, runnable_here, standin, start_qemu
+
+    source = SourceFile(str(ORACLE / "nic-driver.team"), (ORACLE / "nic-driver.team").read_text())
+    (command,) = qemu_commands(source)
+    code, stderr, _ = start_qemu(standin(runnable_here(command)).argv("json"))
+    assert code == 0, stderr
+    assert command.device("ua-up0").props["rx_queue_size"] == 1024
