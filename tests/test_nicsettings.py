@@ -249,8 +249,9 @@ def test_libvirts_nic_domains_survive_import_and_merge(path, tmp_path):
 @pytest.mark.qemu
 def test_qemu_starts_the_driver_settings():
     """QEMU 7.2 takes every virtio-net-pci property the driver settings give (the VF as its e1000e stand-in)."""
-    from compiler.source import SourceFile
     from helpers import qemu_commands, runnable_here, standin, start_qemu
+
+    from compiler.source import SourceFile
 
     source = SourceFile(str(ORACLE / "nic-driver.team"), (ORACLE / "nic-driver.team").read_text())
     (command,) = qemu_commands(source)
