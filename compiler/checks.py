@@ -208,6 +208,43 @@ def mac_mismatch(graph):
                        help="the guest's net_failover driver pairs NICs by MAC: give both the same `mac`")
 
 
+def _tags(vlan) -> str:
+    return ", ".join(t.get("id") or "" for t in vlan.children)
+
+
+@rule
+def pair_network(graph):
+    """The two NICs of a team must land on one network after a failover: their VLANs, and the standby's link."""
+    for src, dst, kind in graph.edges(data="kind"):
+        if kind != "pairs-with":
+            continue
+        t, p = _spec(graph, src), _spec(graph, dst)
+        if p.role != PERSISTENT:
+            continue
+        tv, pv = t.setting("vlan"), p.setting("vlan")
+        if tv is not None and pv is not None and tv != pv:
+            yield diag("E0312", f"{t.label} is on VLAN {_tags(tv)} but its partner {p.label} on VLAN {_tags(pv)}",
+                       t.setting_span("vlan"), Label(p.setting_span("vlan"), "partner's VLAN"),
+                       help="after a failover the guest would be on another network: give both sides the same `vlan`")
+        elif tv is not None and pv is None:
+            yield diag("W0507", f"{t.label} is on VLAN {_tags(tv)} but its partner {p.label} states no VLAN",
+                       t.setting_span("vlan"), Label(p.source_span, "the standby's network"),
+                       help=f"the standby must reach VLAN {_tags(tv)} some other way: a bridge on a VLAN interface "
+                            "of the host (e.g. on eth0.42), a network portgroup, or `vlan` with `virtualport "
+                            "openvswitch` here; `allow vlan-one-side` once it does")
+        elif pv is not None and tv is None:
+            yield diag("W0507", f"{p.label} is on VLAN {_tags(pv)} but its partner {t.label} states no VLAN",
+                       p.setting_span("vlan"), Label(t.source_span, "the VF"),
+                       help=f"the VF must be on VLAN {_tags(pv)} some other way: set on the host's PF "
+                            "(`ip link set PF vf N vlan ID`) or by a hostdev-pool network; or state `vlan` on the VF; "
+                            "`allow vlan-one-side` once it is")
+        link = p.setting("link")
+        if link is not None and link.get("state") == "down":
+            yield diag("W0508", f"{p.label}, the standby of a team, has its link down", p.setting_span("link"),
+                       help="while the VF is unplugged (during a migration) the guest has no network: write "
+                            "`link up`, or `allow standby-link-down` if that is meant")
+
+
 @rule
 def mac_unique(graph):
     teams = nx.utils.UnionFind()  # NICs linked by pairs-with edges form one team

@@ -53,6 +53,7 @@ CODES: dict[str, Code] = _codes(
     Code("E0203", "bad-mac", E, "a MAC address is malformed, multicast, all-zero or broadcast"),
     Code("E0204", "bad-pci-address", E, "a PCI address is malformed or out of range"),
     Code("E0205", "invalid-value", E, "a setting has a value teamc does not accept"),
+    Code("E0206", "setting-refused", E, "a NIC setting libvirt refuses on this NIC (its source kind, role or other settings)"),
     Code("E0301", "persistent-not-virtio", E, "the persistent NIC is not a virtio interface"),
     Code("E0302", "transient-not-hostdev", E, "the transient NIC is not a hostdev form"),
     Code("E0303", "transient-target-missing", E, "a transient names a NIC that does not exist"),
@@ -64,6 +65,7 @@ CODES: dict[str, Code] = _codes(
     Code("E0309", "mac-duplicate", E, "two teams use the same MAC"),
     Code("E0310", "vf-duplicate", E, "the same host VF is given twice"),
     Code("E0311", "teaming-missing", E, "a NIC in the explicit form has no teaming role"),
+    Code("E0312", "vlan-mismatch", E, "the two NICs of a team state different VLAN tags"),
     Code("E0401", "pc-machine-team", E, "a team on the i440fx `pc` machine, which QEMU refuses", allowable=True),
     Code("E0402", "primary-not-alone", E, "the VF does not sit alone at function 0 of its slot"),
     Code("E0403", "pci-address-clash", E, "two devices are pinned to the same guest PCI address"),
@@ -76,7 +78,11 @@ CODES: dict[str, Code] = _codes(
     Code("W0503", "primary-boot-or-rom", W, "boot order or option ROM set on the VF", allowable=True),
     Code("W0504", "vf-unresolved", W, "a hostdev-pool VF is picked by libvirt; no QEMU argv without a concrete VF", allowable=True),
     Code("W0505", "no-qemu-backend", W, "a persistent source has no plain-QEMU equivalent; no QEMU argv written", allowable=True),
-    Code("W0506", "left-out", W, "a NIC or NIC setting of libvirt XML has no .team form and is left out", allowable=True),
+    Code("W0506", "left-out", W, "a NIC without teaming, or a setting of a plain <hostdev> VF, is left out", allowable=True),
+    Code("W0507", "vlan-one-side", W, "one NIC of a team states a VLAN, the other none", allowable=True),
+    Code("W0508", "standby-link-down", W, "the virtio standby of a team has its link down", allowable=True),
+    Code("W0509", "libvirt-only-setting", W, "a NIC setting that only libvirt applies: the QEMU command line goes without it",
+         allowable=True),
 )
 
 SLUGS: dict[str, Code] = {c.slug: c for c in CODES.values()}

@@ -184,6 +184,8 @@ class _Printer:
             return f"source {_source(item.source)}", None
         if isinstance(item, n.Teaming):
             return ("teaming persistent" if item.target is None else f"teaming transient {quote(item.target)}"), None
+        if isinstance(item, n.NicSetting):
+            return " ".join([item.key, *map(quote, item.values)]), None
         if isinstance(item, n.Option):
             return (item.key if item.value is None else f"{item.key} {quote(item.value)}"), None
         raise TypeError(f"cannot print {type(item).__name__}")

@@ -21,6 +21,7 @@ import itertools
 import re
 from dataclasses import dataclass, field, fields, replace
 
+from . import nicsettings
 from . import nodes as n
 from .diagnostics import Diagnostic, diag
 from .keywords import UNIT_BYTES as _UNIT_BYTES
@@ -31,7 +32,11 @@ _LIBVIRT_UNITS = {"b": "B", "bytes": "B", "k": "KiB", "KiB": "KiB", "KB": "KB", 
                   "MB": "MB", "G": "GiB", "GiB": "GiB", "GB": "GB", "T": "TiB", "TiB": "TiB", "TB": "TB"}
 _SOURCE_TYPES = ("user", "bridge", "network", "direct", "hostdev")
 # Children of a teamed NIC that `virsh dumpxml` adds or that mean nothing to a team: skipped without a word.
-_RUNTIME = {"target", "alias", "address", "source", "mac", "model", "teaming", "boot", "rom", "mtu"}
+_RUNTIME = {"alias", "address", "source", "mac", "model", "teaming", "boot", "rom", "mtu"}
+# The tap/macvtap names libvirt makes up (and ignores in a definition): a <target> with one of them is runtime
+# state, as is every <target> of a running domain's `virsh dumpxml` (its <domain> has an `id`); any other
+# <target> is configuration.
+_GENERATED_TARGET = re.compile(r"(vnet|macvtap|macvlan)[0-9]+\Z")
 _HEX = re.compile(r"(0x)?[0-9A-Fa-f]+\Z")
 
 
@@ -321,9 +326,26 @@ class _Importer:
             elif tag == "driver" and nic.source.kind in ("hostdev", "pci-hostdev") and dict(child.attrib) in (
                     {"name": "vfio"}, {}):
                 continue  # libvirt's default for a VF, which `virsh dumpxml` spells out
+            elif tag == "target" and (_GENERATED_TARGET.match(child.get("dev") or "")
+                                      or self.doc.root.get("id") is not None):
+                continue
             elif tag not in _RUNTIME:
-                self.left_out(f"`<{tag}>` of {self.describe(element)} is left out: teamc has no form for it",
-                              doc.tag_span(child), nic.notes)
+                if element.tag == "hostdev":
+                    self.left_out(f"`<{tag}>` of {self.describe(element)} is left out: teamc writes a plain "
+                                  "<hostdev> VF without NIC settings", doc.tag_span(child), nic.notes)
+                    continue
+                # Every other setting is kept: as its row's statement, or verbatim as `libvirt "<…>"`.
+                keyword, words = nicsettings.statement(nicsettings.from_et(child))
+                span = doc.span(child)
+                nic.options.append(n.NicSetting(keyword, tuple(n.Value(w, span) for w in words), span))
+        if element.tag == "interface":
+            for attr, value in element.attrib.items():
+                row = nicsettings.BY_TAG.get("@" + attr)
+                if row is not None:
+                    span = doc.attr_span(element, attr)
+                    elem = nicsettings.Elem("@" + attr, (("value", value),))
+                    words = row.words(elem) or [value]
+                    nic.options.append(n.NicSetting(row.keyword, tuple(n.Value(w, span) for w in words), span))
 
     def name_nics(self, nics: list[_Nic]) -> None:
         """A NIC without a user alias gets a name: its runtime alias, or one made up that nothing else uses."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from .nicsettings import Elem
 from .source import Span
 
 PERSISTENT, TRANSIENT = "persistent", "transient"
@@ -116,6 +117,17 @@ class NicSpec:
     pairs_with_span: Span | None = None
     managed_span: Span | None = None
     role_spans: tuple[Span, ...] = ()
+    # The settings of compiler/nicsettings.py's table, as the XML elements they become (an `@name` tag is an
+    # attribute of <interface>), in source order; `setting_spans` holds each one's statement.
+    settings: tuple[Elem, ...] = ()
+    setting_spans: tuple[Span, ...] = ()
+
+    def setting(self, tag: str) -> Elem | None:
+        return next((e for e in self.settings if e.tag == tag), None)
+
+    def setting_span(self, tag: str) -> Span:
+        """Where the setting of that tag is stated (the NIC itself if it is not)."""
+        return next((s for e, s in zip(self.settings, self.setting_spans) if e.tag == tag), self.span)
 
 
 def vm_key(vm: str) -> tuple:

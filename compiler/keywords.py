@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .nicsettings import ROWS
+
 
 @dataclass(frozen=True, slots=True)
 class Keyword:
@@ -82,6 +84,9 @@ KEYWORDS: dict[str, Keyword] = _table(
     Keyword("enabled", "rom enabled yes|no", "`no` loads no ROM at all.", ()),
     Keyword("yes", "yes", "Yes.", ()),
     Keyword("no", "no", "No.", ()),
+    # The NIC settings, one per row of compiler/nicsettings.py's table.
+    *(Keyword(row.keyword, row.example, f"The NIC's {row.xml_form()} (README: NIC settings). QEMU: {row.qemu}.",
+              ("nic", "options")) for row in ROWS),
 )
 
 SOURCE_WORDS = ("user", "bridge", "network", "direct", "hostdev", "pci-hostdev")

@@ -16,10 +16,22 @@ from dataclasses import dataclass, replace
 
 import networkx as nx
 
+from . import nicsettings as ns
 from . import nodes as n
 from .diagnostics import CODES, Diagnostic, Label, diag, lookup
-from .ir import (HOSTDEV_KINDS, PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nic_key, nics, partner,
-                 transients_of, vm_key)
+from .ir import (
+    HOSTDEV_KINDS,
+    PERSISTENT,
+    TRANSIENT,
+    NicSpec,
+    PciAddress,
+    VmSpec,
+    nic_key,
+    nics,
+    partner,
+    transients_of,
+    vm_key,
+)
 from .keywords import UNIT_BYTES as UNITS
 from .source import Span
 
@@ -339,16 +351,18 @@ class _Lowerer:
         else:
             mac, derived = derive_mac(vm.name, alias), True
         mac_span = mac_stmt.value.span if mac_stmt else None
-        common = dict(vm=vm.name, team=name, mac=mac, mac_span=mac_span, mac_derived=derived)
+        common = {"vm": vm.name, "team": name, "mac": mac, "mac_span": mac_span, "mac_derived": derived}
         if pers:
             self.check_model(pers.model)
             fields = self.source_fields(pers.source) | self.option_fields(pers.options)
+            fields |= self.setting_fields(pers.options, pers.source, PERSISTENT)
             spec = NicSpec(name=name, label=f"the persistent NIC of team `{name}`", role=PERSISTENT, span=pers.span,
                            name_span=team.name.span, model=pers.model.text, model_span=pers.model.span,
                            alias=alias, alias_span=team.name.span, role_spans=(pers.span,), **common, **fields)
             self.add_nic(nic_key(vm.name, name, PERSISTENT), spec)
         if trans:
             fields = self.source_fields(trans.source) | self.option_fields(trans.options)
+            fields |= self.setting_fields(trans.options, trans.source, TRANSIENT)
             spec = NicSpec(name=name, label=f"the transient NIC of team `{name}`", role=TRANSIENT, span=trans.span,
                            name_span=team.name.span, pairs_with=name if pers else None,
                            pairs_with_span=team.name.span,
@@ -364,9 +378,9 @@ class _Lowerer:
         self.check_name(nic.name, alias)
         if not self.claim(vm, nic.name, alias if alias else name, names, aliases):
             return
-        items = [i for i in nic.items if not isinstance(i, (n.Option, n.Teaming))]
+        items = [i for i in nic.items if not isinstance(i, (n.Option, n.NicSetting, n.Teaming))]
         by_kind = self.unique(items, "statement", key=lambda item: type(item).__name__.lower().replace("nicsource", "source"))
-        options = [i for i in nic.items if isinstance(i, n.Option)]
+        options = [i for i in nic.items if isinstance(i, (n.Option, n.NicSetting))]
         teamings = [i for i in nic.items if isinstance(i, n.Teaming)]
         roles = self.unique(teamings, "teaming", key=lambda t: t.role)
         role = None
@@ -391,6 +405,7 @@ class _Lowerer:
         mac = self.mac(mac_stmt.value) if mac_stmt else None
         teaming = roles.get("transient") if role == TRANSIENT else None
         fields = self.source_fields(source_stmt.source) | self.option_fields(options)
+        fields |= self.setting_fields(options, source_stmt.source, role)
         spec = NicSpec(
             vm=vm.name, name=name, label=f"{role} nic `{name}`" if role else f"nic `{name}`", role=role, span=nic.span, name_span=nic.name.span,
             model=model_stmt.value.text if model_stmt else ("virtio" if role == PERSISTENT else None),
@@ -430,9 +445,42 @@ class _Lowerer:
             fields["host_address_span"] = src.via_vf.span
         return fields
 
+    def setting_fields(self, options, source: n.Source, role: str | None) -> dict:
+        """The table's settings (`nicsettings.ROWS`): each parsed by its row, then refused where libvirt refuses it."""
+        stated: dict[str, tuple[ns.Elem, n.NicSetting]] = {}
+        for stmt in (o for o in options if isinstance(o, n.NicSetting)):
+            row = ns.BY_KEYWORD[stmt.key]
+            try:
+                elem = row.parse([v.text for v in stmt.values])
+            except ns.SettingError as e:
+                span = stmt.values[e.index].span if e.index < len(stmt.values) else stmt.span
+                self.error("E0205", e.message, span, help=e.help)
+                continue
+            if stmt.key == "libvirt" and (problem := ns.value_problem(elem)) is not None:
+                self.error("E0205", problem[0], stmt.span, help=problem[1])
+                continue
+            if elem.tag in stated:
+                self.error("E0103", f"setting `{elem.tag.lstrip('@')}` is given twice", stmt.span,
+                           Label(stated[elem.tag][1].span, "first given here"), help="keep one of the two statements")
+                continue
+            stated[elem.tag] = (elem, stmt)
+        kind = source.kind
+        context = ns.Context(kind, role, source.mode.text if source.mode else None,
+                             {tag: elem for tag, (elem, _) in stated.items()})
+        kept = []
+        for (elem, stmt) in stated.values():
+            row = ns.row_for(elem)
+            refusal = ns.refusal(row, elem, context)
+            if refusal is not None:
+                message, help = refusal
+                self.error("E0206", message, stmt.span, help=help)
+            else:
+                kept.append((elem, stmt.span))
+        return {"settings": tuple(e for e, _ in kept), "setting_spans": tuple(s for _, s in kept)}
+
     def option_fields(self, options) -> dict:
         fields: dict = {}
-        for key, opt in self.unique(options, "option").items():
+        for key, opt in self.unique([o for o in options if isinstance(o, n.Option)], "option").items():
             value = opt.value
             if key == "address":
                 fields["guest_address"] = self.pci(value, "a guest PCI address")

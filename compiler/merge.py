@@ -32,7 +32,6 @@ from .source import SourceFile, Span
 
 _VIDEO_SLOT = {"q35": 0x01, "pc": 0x02}
 _HEX = re.compile(r"(0x)?[0-9A-Fa-f]+\Z")
-_DROPPED_QUIETLY = {"target", "alias", "address", "driver"}  # what dumpxml adds, or a VF's default driver
 
 
 def _pci(element) -> PciAddress | None:
@@ -60,6 +59,7 @@ class _Merger:
         self.layout = layout
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
+        self.source_extra: dict[int, tuple[tuple[str, str], ...]] = {}  # Device id -> base <source> attributes kept
 
     def error(self, code: str, message: str, span: Span, *labels: Label, help: str) -> None:
         self.errors.append(diag(code, message, span, *labels, help=help))
@@ -133,21 +133,28 @@ class _Merger:
                            Label(nic.host_address_span or nic.name_span, nic.label),
                            help="a VF can be assigned to one guest NIC only; pick another VF or drop the base's")
 
-    def dropped(self, element, device: Device) -> None:
+    def kept(self, element, device: Device) -> tuple:
+        """What the base NIC states that the team does not: its elements (and attributes the settings table
+        knows) go into the replacement, in libvirt's order, so that merging loses nothing (what the team states
+        wins). The base's alias and guest address are the team's to give."""
+        from . import nicsettings
         from .backends.libvirt import nic_view
 
         view = nic_view(device)
-        kept = {"mac", "source", "model", "boot", "rom", "teaming", "mtu", "alias", "address"}
-        kept -= {name for name, present in (("mac", view.mac), ("model", view.model), ("boot", view.boot),
-                                              ("rom", view.rom_attrs), ("mtu", view.mtu), ("alias", view.alias))
-                 if not present}
-        for child in element:
-            if isinstance(child.tag, str) and child.tag not in kept | _DROPPED_QUIETLY:
-                self.warnings.append(diag(
-                    "W0506", f"`<{child.tag}>` of the base domain's {self.describe(element)} is dropped: "
-                             "the team replaces that NIC", self.doc.tag_span(child),
-                    Label(device.nic.span, f"the replacement, {device.nic.label}"),
-                    help="teamc writes only what a team needs; add the setting back to the merged domain by hand"))
+        written = {name for name, present in (("mac", view.mac), ("model", view.model), ("boot", view.boot),
+                                              ("rom", view.rom_attrs), ("mtu", view.mtu)) if present}
+        written |= {"source", "teaming", "alias", "address"} | {e.tag for e in device.nic.settings}
+        kept = [nicsettings.from_et(child) for child in element
+                if isinstance(child.tag, str) and child.tag not in written]
+        for attr, value in element.attrib.items():
+            if "@" + attr in nicsettings.BY_TAG and "@" + attr not in written:
+                kept.append(nicsettings.Elem("@" + attr, (("value", value),)))
+        # The base's <source> attributes the team does not write (a network's portgroup, portid) stay too.
+        source = element.find("source")
+        if source is not None and device.element == "interface" and not view.host_address:
+            ours = {name for name, _ in view.source_attrs}
+            self.source_extra[id(device)] = tuple((k, v) for k, v in source.attrib.items() if k not in ours)
+        return tuple(kept)
 
     # --- placement -------------------------------------------------------------
 
@@ -252,9 +259,7 @@ class _Merger:
         placed, ports = self.place(staying)
         if self.errors:
             return None
-        for element, device in matched.items():
-            if device is not None:
-                self.dropped(element, device)
+        kept = {id(device): self.kept(element, device) for element, device in matched.items() if device is not None}
 
         text = doc.source.text
         indent = _child_indent(text, doc, devices_el, children)
@@ -263,7 +268,9 @@ class _Merger:
         replacing = {id(d): el for el, d in matched.items() if d is not None}
 
         def element_text(device: Device) -> str:
-            view = nic_view(replace(device, address=placed[id(device)]))
+            nic = replace(device.nic, settings=device.nic.settings + kept.get(id(device), ()))
+            view = nic_view(replace(device, address=placed[id(device)], nic=nic))
+            view = replace(view, source_attrs=view.source_attrs + self.source_extra.get(id(device), ()))
             return _reindent(render("libvirt/nic.xml.j2", n=view), unit)
 
         new_nics = {"interface": [], "hostdev": []}

@@ -51,6 +51,15 @@ class Option:
 
 
 @dataclass(frozen=True, slots=True)
+class NicSetting:
+    """A statement of the NIC settings table (`compiler/nicsettings.py`): its keyword and its words."""
+
+    key: str
+    values: tuple[Value, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class Mac:
     value: Value
     span: Span
@@ -79,14 +88,14 @@ class Teaming:
 class Persistent:
     model: Value
     source: Source
-    options: tuple[Option, ...]
+    options: tuple[Option | NicSetting, ...]
     span: Span
 
 
 @dataclass(frozen=True, slots=True)
 class Transient:
     source: Source
-    options: tuple[Option, ...]
+    options: tuple[Option | NicSetting, ...]
     span: Span
 
 
@@ -100,7 +109,7 @@ class Team:
 @dataclass(frozen=True, slots=True)
 class Nic:
     name: Value
-    items: tuple[Union[Mac, Model, NicSource, Teaming, Option], ...]
+    items: tuple[Union[Mac, Model, NicSource, Teaming, Option, NicSetting], ...]
     span: Span
 
 

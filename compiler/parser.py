@@ -180,6 +180,13 @@ class _Builder(Transformer):
     def rom(self, children):
         return self._make_option("rom " + children[1].value, children)
 
+    def nic_setting(self, children):
+        return n.NicSetting(children[0].value, tuple(children[1:]), self._span(children))
+
+    def setting_word(self, children):
+        tok = children[0]
+        return tok if isinstance(tok, n.Value) else n.Value(tok.value, Span(self.source, tok.start_pos, tok.end_pos))
+
     def managed_opt(self, children):
         m = children[0]
         return n.Option("managed", n.Value("yes" if m.enabled else "no", m.span), m.span)

@@ -57,7 +57,7 @@ def test_every_rule_is_covered_here():
     assert [r.__name__ for r in RULES] == [
         "persistent_alias", "persistent_is_virtio", "transient_is_hostdev", "options_apply", "transient_targets",
         "teaming_cycles", "one_transient_per_persistent", "persistent_has_transient", "mac_mismatch",
-        "mac_unique", "vf_unique", "hostdev_warnings", "fw_cfg_rom_unique", "boot_order_unique",
+        "pair_network", "mac_unique", "vf_unique", "hostdev_warnings", "fw_cfg_rom_unique", "boot_order_unique",
         "machine_hosts_team", "guest_placement",
     ]  # and the capacity check over the layout, check_layouts (E0403 below)
 

@@ -86,12 +86,12 @@ def test_teams_are_used_when_they_keep_libvirt_order():
     assert "    nic ua-backup0 {" in text and "    team " not in text  # persistents first, then the VFs
 
 
-def test_not_teamed_nics_and_left_out_settings_are_reported_in_the_output(tmp_path):
+def test_not_teamed_nics_are_reported_and_nic_settings_imported(tmp_path):
     code, out, err = teamc("import", "tests/cases/left-out.xml")
-    assert code == 0 and err.count("warning[W0506]") == 2
+    assert code == 0 and err.count("warning[W0506]") == 1
     assert "    # not imported: <interface type='network'> at line 9 (MAC 52:54:00:00:00:10), no <teaming>; " \
            "it stays in the base domain\n" in out
-    assert "# `<driver>` of `<interface type='bridge'>` at line 14 is left out" in out
+    assert "persistent virtio bridge br0 { driver name vhost queues 4 }" in out  # the settings table's statement
     assert teamc("import", "tests/cases/left-out.xml", "--allow", "left-out")[2] == ""
 
 

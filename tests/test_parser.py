@@ -427,8 +427,9 @@ def test_unknown_word_without_close_match_lists_alternatives():
 def test_unknown_word_in_a_nic_block_lists_its_statements():
     d = err("vm a { nic x { foo } }")
     assert (d.code, d.span.line_col) == ("E0002", (1, 16))
-    assert d.help == ("expected '}', `address`, `boot`, `mac`, `managed`, `model`, `mtu`, `rom`, `source`, "
-                      "`teaming` or a newline or ';'")
+    assert d.help == ("expected '}', `acpi`, `address`, `backend`, `bandwidth`, `boot`, `coalesce`, `driver`, "
+                      "`filterref`, `libvirt`, `link`, `mac`, `managed`, `model`, `mtu`, `port`, `rom`, `source`, "
+                      "`target`, `teaming`, `tune`, `virtualport`, `vlan` or a newline or ';'")
 
 
 def test_unknown_teaming_role_lists_the_roles():

@@ -30,7 +30,7 @@ class DotView:
 
 def quote(text: str) -> str:
     text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return '"' + "".join(c if c >= " " else " " for c in text) + '"'
+    return '"' + "".join(max(c, " ") for c in text) + '"'
 
 
 def _attrs(**attrs) -> str:

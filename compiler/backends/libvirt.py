@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from ..ir import PERSISTENT, TRANSIENT, PciAddress
 from ..layout import Device, VmLayout
+from ..nicsettings import ANCHORS, by_anchor, to_xml
 from ..placement import RootPort
 
 
@@ -56,6 +57,10 @@ class NicView:
     mtu: int | None
     alias: str | None
     address: PciView | None  # None in a fragment for `virsh attach-device`: libvirt places it
+    # The table's settings (compiler/nicsettings.py): attributes of the element, and per template anchor
+    # (`nicsettings.ANCHORS`) the elements that follow it, as XML the table serialised (values escaped there).
+    attrs: tuple[tuple[str, str], ...] = ()
+    after: dict[str, Markup] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,12 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
         rom.append(("bar", nic.rom_bar))
     if nic.rom_file is not None:
         rom.append(("file", nic.rom_file))
+    groups = by_anchor(nic.settings)
+    after = {key: Markup("") for key in ANCHORS} | {key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
+             for key, elems in groups.items() if key != "@"}
     return NicView(
+        attrs=tuple((e.tag[1:], e.get("value") or "") for e in groups.get("@", ())),
+        after=after,
         element=device.element,
         type="hostdev" if kind == "hostdev" else kind,
         managed=("no" if nic.managed is False else "yes") if host else None,

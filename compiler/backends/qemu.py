@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from ..diagnostics import Diagnostic, diag
 from ..ir import PERSISTENT, NicSpec
 from ..layout import Device, VmLayout
+from ..nicsettings import device_props, libvirt_only
 
 JSON_FLAGS = ("-device", "-netdev")  # the flags libvirt 9.0 writes as JSON in the json syntax
 KEYVAL_LAST = ("failover_pair_id",)  # older libvirt's keyval order (its fixtures)
@@ -122,6 +123,8 @@ def _virtio_net(device: Device, netdev_id: str) -> dict:
     nic = device.nic
     model = nic.model or "virtio"
     props: dict = {"driver": "virtio-net-pci" + model.removeprefix("virtio")}
+    head, tail = device_props(nic.settings)
+    props |= head
     if nic.mtu is not None:
         props["host_mtu"] = nic.mtu
     if nic.role == PERSISTENT:
@@ -129,7 +132,7 @@ def _virtio_net(device: Device, netdev_id: str) -> dict:
     props.update(netdev=netdev_id, id=device.qemu_id, mac=nic.mac)
     if nic.boot is not None:
         props["bootindex"] = nic.boot
-    return props | _addr(device) | _rom(nic)
+    return props | _addr(device) | _rom(nic) | tail
 
 
 def _vfio(device: Device) -> dict:
@@ -161,6 +164,21 @@ def _unexpressible(device: Device) -> Diagnostic | None:
         return diag("W0505", f"{nic.label}: {why}; no QEMU command line for VM `{nic.vm}`", nic.source_span,
                     help=fix)
     return None
+
+
+def libvirt_only_settings(layout: VmLayout) -> list[Diagnostic]:
+    """W0509 for each NIC whose stated settings only libvirt applies: the QEMU command line goes without them."""
+    out = []
+    for device in layout.devices:
+        nic = device.nic
+        missing = libvirt_only(nic.settings)
+        if missing:
+            out.append(diag("W0509", f"the QEMU command line cannot apply {', '.join(f'`{m}`' for m in missing)} of "
+                                     f"{nic.label}; only libvirt does", nic.setting_spans[0] if nic.setting_spans
+                            else nic.span,
+                            help="start the VM with libvirt (the XML has them), or `allow libvirt-only-setting` if "
+                                 "the QEMU command line is for testing"))
+    return out
 
 
 def unexpressible(layout: VmLayout) -> list[Diagnostic]:

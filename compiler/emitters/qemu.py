@@ -3,7 +3,7 @@ quoted with `shlex`) or one argument per line `<vm>.argv` (`--qemu-format lines`
 
 The backend (backends/qemu.py) builds the structured command and encodes QEMU's own syntax
 (`--qemu-syntax`); this module only quotes it for the shell. A VM with no plain command line gets
-no file, and W0504/W0505 say why (`diagnose`)."""
+no file, and W0504/W0505 say why (`diagnose`); W0509 names the NIC settings the command line cannot apply."""
 
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ def emit(subject: Subject, options: Options) -> list[Artifact]:
 
 
 def diagnose(layout, options: Options) -> list:
-    from ..backends.qemu import unexpressible
+    from ..backends.qemu import libvirt_only_settings, unexpressible
 
-    return unexpressible(layout)
+    # W0509 only for a VM that gets a command line.
+    return unexpressible(layout) or libvirt_only_settings(layout)
 
 
 EMITTER = Emitter("qemu", "the QEMU command line <vm>.sh", 30, (".sh", ".argv"), emit, diagnose=diagnose)

@@ -117,14 +117,15 @@ class Analysis:
 
 
     def with_backends(self) -> Analysis:
-        """This analysis plus the diagnostics of the QEMU backend (`teamc compile`'s W0504, W0505) for the VMs
+        """This analysis plus the diagnostics of the QEMU backend (`teamc compile`'s W0504, W0505, W0509) for the VMs
         that lay out. It costs as much again as the checks, so the server publishes it second."""
         if self.backends_done:
             return self
-        from ..backends.qemu import unexpressible
+        from ..backends.qemu import libvirt_only_settings, unexpressible
 
         with no_cyclic_gc():
-            found = [d for layout in self.layouts.values() for d in unexpressible(layout)]
+            found = [d for layout in self.layouts.values()
+                     for d in unexpressible(layout) or libvirt_only_settings(layout)]
             if found:
                 found = apply_allow(self.graph, found)
         diagnostics = tuple(sorted((*self.diagnostics, *found), key=Diagnostic.sort_key))

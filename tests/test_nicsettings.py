@@ -1,0 +1,260 @@
+"""The NIC settings table (compiler/nicsettings.py): its statements through every phase.
+
+Parse -> XML -> import -> `.team` gives each setting back; merge keeps what the base NIC states; libvirt's
+refusals are refused; the virtio-net-pci properties equal libvirt's own generator (a committed oracle answer).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from helpers import GOLDEN, ROOT, argv_from_script, rng_errors, teamc, virsh_define_dumpxml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compiler import nicsettings as ns
+
+ORACLE = GOLDEN / "oracle"
+OVS_TEAM = """vm db7 {
+    team up0 {
+        mac 52:54:00:aa:00:01
+        persistent virtio bridge ovsbr0 {
+            virtualport openvswitch interfaceid 09b11c53-8b5c-4eeb-8f00-d84eaa0aaa4f
+            vlan 42
+            target vnet-db7
+            driver name vhost queues 4 rx_queue_size 1024 host csum off
+            link up
+            trust-guest-rx-filters no
+            tune sndbuf 1600
+            acpi 5
+            libvirt "<coalesce><rx><frames max='7'/></rx></coalesce>"
+        }
+        transient hostdev 0000:03:07.1 { vlan 42 }
+    }
+}
+"""
+
+
+def compile_xml(team: str, tmp_path: Path, *extra: str) -> str:
+    src = tmp_path / "in.team"
+    src.write_text(team)
+    code, out, err = teamc("compile", str(src), "--emit", "xml", *extra)
+    assert code == 0, err
+    return out
+
+
+def test_the_grammar_has_one_keyword_per_row():
+    grammar = (ROOT / "grammar" / "team.lark").read_text()
+    rule = re.search(r"_nic_setting_kw:(.*?)\n(?!\s*\|)", grammar, re.DOTALL).group(1)
+    assert re.findall(r'"([^"]+)"', rule) == [row.keyword for row in ns.ROWS]
+
+
+def test_the_readme_table_is_the_table():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- nicsettings:begin -->\n", 1)[1].split("\n<!-- nicsettings:end -->", 1)[0]
+    assert block == ns.readme_table()
+
+
+@pytest.mark.parametrize("row", ns.ROWS, ids=[r.keyword for r in ns.ROWS])
+def test_every_example_round_trips_through_its_row(row):
+    words = shlex.split(row.example.split(" ", 1)[1])
+    elem = row.parse(words)
+    assert ns.statement(elem) == (row.keyword, words)
+
+
+def test_the_ovs_vlan_multiqueue_domain_round_trips_with_every_setting(tmp_path):
+    xml = compile_xml(OVS_TEAM, tmp_path, "--allow", "W0509")
+    assert rng_errors(xml) == []
+    for needle in ("<vlan>", "<tag id='42'/>", "<virtualport type='openvswitch'>", "<target dev='vnet-db7'/>",
+                   "queues='4'", "rx_queue_size='1024'", "<host csum='off'/>", "<link state='up'/>",
+                   "trustGuestRxFilters='no'", "<sndbuf>1600</sndbuf>", "<frames max='7'/>", "<acpi index='5'/>"):
+        assert needle in xml, needle
+    base = tmp_path / "db7.xml"
+    base.write_text(xml)
+    code, imported, err = teamc("import", str(base))
+    assert code == 0 and "W0506" not in err, err
+    (tmp_path / "back.team").write_text(imported)
+    code, merged, err = teamc("compile", str(tmp_path / "back.team"), "--into", str(base))
+    assert (code, err) == (0, "")
+    assert merged == xml  # every setting, in libvirt's order, byte for byte
+
+
+def test_merge_keeps_what_the_base_nic_states_and_the_team_does_not(tmp_path):
+    xml = compile_xml(OVS_TEAM, tmp_path, "--allow", "W0509")
+    base = tmp_path / "db7.xml"
+    base.write_text(xml)
+    team = tmp_path / "small.team"
+    team.write_text("vm db7 {\n team up0 { mac 52:54:00:aa:00:01; persistent virtio bridge ovsbr0 "
+                    "{ address 0000:01:00.0; link down }\n transient hostdev 0000:03:07.1 { address 0000:02:00.0 } }\n"
+                    "allow standby-link-down\n}\n")
+    code, merged, err = teamc("compile", str(team), "--into", str(base))
+    assert code == 0 and "W0506" not in err, err
+    assert merged == xml.replace("<link state='up'/>", "<link state='down'/>")  # the team's wins, the rest stays
+
+
+@pytest.mark.libvirt
+def test_the_settings_domain_is_defined_by_libvirt(tmp_path):
+    xml = compile_xml(OVS_TEAM, tmp_path, "--allow", "W0509")
+    path = tmp_path / "db7.xml"
+    path.write_text(xml)
+    dump = virsh_define_dumpxml(path, "db7")
+    for needle in ("<tag id='42'/>", "queues='4'", "<link state='up'/>", "<acpi index='5'/>"):
+        assert needle in dump
+
+
+def test_the_virtio_net_properties_equal_libvirts_generator(tmp_path):
+    out = tmp_path / "out"
+    code, _, err = teamc("compile", str(ORACLE / "nic-driver.team"), "-o", str(out))
+    assert code == 0 and "W0509" in err and "`driver name`, `driver queues`" in err, err
+    ours = [json.loads(a) for a in argv_from_script((out / "db7.sh").read_text()) if "virtio-net-pci" in a]
+    theirs = [line for line in (ORACLE / "nic-driver.args").read_text().splitlines() if "virtio-net-pci" in line]
+    assert ours == [json.loads(shlex.split(theirs[0].rstrip(" \\"))[1])]
+
+
+@pytest.mark.parametrize("statement,code,words", [
+    ("driver rx_queue_size 300", "E0205", "power of two"),  # libvirt: has to be a power of two (oracle)
+    ("driver rx_queue_size 128", "E0205", "power of two"),  # QEMU: between 256 and 1024 (oracle)
+    ("driver tx_queue_size 2048", "E0205", "power of two"),
+    ("vlan 42", "E0206", "vlan tag not supported"),  # libvirt refuses it on a plain bridge (oracle)
+    ("vlan 10 20", "E0205", "trunk"),
+    ("virtualport openvswitch; filterref clean-traffic", "E0206", "filterref is not supported"),
+    ("virtualport openvswitch; port isolated yes", "E0206", "isolated"),
+    ("virtualport 802.1Qbg", "E0206", "openvswitch"),
+    ("target vnet0 managed no", "E0206", "unmanaged target dev"),
+    ("libvirt \"<mac address='52:54:00:00:00:01'/>\"", "E0205", "teamc writes it itself"),
+    ("libvirt \"<coalesce>\"", "E0205", "well-formed"),
+    ("link sideways", "E0205", "`up`"),
+    ("link up; link down", "E0103", "twice"),
+])
+def test_libvirts_refusals_are_refused(statement, code, words, tmp_path):
+    src = tmp_path / "x.team"
+    src.write_text(f"vm web {{\n team up0 {{ persistent virtio bridge br0 {{ {statement} }}; "
+                   "transient hostdev 0000:03:07.1 }\n}\n")
+    status, _, err = teamc("check", str(src))
+    assert status == 1 and f"error[{code}]" in err and words in err, err
+
+
+@pytest.mark.parametrize("source,statement", [
+    ("hostdev 0000:03:07.1", "driver queues 4"),  # libvirt: multiqueue is not supported for hostdev
+    ("hostdev 0000:03:07.1", "bandwidth inbound average 10"),
+    ("hostdev 0000:03:07.1", "backend tap /dev/net/tun"),
+    ("pci-hostdev 0000:03:07.1", "vlan 42"),
+])
+def test_the_vf_takes_only_what_libvirt_allows_there(source, statement, tmp_path):
+    src = tmp_path / "x.team"
+    src.write_text(f"vm web {{\n team up0 {{ persistent virtio user; transient {source} {{ {statement} }} }}\n}}\n")
+    status, _, err = teamc("check", str(src))
+    assert status == 1 and "error[E0206]" in err, err
+
+
+_ON_OFF = st.sampled_from(["on", "off"])
+_DRIVER = st.fixed_dictionaries({}, optional={
+    "name": st.sampled_from(["qemu", "vhost"]), "txmode": st.sampled_from(["iothread", "timer"]),
+    "ioeventfd": _ON_OFF, "event_idx": _ON_OFF, "queues": st.integers(1, 256).map(str),
+    "rx_queue_size": st.sampled_from(["256", "512", "1024"]), "tx_queue_size": st.sampled_from(["256", "512"]),
+    "rss": _ON_OFF, "iommu": _ON_OFF, "packed": _ON_OFF})
+_VLAN = st.lists(st.integers(0, 4095), min_size=1, max_size=3, unique=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(driver=_DRIVER, tags=_VLAN, link=st.sampled_from(["up", "down"]))
+def test_settings_round_trip_team_xml_import_team(driver, tags, link):
+    # The canonical order of the row (what import and fmt write), whatever order the statement had.
+    words = ns.statement(ns.BY_KEYWORD["driver"].parse([w for k, v in driver.items() for w in (k, v)]))[1] \
+        if driver else []
+    stmts = [f"vlan {' '.join(map(str, tags))}{' trunk' if len(tags) > 1 else ''}", f"link {link}",
+             "virtualport openvswitch"] + ([f"driver {' '.join(words)}"] if words else [])
+    team = ("vm v {\n allow standby-link-down\n team t { mac 52:54:00:00:00:01\n persistent virtio bridge br0 { "
+            + "; ".join(stmts) + " }\n transient hostdev 0000:03:07.1 { vlan " + " ".join(map(str, tags))
+            + (" trunk" if len(tags) > 1 else "") + " } }\n}\n")
+    code, xml, err = teamc("compile", "-", "--emit", "xml", stdin=team)
+    assert code == 0, err
+    assert rng_errors(xml) == []
+    code, imported, err = teamc("import", "-", stdin=xml)
+    assert code == 0 and "W0506" not in err, err
+    for stmt in stmts:
+        assert stmt in imported.replace("\n            ", "; "), (stmt, imported)
+    code, formatted, _ = teamc("fmt", "-", stdin=imported)
+    assert code == 0 and formatted == imported
+
+
+def test_fmt_keeps_a_pass_through_verbatim():
+    text = "vm v {\n    nic ua-a {\n        libvirt \"<coalesce><rx><frames max='7'/></rx></coalesce>\"\n    }\n}\n"
+    code, out, _ = teamc("fmt", "-", stdin=text)
+    assert (code, out) == (0, text)
+
+
+LIBVIRT_NET = sorted((ROOT / "tests" / "conformance" / "libvirt-net").glob("net-*.xml"))
+REFUSED = {"net-virtio-rxqueuesize-invalid-size": "E0205"}  # libvirt: rx_queue_size has to be a power of two
+
+
+def teamed(text: str) -> str:
+    """The domain on q35 with each virtio <interface> the persistent of a team with a hostdev VF partner."""
+    from lxml import etree
+
+    root = etree.fromstring(text.encode())
+    root.find("os/type").attrib.update({"machine": "q35", "arch": "x86_64"})
+    devices = root.find("devices")
+    for element in devices.findall("controller"):
+        if element.get("type") == "pci":
+            devices.remove(element)
+    virtio = [i for i in devices.findall("interface")
+              if i.find("model") is not None and i.find("model").get("type") == "virtio"]
+    for n, iface in enumerate(virtio):
+        for child in iface.findall("alias") + iface.findall("address"):
+            iface.remove(child)
+        etree.SubElement(iface, "teaming", type="persistent")
+        etree.SubElement(iface, "alias", name=f"ua-n{n}")
+        vf = etree.SubElement(devices, "interface", type="hostdev", managed="yes")
+        etree.SubElement(vf, "mac", address=iface.find("mac").get("address"))
+        etree.SubElement(etree.SubElement(vf, "source"), "address", type="pci", domain="0x0000", bus="0x03",
+                         slot="0x07", function=f"0x{n:x}")
+        etree.SubElement(vf, "teaming", type="transient", persistent=f"ua-n{n}")
+    return etree.tostring(root, encoding="unicode")
+
+
+def teamed_nics(text: str) -> list:
+    """Each teamed NIC's attributes and children, as parsed XML (white space and order aside; guest address aside)."""
+    from lxml import etree
+
+    def canon(e):
+        return (e.tag, sorted(e.attrib.items()), (e.text or "").strip(),
+                sorted(canon(c) for c in e if isinstance(c.tag, str)))
+
+    root = etree.fromstring(text.encode())
+    return [(sorted(i.attrib.items()), sorted(canon(c) for c in i if isinstance(c.tag, str) and c.tag != "address"))
+            for i in root.findall("devices/interface") if i.find("teaming") is not None]
+
+
+@pytest.mark.parametrize("path", LIBVIRT_NET, ids=[p.stem for p in LIBVIRT_NET])
+def test_libvirts_nic_domains_survive_import_and_merge(path, tmp_path):
+    base = tmp_path / path.name
+    base.write_text(teamed(path.read_text()))
+    code, team, err = teamc("import", str(base))
+    if path.stem in REFUSED:
+        assert code == 1 and f"error[{REFUSED[path.stem]}]" in err, err
+        return
+    assert code == 0 and "left out" not in err, err  # W0506 only for NICs without <teaming>
+    (tmp_path / "in.team").write_text(team)
+    code, merged, err = teamc("compile", str(tmp_path / "in.team"), "--into", str(base))
+    assert code == 0, err
+    assert teamed_nics(merged) == teamed_nics(base.read_text())
+    assert rng_errors(merged) == []
+
+
+@pytest.mark.qemu
+def test_qemu_starts_the_driver_settings():
+    """QEMU 7.2 takes every virtio-net-pci property the driver settings give (the VF as its e1000e stand-in)."""
+    from helpers import qemu_commands, runnable_here, standin, start_qemu
+
+    from compiler.source import SourceFile
+
+    source = SourceFile(str(ORACLE / "nic-driver.team"), (ORACLE / "nic-driver.team").read_text())
+    (command,) = qemu_commands(source)
+    code, stderr, _ = start_qemu(standin(runnable_here(command)).argv("json"))
+    assert code == 0, stderr
+    assert command.device("ua-up0").props["rx_queue_size"] == 1024
