@@ -11,7 +11,7 @@ syn match teamEscape +\\.+ contained
 " A statement starts a line or follows `{` or `;`.
 syn match teamBlock "\%(^\|[{;]\)\s*\zs\<\%(vm\|team\|nic\)\>\ze\s" nextgroup=teamName skipwhite
 syn match teamName "[^[:space:]{};#\"]\+" contained
-syn match teamSetting "\%(^\|[{;]\)\s*\zs\%(uuid\|machine\|arch\|memory\|vcpus\|emulator\|accel\|allow\|mac\|model\|address\|boot\|mtu\|managed\|source\|rom\)\ze\%(\s\|;\|}\|$\)"
+syn match teamSetting "\%(^\|[{;]\)\s*\zs\%(uuid\|machine\|arch\|memory\|vcpus\|emulator\|accel\|allow\|mac\|model\|address\|boot\|mtu\|managed\|source\|rom\|vlan\|virtualport\|bandwidth\|port\|target\|driver\|backend\|filterref\|tune\|link\|coalesce\|acpi\|trust-guest-rx-filters\|libvirt\)\ze\%(\s\|;\|}\|$\)"
 syn match teamRole "\%(^\|[{;]\)\s*\zs\%(persistent\|transient\)\ze\s"
 syn match teamTeaming "\%(^\|[{;]\)\s*\zs\<teaming\>\ze\s" nextgroup=teamTeamingRole skipwhite
 syn match teamTeamingRole "\%(persistent\|transient\)" contained nextgroup=teamReference skipwhite
