@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TEAMC = [sys.executable, "-m", "compiler"]
+TEAMC = [sys.executable, "-m", "teamc"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 sys.path.insert(0, str(ROOT))  # this checkout's compiler, for the lexer pass
 
@@ -69,7 +69,7 @@ def measure(argv: list[str], runs: int, cwd: Path | None = None, before=None) ->
 
 
 def regex_pass(text: str, runs: int) -> float:
-    from compiler.parser import grammar
+    from teamc.parser import grammar
 
     token = grammar().lexer  # the grammar's tokens, as the parser's lexer reads them
     times = []

@@ -42,7 +42,7 @@ def document(lines: int) -> str:
 
 class Server:
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "compiler", "lsp"], cwd=ROOT, stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "teamc", "lsp"], cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
         self.next_id = 0
 

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench import fleet
-from compiler import parser
-from compiler.source import SourceFile
+from teamc import parser
+from teamc.source import SourceFile
 
 
 def best(run, runs: int) -> float:

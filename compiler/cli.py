@@ -24,19 +24,18 @@ EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 # `UsageError`, `add_diagnostic_options`, `add_allow_option`, `allowed_codes`,
 # `print_diagnostics` and `print_artifacts`.
 COMMAND_MODULES = {
-    "fmt": "compiler.formatter",
-    "import": "compiler.importer",
-    "lsp": "compiler.lsp",
-    "verify": "compiler.verify",
+    "fmt": "formatter",
+    "import": "importer",
+    "lsp": "lsp",
+    "verify": "verify",
 }
 
 
 def _command_module(name: str):
     import importlib
 
-    # Imported relative to this package, whatever name it is installed under (`teamc` from the
-    # wheel, the folder's name in a checkout): only the module's own name counts.
-    full_name = f"{__package__}.{COMMAND_MODULES[name].rpartition('.')[2]}"
+    # Imported relative to this package (`teamc`; the folder is `compiler/` in a checkout).
+    full_name = f"{__package__}.{COMMAND_MODULES[name]}"
     try:
         module = importlib.import_module(full_name)
     except ModuleNotFoundError as err:

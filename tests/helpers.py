@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from compiler.backends.qemu import QemuCommand, qemu_command
+from teamc.backends.qemu import QemuCommand, qemu_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -28,7 +28,7 @@ VIRSH = shutil.which("virsh") or "/usr/bin/virsh"
 
 def teamc(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    from compiler.cli import main
+    from teamc.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     old_stdin = sys.stdin
@@ -47,7 +47,7 @@ def teamc(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
 
 def teamc_process(*args: str, cwd: Path | None = None, env: dict | None = None, stdin: bytes | None = None):
     """Run teamc as a separate process (what a pipeline does)."""
-    return subprocess.run([sys.executable, "-m", "compiler", *args], cwd=cwd or ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "teamc", *args], cwd=cwd or ROOT, capture_output=True,
                           input=stdin, env={**os.environ, **(env or {})}, timeout=120)
 
 
@@ -98,8 +98,8 @@ def argv_from_script(script: str) -> list[str]:
 
 def qemu_commands(source, syntax: str = "json") -> list[QemuCommand]:
     """The structured QEMU commands of a source, each checked to be exactly what its compiled <vm>.sh runs."""
-    from compiler.layout import layout
-    from compiler.pipeline import Options, check_source, compile_source
+    from teamc.layout import layout
+    from teamc.pipeline import Options, check_source, compile_source
 
     result = compile_source(source, Options(qemu_syntax=syntax))
     assert not result.failed, [d.message for d in result.diagnostics]

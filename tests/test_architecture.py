@@ -21,7 +21,7 @@ def test_every_module_is_in_the_table():
 
 
 def test_the_picture_names_every_output_kind_in_registry_order():
-    from compiler.emitters import registry
+    from teamc.emitters import registry
 
     picture = DOC.read_text().split("```")[1]
     kinds = [line.split()[1] for line in picture.splitlines() if re.match(r"\s+\|   \w+ ", line)]

@@ -7,11 +7,11 @@ diagnostics asserted are exactly those of `check(graph)`, counted exactly.
 
 import pytest
 
-from compiler.checks import RULES, apply_allow, check, check_layouts
-from compiler.diagnostics import Severity
-from compiler.lower import lower
-from compiler.parser import parse
-from compiler.source import SourceFile
+from teamc.checks import RULES, apply_allow, check, check_layouts
+from teamc.diagnostics import Severity
+from teamc.lower import lower
+from teamc.parser import parse
+from teamc.source import SourceFile
 
 P = "nic ua-p { model virtio; source user; teaming persistent }"
 
@@ -652,7 +652,7 @@ def test_placement_is_per_vm():
 
 
 def capacity(text: str) -> list:
-    from compiler.layout import layout
+    from teamc.layout import layout
 
     return check_layouts(layout(graph_of(text)))
 
@@ -712,7 +712,7 @@ ORACLE_REFUSALS = {
 def test_teamc_refuses_what_libvirt_refuses(case):
     from pathlib import Path
 
-    from compiler.pipeline import check_source, load
+    from teamc.pipeline import check_source, load
 
     oracle = Path(__file__).parent / "oracle"
     said, code = ORACLE_REFUSALS[case]

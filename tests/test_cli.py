@@ -37,7 +37,7 @@ def test_usage_errors_exit_2():
 
 
 def test_version():
-    from compiler import __version__
+    from teamc import __version__
 
     proc = teamc_process("--version")
     assert (proc.returncode, proc.stdout.decode(), proc.stderr) == (0, f"teamc {__version__}\n", b"")

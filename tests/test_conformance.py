@@ -11,7 +11,7 @@ import shlex
 import pytest
 from lxml import etree
 
-from compiler.pipeline import Options, compile_source, load
+from teamc.pipeline import Options, compile_source, load
 from helpers import TESTS, argv_from_script
 
 CASES = TESTS / "conformance"

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from compiler.diagnostics import CODES, SLUGS
+from teamc.diagnostics import CODES, SLUGS
 from helpers import GOLDEN, TESTS, check_golden, teamc
 
 CASES = sorted([*(TESTS / "cases").glob("*.team"), *(TESTS / "cases").glob("*.xml")])
@@ -78,7 +78,7 @@ def shown(code: str, kind: str, lang: str, text: str) -> list:
     if lang == "xml":
         return teamc.import_xml(text, "example.xml").diagnostics
     if code == "E0003" and kind == "Broken":  # the example saved as Latin-1
-        from compiler.pipeline import read_source
+        from teamc.pipeline import read_source
 
         return read_source("example.team", text.encode("latin-1"))[1]
     if code in ("W0504", "W0505"):  # from the QEMU backend: only when compiling

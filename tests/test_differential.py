@@ -40,10 +40,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from compiler.backends.qemu import Flag, device, encode
-from compiler.ir import PciAddress
-from compiler.pipeline import Options, compile_source
-from compiler.source import SourceFile
+from teamc.backends.qemu import Flag, device, encode
+from teamc.ir import PciAddress
+from teamc.pipeline import Options, compile_source
+from teamc.source import SourceFile
 from gen_team import KNOWN_UNFIXED, LIFTED_BREAKS, ROM_FILES, Program, VmModel, generate
 from helpers import decode_option as decode
 from helpers import QTREE, VIRSH, argv_from_script, qtree_placement, rng_errors, start_qemu

@@ -20,7 +20,7 @@ import pytest
 
 from helpers import GOLDEN, ROOT
 
-from compiler.keywords import KEYWORDS
+from teamc.keywords import KEYWORDS
 
 GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "team.tmLanguage.json"
 TOKENIZER = ROOT / "editors" / "test" / "tokenize.js"
@@ -94,7 +94,7 @@ def _neovim(file: str, syntax: list, hover: list, tmp_path) -> dict:
     nvim = shutil.which("nvim")
     assert nvim, "nvim is missing: run tests/install-deps.sh (apt-get install neovim)"
     out = tmp_path / "nvim.json"
-    request = {"cmd": [sys.executable, "-m", "compiler", "lsp"], "file": file, "syntax": syntax, "hover": hover,
+    request = {"cmd": [sys.executable, "-m", "teamc", "lsp"], "file": file, "syntax": syntax, "hover": hover,
                "out": str(out)}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TEAMC_NVIM_REQUEST": json.dumps(request)}
     proc = subprocess.run([nvim, "--headless", "--clean", "-u", "NONE", "-i", "NONE",

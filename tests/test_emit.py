@@ -10,7 +10,7 @@ from helpers import EXAMPLES, ROOT, VIRSH, teamc
 from lxml import etree
 from test_conformance import nic_elements
 
-from compiler.pipeline import Options, compile_source, load
+from teamc.pipeline import Options, compile_source, load
 
 SCHEMAS = "/usr/share/libvirt/schemas"
 # libvirt's own grammar for one <interface> or <hostdev>: what attach-device parses.
@@ -127,9 +127,9 @@ def test_graphviz_reads_every_teaming_graph(case):
 
 
 def test_the_cli_api_and_output_folder_take_their_kinds_from_the_registry():
-    from compiler.api import OptionError, make_options
-    from compiler.emitters import registry
-    from compiler.outdir import output_name
+    from teamc.api import OptionError, make_options
+    from teamc.emitters import registry
+    from teamc.outdir import output_name
 
     kinds = list(registry())
     assert kinds == ["xml", "interfaces", "qemu", "json", "dot"]  # artifact order within a VM
@@ -146,7 +146,7 @@ def test_the_cli_api_and_output_folder_take_their_kinds_from_the_registry():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_emitter_writes_only_its_own_suffixes_and_analysis_kinds_say_so(path):
-    from compiler.emitters import registry
+    from teamc.emitters import registry
 
     for emitter in registry().values():
         result = compile_source(load(str(path.relative_to(ROOT)))[0], Options(emit=(emitter.kind,)))
@@ -158,18 +158,18 @@ def test_every_emitter_writes_only_its_own_suffixes_and_analysis_kinds_say_so(pa
 def test_a_new_output_kind_is_one_module(tmp_path, monkeypatch):
     """What docs/architecture.md promises: a module in emitters/ defining EMITTER is a kind, with no
     other change (the pipeline and the option check find it)."""
-    from compiler import emitters
+    from teamc import emitters
 
     (tmp_path / "names.py").write_text(
-        "from compiler.emitters import Emitter\n"
-        "from compiler.pipeline import Artifact\n"
+        "from teamc.emitters import Emitter\n"
+        "from teamc.pipeline import Artifact\n"
         "def emit(subject, options):\n"
         "    return [Artifact(f'{subject.vm.name}.names', ' '.join(d.nic.name for d in subject.layout.devices))]\n"
         "EMITTER = Emitter('names', 'NIC names', 60, ('.names',), emit)\n")
     monkeypatch.setattr(emitters, "__path__", [*emitters.__path__, str(tmp_path)])
     emitters.registry.cache_clear()
     try:
-        from compiler.api import make_options
+        from teamc.api import make_options
 
         result = compile_source(load("examples/seed.team")[0], make_options(emit=["xml", "names"]))
         assert [a.name for a in result.artifacts] == ["QEMUGuest1.xml", "QEMUGuest1.names"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from compiler.pipeline import Options, compile_source, load
+from teamc.pipeline import Options, compile_source, load
 from helpers import EXAMPLES, GOLDEN, check_golden
 
 SYNTAXES = {"json": Options(), "keyval": Options(qemu_syntax="keyval")}

@@ -10,8 +10,8 @@ import junitparser
 import pytest
 from lxml import etree
 
-from compiler.diagnostics import CODES, MACHINE_FORMATS, diag, render
-from compiler.source import SourceFile, Span
+from teamc.diagnostics import CODES, MACHINE_FORMATS, diag, render
+from teamc.source import SourceFile, Span
 from helpers import ROOT, TESTS, teamc, teamc_process
 
 SEED = "examples/seed.team"

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from compiler.formatter import format_source, scan_comments
-from compiler.parser import parse
-from compiler.source import SourceFile, Span
+from teamc.formatter import format_source, scan_comments
+from teamc.parser import parse
+from teamc.source import SourceFile, Span
 from helpers import EXAMPLES, ROOT, teamc
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import GOLDEN, ROOT, check_golden
 
-from compiler.layout import VmLayout, layout
-from compiler.pipeline import Options, check_source, compile_source, load
+from teamc.layout import VmLayout, layout
+from teamc.pipeline import Options, check_source, compile_source, load
 
 INPUTS = [*sorted((ROOT / "examples").glob("*.team")), *sorted((ROOT / "tests" / "cases").glob("*.team"))]
 

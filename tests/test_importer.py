@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from compiler.importer import import_xml
-from compiler.pipeline import Options, check_source, compile_source, load
-from compiler.source import SourceFile
+from teamc.importer import import_xml
+from teamc.pipeline import Options, check_source, compile_source, load
+from teamc.source import SourceFile
 from helpers import EXAMPLES, TESTS, VIRSH, teamc
 from test_conformance import nic_elements
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from compiler.pipeline import Options, compile_source
-from compiler.source import SourceFile
+from teamc.pipeline import Options, compile_source
+from teamc.source import SourceFile
 from helpers import QEMU, argv_from_script, decode_option
 
 HOSTILE = st.one_of(

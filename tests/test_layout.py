@@ -5,12 +5,12 @@ addresses, QEMU ids, failover pairs), on small inline programs.
 import pytest
 from helpers import ROOT
 
-from compiler.checks import apply_allow, check
-from compiler.ir import PciAddress
-from compiler.layout import layout
-from compiler.lower import lower
-from compiler.parser import parse
-from compiler.source import SourceFile
+from teamc.checks import apply_allow, check
+from teamc.ir import PciAddress
+from teamc.layout import layout
+from teamc.lower import lower
+from teamc.parser import parse
+from teamc.source import SourceFile
 
 
 def layouts(text: str):
@@ -244,7 +244,7 @@ def test_addresses_are_pci_addresses():
 
 def errors(text: str) -> list[tuple]:
     """(code, line:col, message) of every error the checks give, over the IR and over its layout."""
-    from compiler.pipeline import check_and_lay_out
+    from teamc.pipeline import check_and_lay_out
 
     module, _ = parse(SourceFile("t.team", text))
     result = lower(module)
@@ -288,8 +288,8 @@ def libvirt_lines(case: str) -> list[str]:
 def teamc_lines(case: str) -> list[str]:
     import shlex
 
-    from compiler.backends.qemu import qemu_command
-    from compiler.pipeline import check_source, load
+    from teamc.backends.qemu import qemu_command
+    from teamc.pipeline import check_source, load
 
     graph, result = check_source(load(str(ORACLE / f"{case}.team"))[0])
     assert not result.failed

@@ -3,7 +3,7 @@
 import pytest
 from lxml import etree
 
-from compiler.pipeline import compile_source, load
+from teamc.pipeline import compile_source, load
 from helpers import EXAMPLES, TESTS, rng_errors, virsh_define_dumpxml
 
 pytestmark = pytest.mark.libvirt
@@ -53,9 +53,9 @@ ALIAS_PROBES = ["ua-wan_v10-x", "ua-wan.v10", "ua-a b", "ua-a:b", "ua-a/b", "ua-
 
 def test_e0202_accepts_exactly_the_aliases_libvirt_keeps(tmp_path):
     """E0202's rule is libvirt's: the test driver keeps an alias teamc accepts, and drops the others."""
-    from compiler.lower import lower
-    from compiler.parser import parse
-    from compiler.source import SourceFile
+    from teamc.lower import lower
+    from teamc.parser import parse
+    from teamc.source import SourceFile
 
     nics = "".join(f"<interface type='user'><mac address='52:54:00:00:00:{i:02x}'/><model type='virtio'/>"
                    f"<alias name='{alias}'/></interface>" for i, alias in enumerate(ALIAS_PROBES))
@@ -83,8 +83,8 @@ EDGE_PROGRAMS = {
 
 @pytest.mark.parametrize("name", sorted(EDGE_PROGRAMS))
 def test_edge_programs_validate_and_define(name, tmp_path):
-    from compiler.pipeline import compile_source
-    from compiler.source import SourceFile
+    from teamc.pipeline import compile_source
+    from teamc.source import SourceFile
 
     result = compile_source(SourceFile(f"{name}.team", EDGE_PROGRAMS[name]))
     assert not result.failed, [d.message for d in result.diagnostics]

@@ -1,4 +1,4 @@
-"""Lower phase: AST -> IR graph (compiler.ir), plus value diagnostics.
+"""Lower phase: AST -> IR graph (teamc.ir), plus value diagnostics.
 
 Both surface forms, derived aliases, MACs and UUIDs, units, defaults, `allow`
 and the duplicate-name/setting diagnostics, on small inline programs.
@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from compiler.ir import PERSISTENT, TRANSIENT, PciAddress, nic_key, nics, partner, transients_of, vms
-from compiler.lower import derive_mac, derive_uuid, lower
-from compiler.parser import parse
-from compiler.source import SourceFile
+from teamc.ir import PERSISTENT, TRANSIENT, PciAddress, nic_key, nics, partner, transients_of, vms
+from teamc.lower import derive_mac, derive_uuid, lower
+from teamc.parser import parse
+from teamc.source import SourceFile
 
 HOSTDEV = "0000:03:07.1"
 
@@ -348,7 +348,7 @@ def test_machine_types_are_qemu_72s():
     """Exactly the q35 and i440fx types (and aliases) `qemu-system-x86_64 -machine help` lists."""
     import subprocess
 
-    from compiler.lower import QEMU_MACHINES
+    from teamc.lower import QEMU_MACHINES
 
     listing = subprocess.run(["qemu-system-x86_64", "-machine", "help"], capture_output=True, text=True,
                              timeout=60, check=True).stdout

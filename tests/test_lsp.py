@@ -15,14 +15,14 @@ from helpers import ROOT
 from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from compiler.formatter import format_source
-from compiler.lsp.positions import LineIndex
-from compiler.source import SourceFile
+from teamc.formatter import format_source
+from teamc.lsp.positions import LineIndex
+from teamc.source import SourceFile
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"),
               pytest.mark.filterwarnings("error::pytest_lsp.LspSpecificationWarning")]
 
-SERVER = [sys.executable, "-m", "compiler", "lsp"]
+SERVER = [sys.executable, "-m", "teamc", "lsp"]
 ENV = {"PYTHONPATH": str(ROOT), "TEAMC_LSP_VFS": "0000:3b:02.0,0000:3b:02.1,0000:3b:02.7"}
 
 

@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lsprotocol import types as lsp
 
-from compiler.keywords import KEYWORDS
-from compiler.lower import derive_mac
-from compiler.lsp.actions import fixes
-from compiler.lsp.analysis import analyse
-from compiler.lsp.completion import complete
-from compiler.lsp.navigation import RenameError, rename_edits
-from compiler.lsp.positions import LineIndex
-from compiler.pipeline import check_source
-from compiler.source import SourceFile
+from teamc.keywords import KEYWORDS
+from teamc.lower import derive_mac
+from teamc.lsp.actions import fixes
+from teamc.lsp.analysis import analyse
+from teamc.lsp.completion import complete
+from teamc.lsp.navigation import RenameError, rename_edits
+from teamc.lsp.positions import LineIndex
+from teamc.pipeline import check_source
+from teamc.source import SourceFile
 
 
 def analysed(text: str):
@@ -119,7 +119,7 @@ def test_every_keyword_of_the_grammar_is_documented_and_in_the_readme():
 
 
 def test_without_the_lsp_extra_the_command_says_how_to_get_it():
-    blocked = "import sys; sys.modules['pygls'] = None; from compiler.cli import main; sys.exit(main(['lsp']))"
+    blocked = "import sys; sys.modules['pygls'] = None; from teamc.cli import main; sys.exit(main(['lsp']))"
     proc = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 2
     assert "`teamc lsp` needs the pygls package: pip install 'teamc[lsp]'" in proc.stderr
@@ -130,8 +130,8 @@ def test_without_the_lsp_extra_the_command_says_how_to_get_it():
 def test_no_feature_raises_at_any_offset_of_a_truncated_or_mangled_example(data):
     # The server turns a handler's exception into an empty answer; here the features run bare, so a crash
     # on a half-typed file fails the test instead of hiding in the server's log.
-    from compiler.lsp import hover, navigation
-    from compiler.lsp.actions import format_edits
+    from teamc.lsp import hover, navigation
+    from teamc.lsp.actions import format_edits
 
     path = data.draw(st.sampled_from(sorted((ROOT / "examples").glob("*.team"))), label="example")
     text = path.read_text()
@@ -165,7 +165,7 @@ def test_no_completion_inside_a_comment_or_a_string():
                                         if p.stem != "unreadable-input"), ids=lambda p: p.stem)
 def test_the_server_reports_what_teamc_compile_reports(case):
     # Same phases, same diagnostics: the editor shows what the command line prints, place for place.
-    from compiler.pipeline import compile_source
+    from teamc.pipeline import compile_source
 
     source = SourceFile(str(case), case.read_text())
     expected = compile_source(source).diagnostics

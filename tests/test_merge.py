@@ -142,8 +142,8 @@ def test_merge_never_crashes_on_a_mutated_base(rng, steps, kind):
     """Whatever the base holds: a diagnostic, or well-formed XML."""
     from lxml import etree
 
-    from compiler.pipeline import Options, compile_source, load
-    from compiler.source import SourceFile
+    from teamc.pipeline import Options, compile_source, load
+    from teamc.source import SourceFile
     from test_importer import mutate_text, mutate_tree
 
     base = (mutate_tree if kind == "tree" else mutate_text)((MERGE / "web01-base.xml").read_text(), rng, steps)
@@ -161,8 +161,8 @@ def _merge_seconds(base_text: str) -> float:
     """In-process time of one merge (no interpreter start-up to blur the growth)."""
     import time
 
-    from compiler.pipeline import Options, compile_source, load
-    from compiler.source import SourceFile
+    from teamc.pipeline import Options, compile_source, load
+    from teamc.source import SourceFile
 
     source, _ = load("tests/merge/web01.team")
     options = Options(emit=("xml",), into=SourceFile("base.xml", base_text))

@@ -16,7 +16,7 @@ from helpers import GOLDEN, ROOT, argv_from_script, rng_errors, teamc, virsh_def
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler import nicsettings as ns
+from teamc import nicsettings as ns
 
 ORACLE = GOLDEN / "oracle"
 OVS_TEAM = """vm db7 {
@@ -251,7 +251,7 @@ def test_qemu_starts_the_driver_settings():
     """QEMU 7.2 takes every virtio-net-pci property the driver settings give (the VF as its e1000e stand-in)."""
     from helpers import qemu_commands, runnable_here, standin, start_qemu
 
-    from compiler.source import SourceFile
+    from teamc.source import SourceFile
 
     source = SourceFile(str(ORACLE / "nic-driver.team"), (ORACLE / "nic-driver.team").read_text())
     (command,) = qemu_commands(source)

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_scale import fleet
 
-from compiler import outdir
-from compiler.outdir import MANIFEST
+from teamc import outdir
+from teamc.outdir import MANIFEST
 
 ALL_KINDS = "xml,qemu,interfaces,json,dot"
 
@@ -80,7 +80,7 @@ def test_nothing_is_written_outside_the_folder_whatever_the_names(tmp_path_facto
 
 
 def test_a_name_that_is_not_plain_is_refused_by_the_writer(tmp_path):
-    from compiler.pipeline import Artifact
+    from teamc.pipeline import Artifact
 
     for name in ["../x.xml", "/x.xml", "a/b.xml", ".x.xml", "..", ".", "", "x\0.xml"]:
         with pytest.raises(ValueError):
@@ -199,7 +199,7 @@ def test_leftover_temporary_files_are_removed_and_nothing_else(tmp_path):
 def test_a_run_killed_while_writing_is_cleaned_up_by_the_next(tmp_path):
     src, out = tmp_path / "fleet.team", tmp_path / "out"
     src.write_text(fleet(2000))
-    proc = subprocess.Popen([sys.executable, "-m", "compiler", "compile", str(src), "-o", str(out), "-j", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "teamc", "compile", str(src), "-o", str(out), "-j", "1"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     try:
@@ -226,7 +226,7 @@ def test_a_run_waits_while_another_holds_the_folder(tmp_path):
     src, out = tmp_path / "in.team", tmp_path / "out"
     src.write_text(vm("web"))
     with outdir.locked(out):
-        proc = subprocess.Popen([sys.executable, "-m", "compiler", "compile", str(src), "-o", str(out)], cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, "-m", "teamc", "compile", str(src), "-o", str(out)], cwd=ROOT)
         try:
             time.sleep(2)
             assert proc.poll() is None and not (out / "web.xml").exists()
@@ -247,7 +247,7 @@ def test_concurrent_runs_with_disjoint_inputs_keep_every_manifest_entry(tmp_path
         folder.mkdir()
         for i in range(150):
             (folder / f"f{i:03d}.team").write_text(fleet(1, start=150 * p + i))
-    procs = [subprocess.Popen([sys.executable, "-m", "compiler", "compile", str(folder), "-o", str(out), "-j", "1"],
+    procs = [subprocess.Popen([sys.executable, "-m", "teamc", "compile", str(folder), "-o", str(out), "-j", "1"],
                               cwd=ROOT, stderr=subprocess.PIPE) for folder in folders]
     results = [p.communicate(timeout=120) for p in procs]
     assert [(p.returncode, err) for p, (_, err) in zip(procs, results)] == [(0, b"")] * 3

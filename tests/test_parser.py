@@ -1,4 +1,4 @@
-"""Parse phase: `.team` text -> AST (compiler.nodes) or syntax diagnostics (several, with recovery).
+"""Parse phase: `.team` text -> AST (teamc.nodes) or syntax diagnostics (several, with recovery).
 
 Small inline programs; every assertion is on exact values: node types, value
 texts, span texts, codes, line:col and messages.
@@ -13,9 +13,9 @@ from helpers import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler import nodes as n
-from compiler.parser import MAX_SYNTAX_ERRORS, grammar, parse, parse_tolerant
-from compiler.source import SourceFile
+from teamc import nodes as n
+from teamc.parser import MAX_SYNTAX_ERRORS, grammar, parse, parse_tolerant
+from teamc.source import SourceFile
 
 TEAM = "team up0 { persistent virtio user; transient hostdev 0000:03:07.1 }"
 
@@ -499,8 +499,8 @@ def _both_paths(text: str):
     """(fast path result, Lark path result); an error is its rendered diagnostic."""
     from lark.exceptions import UnexpectedInput, UnexpectedToken
 
-    from compiler import parser as parser_module
-    from compiler.diagnostics import render_human
+    from teamc import parser as parser_module
+    from teamc.diagnostics import render_human
 
     source = SourceFile("t.team", text)
     parser = parser_module._parser()
@@ -568,7 +568,7 @@ def _fast_tokens(text: str) -> tuple[list[tuple[str, str, int]], int]:
 def _lark_tokens(text: str) -> tuple[list[tuple[str, str, int]], int]:
     from lark.exceptions import UnexpectedCharacters
 
-    from compiler import parser as parser_module
+    from teamc import parser as parser_module
 
     out = []
     try:
@@ -602,7 +602,7 @@ def test_the_tables_are_per_parser_and_call_their_own_builder():
     # Another thread's parser: its tables hold callbacks bound to its own builder, never this one's.
     import threading
 
-    from compiler import parser as parser_module
+    from teamc import parser as parser_module
 
     here = parser_module._parser()
     there = []
@@ -619,7 +619,7 @@ def test_the_tables_are_per_parser_and_call_their_own_builder():
 def test_a_lark_without_the_internals_the_fast_path_uses_is_refused_loudly(monkeypatch):
     import lark.parsers.lalr_parser_state as lark_state
 
-    from compiler import parser as parser_module
+    from teamc import parser as parser_module
 
     lark, builder = parser_module._parser()[:2]
     hollow = SimpleNamespace(parser=SimpleNamespace(parser=SimpleNamespace(parser=SimpleNamespace())),
@@ -634,7 +634,7 @@ def test_a_lark_without_the_internals_the_fast_path_uses_is_refused_loudly(monke
 def test_a_grammar_the_direct_callbacks_cannot_build_is_refused_loudly():
     from lark import Lark
 
-    from compiler import parser as parser_module
+    from teamc import parser as parser_module
 
     builder = parser_module._parser().builder
     for grammar_text in ('start: "a" ["b"]', "?start: a\na: \"a\""):
@@ -654,7 +654,7 @@ def test_pyproject_pins_lark_to_the_versions_whose_internals_the_fast_path_uses(
 
 
 def test_the_keyword_table_units_and_sources_are_the_grammars():
-    from compiler.keywords import KEYWORDS, SOURCE_WORDS, UNIT_BYTES, UNIT_WORDS
+    from teamc.keywords import KEYWORDS, SOURCE_WORDS, UNIT_BYTES, UNIT_WORDS
 
     g = grammar()
     assert UNIT_WORDS == tuple(UNIT_BYTES) == g.units
@@ -754,7 +754,7 @@ def test_the_number_of_errors_is_capped():
 
 
 def _tokens(text: str) -> list[tuple[int, int]]:
-    from compiler.parser import grammar
+    from teamc.parser import grammar
 
     out, pos = [], 0
     while pos < len(text):

@@ -111,7 +111,7 @@ def test_make_rebuilds_only_what_changed(tmp_path):
     (tmp_path / "src").mkdir()
     shutil.copy(ROOT / SEED, tmp_path / "src" / "seed.team")
     (tmp_path / "Makefile").write_text(
-        f"out/.stamp: $(wildcard src/*.team)\n\t{sys.executable} -m compiler compile src -o out --depfile out.d"
+        f"out/.stamp: $(wildcard src/*.team)\n\t{sys.executable} -m teamc compile src -o out --depfile out.d"
         " && touch out/.stamp\n-include out.d\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.run(["make", "-C", str(tmp_path)], capture_output=True, text=True, env=env)
@@ -137,8 +137,8 @@ def test_github_annotations_follow_the_workflow_command_syntax():
 
 
 def test_github_escapes_percent_and_newlines():
-    from compiler.diagnostics import diag, render_github
-    from compiler.source import SourceFile, Span
+    from teamc.diagnostics import diag, render_github
+    from teamc.source import SourceFile, Span
 
     source = SourceFile("a,b:c.team", "vm x {}\n")
     line = render_github(diag("E0205", "100% bad\nvalue", Span(source, 3, 4), help="fix"))
@@ -152,7 +152,7 @@ def test_concise_format():
 
 
 def test_colour_only_when_asked_or_on_a_terminal(monkeypatch):
-    from compiler.cli import _terminal_wants_color
+    from teamc.cli import _terminal_wants_color
 
     assert "\033[" in teamc("check", BROKEN, "--color", "always")[2]
     assert "\033[" not in teamc("check", BROKEN)[2]  # not a terminal
@@ -190,7 +190,7 @@ def test_outputs_do_not_depend_on_hash_seed_order_cwd_locale_or_time(tmp_path):
     ]
     for i, (env, order, cwd) in enumerate(variants):
         out = tmp_path / f"out{i}"
-        proc = subprocess.run([sys.executable, "-m", "compiler", "compile", *order, "-o", str(out), "-j", "2"],
+        proc = subprocess.run([sys.executable, "-m", "teamc", "compile", *order, "-o", str(out), "-j", "2"],
                               cwd=cwd, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
         assert proc.returncode == 0, proc.stderr
         runs.append(tree_hashes(out))

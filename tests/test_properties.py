@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from compiler.ir import PERSISTENT, TRANSIENT, PciAddress, nic_key, nics, partner, vms
-from compiler.parser import grammar
-from compiler.pipeline import check_source, compile_source
-from compiler.source import SourceFile
+from teamc.ir import PERSISTENT, TRANSIENT, PciAddress, nic_key, nics, partner, vms
+from teamc.parser import grammar
+from teamc.pipeline import check_source, compile_source
+from teamc.source import SourceFile
 from helpers import EXAMPLES, ROOT, TESTS, rng_errors, teamc
 
 pytestmark = pytest.mark.slow

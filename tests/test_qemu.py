@@ -25,8 +25,8 @@ from helpers import (
     without_device,
 )
 
-from compiler.pipeline import Options, compile_source, load
-from compiler.source import SourceFile
+from teamc.pipeline import Options, compile_source, load
+from teamc.source import SourceFile
 
 pytestmark = pytest.mark.qemu
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from compiler.diagnostics import CODES
+from teamc.diagnostics import CODES
 
 README = (ROOT / "README.md").read_text()
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -53,7 +53,7 @@ def _sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         shutil.copytree(ROOT / rel, tmp_path / rel)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "teamc").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m compiler "$@"\n')
+    (bin_dir / "teamc").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m teamc "$@"\n')
     (bin_dir / "teamc").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     return tmp_path, env

@@ -23,7 +23,7 @@ def run_teamc(*args, cwd=None):
     # stderr goes to a file, not a pipe: wait4 (for the child's own peak RSS) must not
     # wait on a child that is blocked writing into a full pipe.
     with tempfile.TemporaryFile() as err_file:
-        proc = subprocess.Popen([sys.executable, "-m", "compiler", *args], cwd=cwd or ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "teamc", *args], cwd=cwd or ROOT,
                                 stdout=subprocess.DEVNULL, stderr=err_file, preexec_fn=limit,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
         _, status, usage = os.wait4(proc.pid, 0)

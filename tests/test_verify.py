@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, TESTS
 
-from compiler.layout import layout
-from compiler.pipeline import check_source, load
-from compiler.verify.guest import GuestImage, build_debian_image
-from compiler.verify.plan import plan_vm
-from compiler.verify.progress import Progress
-from compiler.verify.runner import selected, verify_vm
-from compiler.verify.steps import Settings
+from teamc.layout import layout
+from teamc.pipeline import check_source, load
+from teamc.verify.guest import GuestImage, build_debian_image
+from teamc.verify.plan import plan_vm
+from teamc.verify.progress import Progress
+from teamc.verify.runner import selected, verify_vm
+from teamc.verify.steps import Settings
 
 CACHE = Path(os.environ.get("TEAMC_CACHE") or ROOT / ".cache" / "teamc")
 SEED = "examples/seed.team"
@@ -40,7 +40,7 @@ def image() -> GuestImage:
 
 
 def verify(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "compiler", "verify", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "teamc", "verify", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "TEAMC_CACHE": str(CACHE)})
 
 
@@ -113,8 +113,8 @@ VM_CHECKS = {
 
 
 def test_the_cli_lists_every_scenario():
-    from compiler.verify import SCENARIO_NAMES
-    from compiler.verify.scenarios import SCENARIOS
+    from teamc.verify import SCENARIO_NAMES
+    from teamc.verify.scenarios import SCENARIOS
 
     assert SCENARIO_NAMES == tuple(SCENARIOS) == tuple(SCENARIO_CHECKS)
 
@@ -347,7 +347,7 @@ def test_interrupt_stops_every_qemu(image, tmp_path, sig, code):
     team = tmp_path / "vm.team"
     team.write_text(f"vm {name} {{ memory 256 MiB; team t0 {{ persistent virtio user; transient hostdev "
                     "0000:03:07.1 } }\n")
-    proc = subprocess.Popen([sys.executable, "-m", "compiler", "verify", str(team), "--migrate", "--accel", "tcg"],
+    proc = subprocess.Popen([sys.executable, "-m", "teamc", "verify", str(team), "--migrate", "--accel", "tcg"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TEAMC_CACHE": str(CACHE)},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -13,10 +13,10 @@ if [ "${1:-}" = intent ]; then
     (cd "$HERE/../.." && python3 - "$HERE/$case.team" > "$HERE/$case.xml") <<'PY'
 import sys
 from lxml import etree
-from compiler.layout import layout
-from compiler.pipeline import check_source, load
-from compiler.render import render
-from compiler.backends.libvirt import domain_view
+from teamc.layout import layout
+from teamc.pipeline import check_source, load
+from teamc.render import render
+from teamc.backends.libvirt import domain_view
 
 graph, result = check_source(load(sys.argv[1])[0])
 assert not result.failed, [d.message for d in result.diagnostics]
