@@ -39,6 +39,16 @@ def _spec(graph: nx.DiGraph, key) -> NicSpec:
     return graph.nodes[key]["nic"]
 
 
+def _teams(graph: nx.DiGraph):
+    """(transient, persistent) of every pairs-with edge whose target is persistent: the well-formed teams
+    (a transient target is E0304 / E0305 already)."""
+    for src, dst, kind in graph.edges(data="kind"):
+        if kind == "pairs-with":
+            t, p = _spec(graph, src), _spec(graph, dst)
+            if p.role == PERSISTENT:
+                yield t, p
+
+
 def _transient_links(graph: nx.DiGraph) -> nx.DiGraph:
     """The pairs-with edges whose target is itself transient: the only edges a loop can use
     (a persistent NIC has no outgoing edge). In a valid file this graph is empty."""
@@ -196,12 +206,7 @@ def persistent_has_transient(graph):
 
 @rule
 def mac_mismatch(graph):
-    for src, dst, kind in graph.edges(data="kind"):
-        if kind != "pairs-with":
-            continue
-        t, p = _spec(graph, src), _spec(graph, dst)
-        if p.role != PERSISTENT:  # a transient target is E0304 / E0305 already
-            continue
+    for t, p in _teams(graph):
         if t.mac and p.mac and t.mac != p.mac:
             yield diag("E0308", f"{t.label} has MAC {t.mac} but its partner {p.label} has {p.mac}",
                        t.mac_span or t.span, Label(p.mac_span or p.span, "partner's MAC"),
@@ -215,12 +220,7 @@ def _tags(vlan) -> str:
 @rule
 def pair_network(graph):
     """The two NICs of a team must land on one network after a failover: their VLANs, and the standby's link."""
-    for src, dst, kind in graph.edges(data="kind"):
-        if kind != "pairs-with":
-            continue
-        t, p = _spec(graph, src), _spec(graph, dst)
-        if p.role != PERSISTENT:
-            continue
+    for t, p in _teams(graph):
         tv, pv = t.setting("vlan"), p.setting("vlan")
         if tv is not None and pv is not None and tv != pv:
             yield diag("E0312", f"{t.label} is on VLAN {_tags(tv)} but its partner {p.label} on VLAN {_tags(pv)}",
