@@ -239,6 +239,14 @@ def _canonical(shape: Attrs, elem: Elem) -> Elem:
     return elem._replace(attrs=attrs, children=tuple(children))
 
 
+def _exact(shape, tag: str, words: list[str], elem: Elem) -> list[str] | None:
+    """`words` if they parse back to exactly `elem` (so import can write them), else None (pass-through)."""
+    try:
+        return words if shape.parse(tag, words) == elem else None
+    except SettingError:
+        return None
+
+
 @dataclass(frozen=True)
 class Vlan:
     """`vlan TAG… [native tagged|untagged after a tag] [trunk]` -> <vlan [trunk='yes']><tag id/>…</vlan>."""
@@ -281,10 +289,7 @@ class Vlan:
                 out += ["native", child.get("nativeMode") or ""]
         if elem.get("trunk") == "yes":
             out.append("trunk")
-        try:
-            return out if self.parse("vlan", out) == elem else None
-        except SettingError:
-            return None
+        return _exact(self, "vlan", out, elem)
 
 
 @dataclass(frozen=True)
@@ -337,10 +342,7 @@ class Params:
         out = [elem.get(self.lead) or ""]
         for child in elem.children:
             out += [child.get("name") or "", child.get("value") or ""]
-        try:
-            return out if self.parse(elem.tag, out) == elem else None
-        except SettingError:
-            return None
+        return _exact(self, elem.tag, out, elem)
 
 
 @dataclass(frozen=True)
@@ -373,10 +375,7 @@ class Coalesce:
         rx = elem.child("rx")
         frames = rx.child("frames") if rx is not None else None
         out = ["rx-frames", frames.get("max") or ""] if frames is not None else []
-        try:
-            return out if self.parse("coalesce", out) == elem else None
-        except SettingError:
-            return None
+        return _exact(self, "coalesce", out, elem)
 
 
 @dataclass(frozen=True)
