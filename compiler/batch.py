@@ -136,7 +136,7 @@ def run_batch(command: str, paths: list[str], options: Options, jobs: int,
             fresh = list(pool.map(_work, job_list, chunksize=chunk))
     else:
         fresh = [_work(job) for job in job_list]
-    by_path = dict(zip(todo, fresh))
+    by_path = dict(zip(todo, fresh, strict=True))
     return [by_path[p] if p in by_path else _from_cache(p, cached[p]) for p in paths]
 
 

@@ -357,7 +357,7 @@ def guest_placement(graph):
         # Every pinned function 0, also of a NIC refused below, so that one mistake is reported once.
         has_function_zero = {(n.guest_address.bus, n.guest_address.slot) for _, n in pinned
                              if n.guest_address.function == 0}
-        for key, nic in pinned:
+        for _, nic in pinned:
             addr, span = nic.guest_address, nic.guest_address_span
             if addr.domain != 0:
                 yield diag("E0204", f"guest PCI domain {addr.domain:#x} does not exist", span,

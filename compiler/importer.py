@@ -232,7 +232,8 @@ class _Importer:
                        "libvirt knows <teaming type='persistent'/> and <teaming type='transient' persistent='ua-…'/>")
             return None, None
         if kind == "persistent" and persistent is not None:
-            self.error("E0105", "`persistent=` applies to a transient teaming only", doc.attr_span(teaming, "persistent"),
+            self.error("E0105", "`persistent=` applies to a transient teaming only",
+                       doc.attr_span(teaming, "persistent"),
                        "remove `persistent=`; the transient NIC names its persistent partner, not the other way round")
             return None, None
         if kind == "transient":
@@ -250,7 +251,8 @@ class _Importer:
         if kind not in _SOURCE_TYPES:
             if role == "transient":
                 self.error("E0302", f"the transient NIC is an <interface type='{kind}'>, which cannot be a VF", span,
-                           "use <interface type='hostdev'>, a hostdev-pool <interface type='network'> or a PCI <hostdev>")
+                           "use <interface type='hostdev'>, a hostdev-pool <interface type='network'> "
+                           "or a PCI <hostdev>")
             else:
                 self.error("E0205", f"teamc has no form for an <interface type='{kind}'>", span,
                            "the persistent side may be a user, bridge, network or direct (macvtap) interface")
@@ -568,14 +570,14 @@ def run(args) -> int:
     if any(d.is_error for d in diagnostics):
         return EXIT_ERRORS
     artifacts = []
-    for path, result in zip(args.files, results):
+    for path, result in zip(args.files, results, strict=True):
         stem = Path(path).stem if path != "-" else result.vm
         artifacts.append(Artifact(f"{stem}.team", result.text))
     names = [a.name for a in artifacts]
     if args.output:
         from .outdir import plain_name
 
-        for path, name in zip(args.files, names):
+        for path, name in zip(args.files, names, strict=True):
             if not plain_name(name):  # e.g. `.hidden.xml`: the output folder's dot names are teamc's own
                 raise UsageError(f"{path}: cannot be written into {args.output} as `{name}`; rename the input")
     if len(set(names)) != len(names):

@@ -127,7 +127,8 @@ class NicSpec:
 
     def setting_span(self, tag: str) -> Span:
         """Where the setting of that tag is stated (the NIC itself if it is not)."""
-        return next((s for e, s in zip(self.settings, self.setting_spans) if e.tag == tag), self.span)
+        # Not strict: merge.py appends the base domain's own settings, which have no statement.
+        return next((s for e, s in zip(self.settings, self.setting_spans, strict=False) if e.tag == tag), self.span)
 
 
 def vm_key(vm: str) -> tuple:

@@ -309,7 +309,8 @@ class _Lowerer:
 
     def refuse_name(self, value: n.Value, what: str) -> None:
         self.error("E0205", f"`{value.text}` is not a valid {what}", value.span,
-                   help="libvirt accepts letters, digits and `_ . - \\ : /`" + (" and spaces" if what == "bridge name" else ""))
+                   help="libvirt accepts letters, digits and `_ . - \\ : /`"
+                        + (" and spaces" if what == "bridge name" else ""))
 
     def check_model(self, value: n.Value) -> None:
         if not MODEL_RE.match(value.text):
@@ -379,7 +380,8 @@ class _Lowerer:
         if not self.claim(vm, nic.name, alias if alias else name, names, aliases):
             return
         items = [i for i in nic.items if not isinstance(i, (n.Option, n.NicSetting, n.Teaming))]
-        by_kind = self.unique(items, "statement", key=lambda item: type(item).__name__.lower().replace("nicsource", "source"))
+        by_kind = self.unique(items, "statement",
+                              key=lambda item: type(item).__name__.lower().replace("nicsource", "source"))
         options = [i for i in nic.items if isinstance(i, (n.Option, n.NicSetting))]
         teamings = [i for i in nic.items if isinstance(i, n.Teaming)]
         roles = self.unique(teamings, "teaming", key=lambda t: t.role)
@@ -407,7 +409,8 @@ class _Lowerer:
         fields = self.source_fields(source_stmt.source) | self.option_fields(options)
         fields |= self.setting_fields(options, source_stmt.source, role)
         spec = NicSpec(
-            vm=vm.name, name=name, label=f"{role} nic `{name}`" if role else f"nic `{name}`", role=role, span=nic.span, name_span=nic.name.span,
+            vm=vm.name, name=name, label=f"{role} nic `{name}`" if role else f"nic `{name}`", role=role, span=nic.span,
+            name_span=nic.name.span,
             model=model_stmt.value.text if model_stmt else ("virtio" if role == PERSISTENT else None),
             model_span=model_stmt.value.span if model_stmt else None,
             alias=alias, alias_span=nic.name.span if alias else None,

@@ -1,4 +1,4 @@
-"""Merge phase (`teamc compile --into BASE.xml`): a VM's layout + the user's domain XML -> that XML with the teams in it.
+"""Merge phase (`teamc compile --into BASE.xml`): a VM's layout + the user's domain XML -> the XML with the teams in it.
 
 The base domain keeps every byte it had except where a team goes: the NICs of
 the team (matched by alias, and a transient by the persistent alias it names)

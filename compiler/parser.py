@@ -645,7 +645,7 @@ def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool =
                 state_stack.append(arg)
                 value_stack.append(tok)
                 actions = states[arg]
-                if panic and (term == "VM" or term in _SYNC and not between_vms):
+                if panic and (term == "VM" or (term in _SYNC and not between_vms)):
                     panic = between_vms = False
                 return
             size, origin, callback = arg

@@ -103,8 +103,9 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
     if nic.rom_file is not None:
         rom.append(("file", nic.rom_file))
     groups = by_anchor(nic.settings)
-    after = {key: Markup("") for key in ANCHORS} | {key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
-             for key, elems in groups.items() if key != "@"}
+    after = {key: Markup("") for key in ANCHORS} | {
+        key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
+        for key, elems in groups.items() if key != "@"}
     return NicView(
         attrs=tuple((e.tag[1:], e.get("value") or "") for e in groups.get("@", ())),
         after=after,

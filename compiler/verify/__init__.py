@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import UsageError, allowed_codes
     from ..diagnostics import lookup
 
-    if args.kernel and not args.modules or args.modules and not args.kernel:
+    if (args.kernel and not args.modules) or (args.modules and not args.kernel):
         raise UsageError("--kernel and --modules go together")
     if args.guest_image and args.kernel:
         raise UsageError("give either --guest-image or --kernel/--modules, not both")

@@ -49,7 +49,8 @@ class Qemu:
         console, report, pings = folder / "console.log", folder / "guest-report.log", folder / "guest-pings.log"
         serial = []
         for name, path in (("console", console), ("report", report), ("pings", pings)):
-            serial += ["-chardev", f"file,id=teamc-{name},path={_chardev_path(path)}", "-serial", f"chardev:teamc-{name}"]
+            serial += ["-chardev", f"file,id=teamc-{name},path={_chardev_path(path)}",
+                       "-serial", f"chardev:teamc-{name}"]
         self.argv = [
             *argv,
             "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", KERNEL_CMDLINE,

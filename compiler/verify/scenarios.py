@@ -254,10 +254,11 @@ def hot_unplug(run: Run) -> None:
         t = team.team
         ticks = q.guest.ticks[mark.ticks:]
         verdict = standby_carried(ticks, t, minimum=3)
-        if verdict is None and ticks and ticks[-1].master(t.mac) is None and watch.held("no-master", True, now) > SETTLE:
+        if (verdict is None and ticks and ticks[-1].master(t.mac) is None
+                and watch.held("no-master", True, now) > SETTLE):
             why = "" if standby_has_failover(run.plan.command, t.standby) else f" ({t.standby} has no failover=on)"
-            return "fail", f"no failover master for {t.mac} in the guest{why}: no bond to move the pings to the standby", [
-                f"guest: {i.line()}" for i in ticks[-1].ifaces.values()]
+            message = f"no failover master for {t.mac} in the guest{why}: no bond to move the pings to the standby"
+            return "fail", message, [f"guest: {i.line()}" for i in ticks[-1].ifaces.values()]
         return verdict
 
     run.steps(q, [
@@ -425,7 +426,8 @@ def save_restore(run: Run) -> None:
         if mig.status != "completed":
             return "fail", f"the save to {image.name} {migration.describe(mig.info)}", source.warnings()[-3:]
         size = image.stat().st_size if image.exists() else 0
-        return "ok", f"QEMU migrated the VM into {image.name} ({size / 2**20:.0f} MiB): {migration.describe(mig.info)}", []
+        done = migration.describe(mig.info)
+        return "ok", f"QEMU migrated the VM into {image.name} ({size / 2**20:.0f} MiB): {done}", []
     if not run.vm_step(source, "saved", saved, "the migration to the file to complete", hook):
         return
     source.stop()  # as `virsh save` leaves it: the VM exists only in the file now
