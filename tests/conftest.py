@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from helpers import DOMAIN_RNG, ROOT
 
 pytest_plugins = ["pytester"]  # test_tiers runs a pytest of its own
@@ -59,8 +60,8 @@ TIERS = {
     "graphviz": ("runs Graphviz's dot", _missing_program("dot", f"graphviz; {INSTALL}")),
     "node": ("runs Node.js (editor integration)", _missing_program("node", "nodejs")),
     "nvim": ("runs Neovim (editor integration)", _missing_program("nvim", "neovim")),
-    "differential": ("random .team programs judged by libvirt's RNG, virsh and QEMU (tests/test_differential.py), "
-                     "minutes", lambda: None),
+    "differential": (("random .team programs judged by libvirt's RNG, virsh and QEMU (tests/test_differential.py), "
+                      "minutes"), lambda: None),
 }
 
 
