@@ -212,14 +212,16 @@ def _extract_from_deb(deb: Path, wanted, dest: Path) -> list[Path]:
     """Stream the .deb's data archive and keep only the members `wanted(name)` accepts
     (the kernel package unpacks to ~400 MB; the guest needs ~9 MB of it)."""
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None  # stdout=PIPE
     kept = []
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
             for member in archive:
                 name = member.name.removeprefix("./")
-                if member.isfile() and wanted(name):
+                src = archive.extractfile(member) if member.isfile() and wanted(name) else None
+                if src is not None:  # (a regular file always has its data)
                     target = dest / Path(name).name
-                    with archive.extractfile(member) as src, open(target, "wb") as out:
+                    with src, open(target, "wb") as out:
                         shutil.copyfileobj(src, out)
                     kept.append(target)
     finally:

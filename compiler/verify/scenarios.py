@@ -158,7 +158,7 @@ def on_primary(q, mark: Mark):
 
 
 def suspend_resume(run: Run) -> None:
-    q = run.q
+    q = run.current()
     mark = q.mark()
 
     def paused(now: float) -> Verdict | None:
@@ -200,7 +200,7 @@ def suspend_resume(run: Run) -> None:
 
 
 def reboot(run: Run) -> None:
-    q = run.q
+    q = run.current()
     mark = q.mark()
     try:
         # QEMU runs with -no-reboot (a guest that resets by itself has failed); this reset is asked for.
@@ -227,7 +227,7 @@ def reboot(run: Run) -> None:
 
 
 def hot_unplug(run: Run) -> None:
-    q = run.q
+    q = run.current()
     mark = q.mark()
     refused: dict[str, str] = {}
     for team in run.teams_in_play():
@@ -270,7 +270,7 @@ def hot_unplug(run: Run) -> None:
 
 
 def hot_plug(run: Run) -> None:
-    q = run.q
+    q = run.current()
     if not run.primaries_removed:
         _remove_first(run, q)
     mark = q.mark()
@@ -326,13 +326,13 @@ def _remove_first(run: Run, q) -> None:
 
 
 def migrate(run: Run) -> None:
-    dest = migration.live(run, run.q, "destination")
+    dest = migration.live(run, run.current(), "destination")
     if dest is not None:
         run.q = dest
 
 
 def migrate_back(run: Run) -> None:
-    dest = migration.live(run, run.q, "destination")
+    dest = migration.live(run, run.current(), "destination")
     if dest is None:
         return
     run.q = dest
@@ -342,13 +342,13 @@ def migrate_back(run: Run) -> None:
 
 
 def postcopy(run: Run) -> None:
-    dest = migration.live(run, run.q, "destination", postcopy=True)
+    dest = migration.live(run, run.current(), "destination", postcopy=True)
     if dest is not None:
         run.q = dest
 
 
 def abort_migration(run: Run) -> None:
-    source = run.q
+    source = run.current()
     mark = source.mark()
     try:
         bandwidth = source.execute("query-migrate-parameters").get("max-bandwidth")
@@ -405,7 +405,7 @@ def abort_migration(run: Run) -> None:
 
 
 def save_restore(run: Run) -> None:
-    source = run.q
+    source = run.current()
     mark = source.mark()
     image = run.session.folder / "saved-vm.img"
     try:
