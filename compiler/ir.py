@@ -154,11 +154,11 @@ def nics(graph: nx.DiGraph, vm: str | None = None) -> list[tuple[tuple, NicSpec]
 
 def partner(graph: nx.DiGraph, key: tuple) -> tuple | None:
     """The persistent a transient pairs with (out-edge), if it exists."""
-    for _, target, kind in graph.out_edges(key, data="kind"):
-        if kind == "pairs-with":
+    for _, target, data in graph.out_edges(key, data=True):
+        if data.get("kind") == "pairs-with":
             return target
     return None
 
 
 def transients_of(graph: nx.DiGraph, key: tuple) -> list[tuple]:
-    return [src for src, _, kind in graph.in_edges(key, data="kind") if kind == "pairs-with"]
+    return [src for src, _, data in graph.in_edges(key, data=True) if data.get("kind") == "pairs-with"]
