@@ -61,7 +61,7 @@ class _Merger:
         self.warnings: list[Diagnostic] = []
         self.source_extra: dict[int, tuple[tuple[str, str], ...]] = {}  # Device id -> base <source> attributes kept
 
-    def error(self, code: str, message: str, span: Span, *labels: Label, help: str) -> None:
+    def error(self, code: str, message: str, span: Span | None, *labels: Label, help: str) -> None:
         self.errors.append(diag(code, message, span, *labels, help=help))
 
     def describe(self, element) -> str:
@@ -74,8 +74,10 @@ class _Merger:
         """base element -> the compiled Device that takes its place (None: removed)."""
         devices = self.layout.devices
         by_alias = {d.nic.alias: d for d in devices if d.nic.alias}
-        transient_of = {d.failover_pair_id: d for d in devices if d.nic.role == TRANSIENT and d.failover_pair_id
-                        and not d.nic.alias}
+        # (looked up with a <teaming>'s `persistent`, which an element may not have)
+        transient_of: dict[str | None, Device] = {
+            d.failover_pair_id: d for d in devices
+            if d.nic.role == TRANSIENT and d.failover_pair_id and not d.nic.alias}
         persistents = {d.qemu_id for d in devices if d.nic.role == PERSISTENT}
         matched: dict = {}
         used: set = set()
@@ -273,7 +275,7 @@ class _Merger:
             view = replace(view, source_attrs=view.source_attrs + self.source_extra.get(id(device), ()))
             return _reindent(render("libvirt/nic.xml.j2", n=view), unit)
 
-        new_nics = {"interface": [], "hostdev": []}
+        new_nics: dict[str, list[str]] = {"interface": [], "hostdev": []}
         for device in self.layout.devices:
             if id(device) in replacing:
                 el = replacing[id(device)]
