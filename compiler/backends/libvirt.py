@@ -88,12 +88,13 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
     nic = device.nic
     kind = nic.source_kind
     source: tuple[tuple[str, str], ...] = ()
+    target = nic.source_target or ""  # (a bridge, network or direct NIC has one: lowering refuses it without)
     if kind == "bridge":
-        source = (("bridge", nic.source_target),)
+        source = (("bridge", target),)
     elif kind == "network":
-        source = (("network", nic.source_target),)
+        source = (("network", target),)
     elif kind == "direct":
-        source = (("dev", nic.source_target), ("mode", nic.mode or "vepa"))
+        source = (("dev", target), ("mode", nic.mode or "vepa"))
     host = kind in ("hostdev", "pci-hostdev")
     rom: list[tuple[str, str]] = []
     if nic.rom_enabled is not None:

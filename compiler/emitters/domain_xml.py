@@ -14,7 +14,7 @@ def emit(subject: Subject, options: Options) -> list[Artifact]:
 
     if options.into is not None:
         return []
-    return [Artifact(f"{subject.vm.name}.xml", render("libvirt/domain.xml.j2", d=domain_view(subject.layout)))]
+    return [Artifact(f"{subject.vm.name}.xml", render("libvirt/domain.xml.j2", d=domain_view(subject.laid_out())))]
 
 
 EMITTER = Emitter("xml", "the libvirt domain <vm>.xml", 10, (".xml",), emit)

@@ -11,7 +11,7 @@ def emit(subject: Subject, options: Options) -> list[Artifact]:
     from ..render import render
 
     out = []
-    for device in subject.layout.devices:
+    for device in subject.laid_out().devices:
         nic = device.nic
         file_name = f"{subject.vm.name}.{nic.alias or nic.name}{'.transient' if nic.team and not nic.alias else ''}.xml"
         out.append(Artifact(file_name, render("libvirt/nic.xml.j2", n=nic_view(device, placed=False)) + "\n"))
