@@ -12,6 +12,8 @@ import bisect
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
 
+import networkx as nx
+
 from .. import nodes as n
 from ..checks import apply_allow
 from ..diagnostics import Diagnostic
@@ -92,7 +94,7 @@ class Analysis:
     version: int | None
     source: SourceFile
     module: n.Module | None
-    graph: object | None  # the lowered IR (networkx DiGraph), None when recovery gave up
+    graph: nx.DiGraph | None  # the lowered IR, None when recovery gave up
     diagnostics: tuple[Diagnostic, ...]
     syntax_errors: int
     index: Index = field(repr=False)
@@ -126,7 +128,7 @@ class Analysis:
         with no_cyclic_gc():
             found = [d for layout in self.layouts.values()
                      for d in unexpressible(layout) or libvirt_only_settings(layout)]
-            if found:
+            if found and self.graph is not None:  # (there are layouts only with a graph)
                 found = apply_allow(self.graph, found)
         diagnostics = tuple(sorted((*self.diagnostics, *found), key=Diagnostic.sort_key))
         return replace(self, diagnostics=diagnostics, backends_done=True)

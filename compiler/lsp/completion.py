@@ -123,7 +123,7 @@ def _macs(analysis: Analysis, offset: int, vm: str | None) -> list[Candidate]:
     for key, nic in nics(analysis.graph, vm):
         if not nic.span.start <= offset <= nic.span.end:
             continue
-        others = [partner(analysis.graph, key)] + transients_of(analysis.graph, key)
+        others = [partner(analysis.graph, key), *transients_of(analysis.graph, key)]
         for other in filter(None, others):
             theirs = analysis.graph.nodes[other]["nic"]
             if theirs.mac and not theirs.mac_derived:
