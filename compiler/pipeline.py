@@ -127,6 +127,13 @@ def check_source(source: SourceFile, options: Options = Options()) -> tuple[obje
         return _check_source(source, options)[:2]
 
 
+def lay_out_source(source: SourceFile, options: Options = Options()) -> tuple[object, FileResult, list]:
+    """`check_source`, and the layouts of the VMs when the checks pass (else []): for the commands that
+    run what they lay out (`teamc verify`)."""
+    with _no_cyclic_gc():
+        return _check_source(source, options)
+
+
 def _check_source(source: SourceFile, options: Options) -> tuple[object, FileResult, list]:
     """Also returns the layouts when the checks pass (for compile to render), else []."""
     module, diagnostics = parse(source)

@@ -130,8 +130,7 @@ def _verify(args, allow: set, forced: set) -> int:
 
     from ..cli import print_diagnostics
     from ..diagnostics import sorted_unique
-    from ..layout import layout
-    from ..pipeline import Options, check_source, load
+    from ..pipeline import Options, lay_out_source, load
     from . import report
     from .guest import GuestError, GuestImage, build_debian_image, default_cache, image_from_kernel
     from .kvm import probe_kvm
@@ -170,14 +169,13 @@ def _verify(args, allow: set, forced: set) -> int:
     if read_errors:
         print_diagnostics(read_errors, args, inputs=[source.name])
         return EXIT_FAILED
-    graph, result = check_source(source, Options(allow=frozenset(allow | forced)))
+    graph, result, layouts = lay_out_source(source, Options(allow=frozenset(allow | forced)))
     print_diagnostics(sorted_unique(result.diagnostics), args, inputs=[source.name])
     if graph is None or result.failed:
         return EXIT_FAILED
     for code in sorted(forced):
         err.write(f"teamc verify: {code} forced: compile would refuse this input; {FORCIBLE[code]}, "
                   "let us see it\n")
-    layouts = layout(graph)
     names = [vm_layout.vm.name for vm_layout in layouts]
     unknown = [name for name in args.vm if name not in names]
     if unknown:
