@@ -88,19 +88,20 @@ def _read_base(doc, staying: list, vm_family: str) -> BaseDomain:
             and index.isdigit() else None,
             alias=alias.get("name") if alias is not None else None,
             alias_span=doc.attr_span(alias, "name") if alias is not None else None,
-            mac=(mac.get("address") or "").lower() or None if mac is not None else None,
+            mac=((mac.get("address") or "").lower() or None) if mac is not None else None,
             mac_span=doc.attr_span(mac, "address") if mac is not None else None,
             host_address=_pci(host) if host is not None else None,
             host_address_span=doc.tag_span(host) if host is not None else None))
     family = machine_family(machine) if machine else None
     controllers = {d.controller: element.get("model") for d, element in zip(devices, staying)
                    if d.controller is not None}
+    addresses = [(a.bus, a.slot, a.function) for d in devices if (a := d.address) is not None]
+    unplaced_video = any(el.tag == "video" and _guest_address(el) is None for el in staying)
     return BaseDomain(
         machine, family,
         doc.attr_span(os_type, "machine") if os_type is not None else doc.tag_span(doc.root),
         doc.tag_span(doc.root.find("devices")), tuple(devices),
-        occupied(vm_family, ((a.bus, a.slot, a.function) for d in devices if (a := d.address) is not None), controllers,
-                 any(el.tag == "video" and _guest_address(el) is None for el in staying)))
+        occupied(vm_family, addresses, controllers, unplaced_video))
 
 
 def _match(children, layout: VmLayout) -> dict:
