@@ -21,6 +21,7 @@ import networkx as nx
 
 if TYPE_CHECKING:
     from .layout import VmLayout
+    from .merge import BaseDomain
 
 from .diagnostics import Diagnostic, Label, diag
 from .ir import HOSTDEV_KINDS, PERSISTENT, TRANSIENT, VIRTIO_MODELS, NicSpec, nics, partner, transients_of, vms
@@ -438,6 +439,82 @@ def check_layouts(layouts: list[VmLayout]) -> list[Diagnostic]:
         if full is not None:
             out.append(diag("E0403", f"VM `{vm.name}` does not fit its guest PCI topology: {full}", vm.name_span,
                             help="use fewer NICs, lower pinned bus numbers, or split the VM"))
+    return out
+
+
+def check_base(layout: VmLayout, base: BaseDomain) -> list[Diagnostic]:
+    """A VM laid out around a base domain (`--into`: layout.layout_around) against what the base keeps: its
+    machine (E0405); an alias, MAC or host VF of the team that a device of the base has too (E0102, E0309,
+    E0310); a pinned address the base uses, or NICs and root ports that find no room around it (E0403)."""
+    vm = layout.vm
+    out = []
+    label = Label(vm.machine_span or vm.name_span, f"the VM is laid out for `{vm.machine}`")
+    if base.machine_family is None:
+        out.append(diag("E0405", f"the base domain's machine `{base.machine}` cannot host a failover team"
+                        if base.machine else "the base domain names no machine type", base.machine_span, label,
+                        help="give the base domain a q35 machine, e.g. <type arch='x86_64' machine='q35'>hvm</type>"))
+    elif base.machine_family != vm.machine_family:
+        out.append(diag("E0405", f"the base domain's machine `{base.machine}` is not of the VM's `{vm.machine}` "
+                                 "family", base.machine_span, label,
+                        help=f"write `machine {base.machine}` in the .team file (with `allow pc-machine-team` "
+                             "for pc), or move the base domain to the VM's machine"))
+    aliases = {d.nic.alias: d.nic for d in layout.devices if d.nic.alias}
+    for other in base.devices:
+        if other.alias in aliases:
+            nic = aliases[other.alias]
+            out.append(diag("E0102", f"alias `{other.alias}` is already used by the base domain's {other.description}",
+                            other.alias_span, Label(nic.alias_span or nic.name_span, nic.label),
+                            help="rename the team, or the base device's alias"))
+    macs = {d.nic.mac: d.nic for d in layout.devices if d.nic.mac}
+    vfs = {d.nic.host_address: d.nic for d in layout.devices if d.nic.host_address}
+    for other in base.devices:
+        if other.mac in macs:
+            nic = macs[other.mac]
+            out.append(diag("E0309", f"MAC {other.mac} is also used by the base domain's {other.description}",
+                            other.mac_span, Label(nic.mac_span or nic.name_span, nic.label),
+                            help="every NIC of a guest needs its own MAC; change one of them"))
+        if other.host_address in vfs:
+            nic = vfs[other.host_address]
+            out.append(diag("E0310", f"host VF {other.host_address} is also assigned by the base domain's "
+                                     f"{other.description}", other.host_address_span,
+                            Label(nic.host_address_span or nic.name_span, nic.label),
+                            help="a VF can be assigned to one guest NIC only; pick another VF or drop the base's"))
+    return out + _base_room(layout, base)
+
+
+def _base_room(layout: VmLayout, base: BaseDomain) -> list[Diagnostic]:
+    """E0403 for a merge: pinned addresses the base uses, and what layout_around put past the machine's slots."""
+    vm = layout.vm
+    at = {(a.bus, a.slot, a.function): d for d in base.devices if (a := d.address) is not None}
+    controllers = {d.controller: d for d in base.devices if d.controller is not None}
+    out = []
+    clashing = set()
+    for device in layout.devices:
+        pinned = device.nic.guest_address
+        if pinned is None:
+            continue
+        key, span = (pinned.bus, pinned.slot, pinned.function), device.nic.guest_address_span
+        if key in at:
+            clashing.add(key)
+            out.append(diag("E0403", f"guest PCI address {pinned} is already used by the base domain's "
+                                     f"{at[key].description}", span, Label(at[key].span, "here"),
+                            help="pin the NIC elsewhere, or drop `address` and let teamc place it around the base"))
+        elif pinned.bus and pinned.bus in controllers and pinned.bus not in base.occupied.free_ports:
+            other = controllers[pinned.bus]
+            out.append(diag("E0403", f"bus {pinned.bus:#04x} is the base domain's {other.description}, which is not "
+                                     "a free pcie-root-port", span, Label(other.span, "that controller"),
+                            help="pin the NIC to another bus, or drop `address` and let teamc place it"))
+    if vm.machine_family == "pc":
+        out += [diag("E0403", "the base domain has no free slot on pci.0 for " + d.nic.label, base.devices_span,
+                     Label(d.nic.span, "this NIC"), help="free a slot in the base domain, or move it to q35")
+                for d in layout.devices if d.nic.guest_address is None and d.address.slot > MAX_SLOT]
+        return out
+    taken = set(base.occupied.root_slots) | {d.address.slot for d in layout.devices if d.address.bus == 0
+                                             and (0, d.address.slot, d.address.function) not in clashing}
+    if not ports_fit(list(layout.root_ports), free_slots("q35", taken)):
+        out.append(diag("E0403", f"the base domain has no room on pcie.0 for {len(layout.root_ports)} more "
+                                 "pcie-root-ports", base.devices_span, Label(vm.name_span, "the VM"),
+                        help="free slots of pcie.0 in the base domain"))
     return out
 
 

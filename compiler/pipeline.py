@@ -129,6 +129,13 @@ def check_source(source: SourceFile, options: Options = Options()) -> tuple[nx.D
         return _check_source(source, options)[:2]
 
 
+def lay_out_source(source: SourceFile, options: Options = Options()) -> tuple[nx.DiGraph | None, FileResult, list]:
+    """`check_source`, and the layouts of the VMs when the checks pass (else []): for the commands that
+    run what they lay out (`teamc verify`)."""
+    with _no_cyclic_gc():
+        return _check_source(source, options)
+
+
 def _check_source(source: SourceFile, options: Options) -> tuple[nx.DiGraph | None, FileResult, list]:
     """Also returns the layouts when the checks pass (for compile to render), else []."""
     module, diagnostics = parse(source)
@@ -143,12 +150,17 @@ def _check_source(source: SourceFile, options: Options) -> tuple[nx.DiGraph | No
     result.vms = [(vm.name, vm.name_span) for vm in vms(graph)]
     if result.failed:
         return graph, result, []
+    result.diagnostics.extend(apply_allow(graph, emitter_diagnostics(layouts, options), options.allow))
+    return graph, result, layouts
+
+
+def emitter_diagnostics(layouts: list, options: Options) -> list[Diagnostic]:
+    """What only the selected output kinds can tell about these layouts (the QEMU backend's W0504,
+    W0505, W0509), as `compile` and `check` report it; not yet filtered by `allow`."""
     from .emitters import selected
 
-    problems = [d for emitter in selected(options.emit) if emitter.diagnose
-                for vm_layout in layouts for d in emitter.diagnose(vm_layout, options)]
-    result.diagnostics.extend(apply_allow(graph, problems, options.allow))
-    return graph, result, layouts
+    return [d for emitter in selected(options.emit) if emitter.diagnose
+            for vm_layout in layouts for d in emitter.diagnose(vm_layout, options)]
 
 
 def compile_source(source: SourceFile, options: Options = Options()) -> FileResult:

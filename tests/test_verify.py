@@ -393,3 +393,26 @@ def test_usage_errors_exit_2(args, message):
     proc = verify(*args, "--guest-image", str(TESTS))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize("fmt,expected", [
+    ("concise", "tests/cases/mac-mismatch.team:"),
+    ("github", "::error file=tests/cases/mac-mismatch.team"),
+    ("sarif", '"ruleId": "E0308"'),
+])
+def test_diagnostics_print_as_check_prints_them(fmt, expected):
+    """verify's --format is the shared one (cli.add_diagnostic_options): every format of `teamc check`,
+    on standard error, since standard output has the verdict."""
+    proc = verify("tests/cases/mac-mismatch.team", "--format", fmt, "--guest-image", str(TESTS))
+    check = subprocess.run([sys.executable, "-m", "teamc", "check", "tests/cases/mac-mismatch.team", "--format", fmt],
+                           cwd=ROOT, capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+    assert expected in proc.stderr and proc.stderr == check.stdout + check.stderr
+
+
+def test_diagnostics_go_to_an_output_file(tmp_path):
+    report = tmp_path / "report.json"
+    proc = verify("tests/cases/mac-mismatch.team", "--format", "json", "--output-file", str(report),
+                  "--guest-image", str(TESTS))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "")
+    assert [d["code"] for d in json.loads(report.read_text())["diagnostics"]] == ["E0308"]

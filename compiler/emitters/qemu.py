@@ -22,8 +22,14 @@ def emit(subject: Subject, options: Options) -> list[Artifact]:
         return []
     if options.qemu_format == "lines":
         return [Artifact(f"{command.vm}.argv", render("qemu/argv.txt.j2", argv=command.argv(options.qemu_syntax)))]
-    lines = [" ".join(shlex.quote(arg) for arg in group) for group in command.groups(options.qemu_syntax)]
+    lines = [shell_line(group) for group in command.groups(options.qemu_syntax)]
     return [Artifact(f"{command.vm}.sh", render("qemu/command.sh.j2", vm=command.vm, lines=lines))]
+
+
+def shell_line(group: tuple[str, ...]) -> str:
+    """One flag and its value (a group of `QemuCommand.groups`) as a line of shell: the script's, and what
+    the language server shows for a NIC."""
+    return " ".join(shlex.quote(arg) for arg in group)
 
 
 def diagnose(layout, options: Options) -> list:
