@@ -59,8 +59,7 @@ def expand_inputs(paths: list[str]) -> list[str]:
             out.append(path)
         else:
             raise InputError(f"cannot read {path}: No such file or directory")
-    seen: set[str] = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
+    return list(dict.fromkeys(out))  # each once, in order
 
 
 def _work(job: tuple[str, str, Options, bytes | None, Path | None]) -> FileResult:
@@ -136,7 +135,7 @@ def run_batch(command: str, paths: list[str], options: Options, jobs: int,
             fresh = list(pool.map(_work, job_list, chunksize=chunk))
     else:
         fresh = [_work(job) for job in job_list]
-    by_path = dict(zip(todo, fresh))
+    by_path = dict(zip(todo, fresh, strict=True))
     return [by_path[p] if p in by_path else _from_cache(p, cached[p]) for p in paths]
 
 
@@ -160,6 +159,7 @@ class Manifest:
     def load(cls, directory: Path, warn: bool = True) -> Manifest:
         """The folder's manifest; none yet, or one that is not what teamc writes, is an empty one."""
         path = directory / MANIFEST
+        problem: str | None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

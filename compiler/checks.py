@@ -43,8 +43,8 @@ def _spec(graph: nx.DiGraph, key) -> NicSpec:
 def _teams(graph: nx.DiGraph):
     """(transient, persistent) of every pairs-with edge whose target is persistent: the well-formed teams
     (a transient target is E0304 / E0305 already)."""
-    for src, dst, kind in graph.edges(data="kind"):
-        if kind == "pairs-with":
+    for src, dst, data in graph.edges(data=True):
+        if data.get("kind") == "pairs-with":
             t, p = _spec(graph, src), _spec(graph, dst)
             if p.role == PERSISTENT:
                 yield t, p
@@ -55,8 +55,8 @@ def _transient_links(graph: nx.DiGraph) -> nx.DiGraph:
     (a persistent NIC has no outgoing edge). In a valid file this graph is empty."""
     nodes = graph.nodes
     return nx.DiGraph(
-        (u, v) for u, v, kind in graph.edges(data="kind")
-        if kind == "pairs-with" and nodes[v]["nic"].role != PERSISTENT
+        (u, v) for u, v, data in graph.edges(data=True)
+        if data.get("kind") == "pairs-with" and nodes[v]["nic"].role != PERSISTENT
     )
 
 
@@ -177,7 +177,7 @@ def teaming_cycles(graph):
             continue
         loop = " -> ".join(s.label for s in [*specs, first])
         yield diag("E0305", f"transients name each other in a loop: {loop}", first.pairs_with_span,
-                   *(Label(s.pairs_with_span, f"{s.label} names `{s.pairs_with}`") for s in specs[1:]),
+                   *(Label(s.pairs_with_span or s.span, f"{s.label} names `{s.pairs_with}`") for s in specs[1:]),
                    help="one member of each team must be `teaming persistent`, and the transient names it")
 
 
@@ -188,7 +188,8 @@ def one_transient_per_persistent(graph):
         if nic.role == PERSISTENT and len(sources) > 1:
             specs = [_spec(graph, s) for s in sources]
             yield diag("E0306", f"{len(specs)} transients name {nic.label}", specs[1].pairs_with_span,
-                       *(Label(s.pairs_with_span, f"{s.label} names it here") for s in [specs[0], *specs[2:]]),
+                       *(Label(s.pairs_with_span or s.span, f"{s.label} names it here")
+                         for s in [specs[0], *specs[2:]]),
                        Label(nic.name_span, "the persistent NIC"),
                        help="QEMU pairs one primary with one standby; give each VF its own virtio NIC")
 
@@ -248,18 +249,18 @@ def pair_network(graph):
 
 @rule
 def mac_unique(graph):
-    teams = nx.utils.UnionFind()  # NICs linked by pairs-with edges form one team
-    for u, v, kind in graph.edges(data="kind"):
-        if kind == "pairs-with":
+    teams: nx.utils.UnionFind[tuple] = nx.utils.UnionFind()  # NICs linked by pairs-with edges form one team
+    for u, v, data in graph.edges(data=True):
+        if data.get("kind") == "pairs-with":
             teams.union(u, v)
     by_mac: dict[str, dict] = defaultdict(dict)
     for key, nic in nics(graph):
         if nic.mac and nic.role:
             by_mac[nic.mac].setdefault(teams[key], nic)
-    for mac, teams in by_mac.items():
-        if len(teams) > 1:
-            first, *rest = teams.values()
-            yield diag("E0309", f"MAC {mac} is used by {len(teams)} teams", rest[0].mac_span or rest[0].name_span,
+    for mac, owners in by_mac.items():
+        if len(owners) > 1:
+            first, *rest = owners.values()
+            yield diag("E0309", f"MAC {mac} is used by {len(owners)} teams", rest[0].mac_span or rest[0].name_span,
                        *(Label(s.mac_span or s.name_span, f"{s.label}") for s in [first, *rest[1:]]),
                        help="every team needs its own MAC; change one, or omit `mac` to derive a unique one")
 
@@ -313,7 +314,7 @@ def fw_cfg_rom_unique(graph):
         for name, same in by_name.items():
             if len(same) > 1:
                 yield diag("E0107", f"{len(same)} NICs of VM `{vm.name}` put the option ROM `{name}` into fw_cfg",
-                           same[1].rom_span, *(Label(s.rom_span, s.label) for s in [same[0], *same[2:]]),
+                           same[1].rom_span, *(Label(s.rom_span or s.span, s.label) for s in [same[0], *same[2:]]),
                            help=f"QEMU refuses two ('duplicate fw_cfg file name: genroms/{name}'), which `rom bar "
                                 "off` makes of each NIC's ROM: keep it on one NIC, and write `rom enabled no` "
                                 "(no ROM at all) instead on the others")
@@ -329,7 +330,7 @@ def boot_order_unique(graph):
         for order, same in by_order.items():
             if len(same) > 1:
                 yield diag("E0106", f"boot order {order} is given to {len(same)} NICs of VM `{vm.name}`",
-                           same[1].boot_span, *(Label(s.boot_span, s.label) for s in [same[0], *same[2:]]),
+                           same[1].boot_span, *(Label(s.boot_span or s.span, s.label) for s in [same[0], *same[2:]]),
                            help="give each device its own boot order: libvirt refuses the domain ('boot order "
                                 "used for more than one device'), and QEMU too ('bootindex has already been used')")
 
@@ -353,13 +354,12 @@ def machine_hosts_team(graph):
 @rule
 def guest_placement(graph):
     for vm in vms(graph):
-        pinned = [(key, nic) for key, nic in nics(graph, vm.name) if nic.guest_address is not None]
+        pinned = [(nic.guest_address, nic) for _, nic in nics(graph, vm.name) if nic.guest_address is not None]
         by_slot: dict = defaultdict(list)
         # Every pinned function 0, also of a NIC refused below, so that one mistake is reported once.
-        has_function_zero = {(n.guest_address.bus, n.guest_address.slot) for _, n in pinned
-                             if n.guest_address.function == 0}
-        for key, nic in pinned:
-            addr, span = nic.guest_address, nic.guest_address_span
+        has_function_zero = {(a.bus, a.slot) for a, _ in pinned if a.function == 0}
+        for addr, nic in pinned:
+            span = nic.guest_address_span
             if addr.domain != 0:
                 yield diag("E0204", f"guest PCI domain {addr.domain:#x} does not exist", span,
                            help="guest addresses use PCI domain 0000")

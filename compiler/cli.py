@@ -80,8 +80,8 @@ def allowed_codes(names: list[str]) -> frozenset[str]:
         raise UsageError(str(err)) from err
 
 
-def print_diagnostics(diagnostics: list[Diagnostic], args: argparse.Namespace, *, inputs: list[str] = (),
-                      stdout_free: bool = False) -> None:
+def print_diagnostics(diagnostics: list[Diagnostic], args: argparse.Namespace, *,
+                      inputs: tuple[str, ...] | list[str] = (), stdout_free: bool = False) -> None:
     """Print (or with --output-file, write) the diagnostics as the options of
     `add_diagnostic_options` ask. A machine-readable format goes to standard output when
     the command leaves it free (`stdout_free`: `teamc check`), human text to standard error."""

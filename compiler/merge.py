@@ -1,4 +1,4 @@
-"""Merge phase (`teamc compile --into BASE.xml`): a VM's layout + the user's domain XML -> that XML with the teams in it.
+"""Merge phase (`teamc compile --into BASE.xml`): a VM's layout + the user's domain XML -> the XML with the teams in it.
 
 What is merge's own: reading the base domain (which of its NICs the team replaces, matched by alias, and a
 transient by the persistent alias it names; what the devices that stay hold, `BaseDomain`) and writing the
@@ -93,7 +93,7 @@ def _read_base(doc, staying: list, vm_family: str) -> BaseDomain:
             host_address=_pci(host) if host is not None else None,
             host_address_span=doc.tag_span(host) if host is not None else None))
     family = machine_family(machine) if machine else None
-    controllers = {d.controller: element.get("model") for d, element in zip(devices, staying)
+    controllers = {d.controller: element.get("model") for d, element in zip(devices, staying, strict=True)
                    if d.controller is not None}
     addresses = [(a.bus, a.slot, a.function) for d in devices if (a := d.address) is not None]
     unplaced_video = any(el.tag == "video" and _guest_address(el) is None for el in staying)
@@ -108,8 +108,10 @@ def _match(children, layout: VmLayout) -> dict:
     """base element -> the compiled Device that takes its place (None: removed, a second one for one NIC)."""
     devices = layout.devices
     by_alias = {d.nic.alias: d for d in devices if d.nic.alias}
-    transient_of = {d.failover_pair_id: d for d in devices if d.nic.role == TRANSIENT and d.failover_pair_id
-                    and not d.nic.alias}
+    # (looked up with a <teaming>'s `persistent`, which an element may not have)
+    transient_of: dict[str | None, Device] = {
+        d.failover_pair_id: d for d in devices
+        if d.nic.role == TRANSIENT and d.failover_pair_id and not d.nic.alias}
     persistents = {d.qemu_id for d in devices if d.nic.role == PERSISTENT}
     matched: dict = {}
     used: set = set()
@@ -170,7 +172,7 @@ def _merge(doc, layout: VmLayout) -> tuple[str | None, list[Diagnostic]]:
     problems = check_base(placed, base)
     if problems:
         return None, problems
-    moved = {id(old): new for old, new in zip(layout.devices, placed.devices)}
+    moved = {id(old): new for old, new in zip(layout.devices, placed.devices, strict=True)}
     replacing = {id(moved[id(d)]): el for el, d in matched.items() if d is not None}
     kept = {id(moved[id(d)]): _kept(el, d) for el, d in matched.items() if d is not None}
 

@@ -437,7 +437,9 @@ class Row:
     def xml_form(self) -> str:
         if self.tag.startswith("@"):
             return f"`{self.tag[1:]}=` on `<interface>`"
-        return "any child of `<interface>` teamc does not write itself, verbatim" if self.tag == "*" else f"`<{self.tag}>`"
+        if self.tag == "*":
+            return "any child of `<interface>` teamc does not write itself, verbatim"
+        return f"`<{self.tag}>`"
 
 
 def _vlan_refuse(elem: Elem, ctx: Context) -> Refusal | None:

@@ -8,7 +8,6 @@ lowering can report duplicates and the formatter can keep the user's order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from .source import Span
 
@@ -102,14 +101,14 @@ class Transient:
 @dataclass(frozen=True, slots=True)
 class Team:
     name: Value
-    items: tuple[Union[Mac, Persistent, Transient], ...]
+    items: tuple[Mac | Persistent | Transient, ...]
     span: Span
 
 
 @dataclass(frozen=True, slots=True)
 class Nic:
     name: Value
-    items: tuple[Union[Mac, Model, NicSource, Teaming, Option, NicSetting], ...]
+    items: tuple[Mac | Model | NicSource | Teaming | Option | NicSetting, ...]
     span: Span
 
 
@@ -126,7 +125,7 @@ class Setting:
 @dataclass(frozen=True, slots=True)
 class Vm:
     name: Value
-    items: tuple[Union[Setting, Team, Nic], ...]
+    items: tuple[Setting | Team | Nic, ...]
     span: Span
 
 

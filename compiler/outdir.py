@@ -36,8 +36,11 @@ _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp\Z")
 
 
 class NamedText(Protocol):
-    name: str
-    text: str
+    # Read-only, so that frozen dataclasses (pipeline.Artifact) are NamedTexts.
+    @property
+    def name(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 def plain_name(name: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import threading
+from collections.abc import Sequence
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import NamedTuple
@@ -90,7 +91,7 @@ class _Builder(Transformer):
         first, last = children[0], children[-1]
         start = first.start_pos if isinstance(first, _TOKENS) else first.span.start
         end = last.end_pos if isinstance(last, _TOKENS) else last.span.end
-        return Span(self.source, start, end)
+        return Span(self.source, start or 0, end or 0)  # (a token from the source always has both)
 
     @staticmethod
     def _nodes(children) -> tuple:
@@ -374,7 +375,7 @@ def _read_grammar(lark: Lark) -> Grammar:
     lexed = [t for t in terminals if t.name not in keywords.values()]
     lexer = re.compile("|".join(f"(?P<{t.name}>{regexps[t.name]})" for t in lexed), flags)
 
-    rules: dict[str, list[list]] = {}
+    rules: dict[str, list[Sequence]] = {}
     for rule in lark.rules:
         rules.setdefault(rule.origin.name, []).append(rule.expansion)
     # FIRST sets over the rules (a fixpoint, with empty expansions), as far as the keywords go.
@@ -561,7 +562,8 @@ def _unexpected(lark: Lark, tables: _Tables, term: str, tok, state_stack: list, 
     frontend = lark.parser.parser.parser
     # The stacks hold what the fast path built, which Lark's own callbacks cannot take: the error's
     # interactive parser (it only replays the parser's moves) gets callbacks that build nothing.
-    state = ParserState(ParseConf(frontend.parse_table, tables.bare_callbacks, "start"), None,
+    # No lexer thread: the state only replays the parser's moves.
+    state = ParserState(ParseConf(frontend.parse_table, tables.bare_callbacks, "start"), None,  # type: ignore[arg-type]
                         list(state_stack), list(value_stack))
     if tok is None:
         token = Token("$END", "", end, 0, 0, 0, 0, end)
@@ -571,7 +573,7 @@ def _unexpected(lark: Lark, tables: _Tables, term: str, tok, state_stack: list, 
     # accepts() makes its probe tokens through the lexer thread's `_Token`.
     lexer_thread = SimpleNamespace(_Token=Token)
     return UnexpectedToken(token, expected, state=state,
-                           interactive_parser=InteractiveParser(frontend, state, lexer_thread))
+                           interactive_parser=InteractiveParser(frontend, state, lexer_thread))  # type: ignore[arg-type]
 
 
 def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
@@ -645,7 +647,7 @@ def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool =
                 state_stack.append(arg)
                 value_stack.append(tok)
                 actions = states[arg]
-                if panic and (term == "VM" or term in _SYNC and not between_vms):
+                if panic and (term == "VM" or (term in _SYNC and not between_vms)):
                     panic = between_vms = False
                 return
             size, origin, callback = arg
@@ -768,7 +770,7 @@ def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool =
                     while pos < end and text[pos] not in '"\n' and match(text, pos) is None:
                         pos += 1
                 continue
-            term = m.lastgroup
+            term = m.lastgroup or ""  # (every alternative of the lexer's regex is a named group)
             stop = m.end()
             if term == word:
                 value = m.group()
@@ -811,7 +813,7 @@ def _filler(candidates: list[str], accepts) -> str | None:
 
 
 def _terminal_words(lark: Lark) -> dict[str, tuple[str, ...]]:
-    words = {}
+    words: dict[str, tuple[str, ...]] = {}
     for term in lark.terminals:
         if type(term.pattern).__name__ == "PatternStr" and term.name not in _DESCRIPTIONS:
             words[term.name] = (term.pattern.value,)
@@ -869,7 +871,8 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
     text = source.text
     words = _terminal_words(lark)
     if isinstance(err, UnexpectedCharacters):
-        return _character_diagnostic(source, err.pos_in_stream)
+        # Lark declares pos_in_stream None on the base class; UnexpectedCharacters always sets it.
+        return _character_diagnostic(source, err.pos_in_stream)  # type: ignore[arg-type]
 
     assert isinstance(err, UnexpectedToken)
     tok = err.token
@@ -921,7 +924,8 @@ def _end_of_code(text: str) -> int:
     end = len(text)
     while end > 0:
         start = text.rfind("\n", 0, end) + 1
-        code = _code_re().match(text, start, end).group(0).rstrip()
+        m = _code_re().match(text, start, end)  # (it matches the empty string too, so never None)
+        code = m.group(0).rstrip() if m else ""
         if code:
             return start + len(code)
         end = start - 1

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import networkx as nx
+
 from .checks import apply_allow, check, check_layouts
 from .diagnostics import Diagnostic, diag
 from .ir import TRANSIENT, nics, vms
@@ -121,20 +123,20 @@ def check_and_lay_out(graph) -> tuple[list[Diagnostic], list]:
     return [*check(graph), *check_layouts(layouts)], layouts
 
 
-def check_source(source: SourceFile, options: Options = Options()) -> tuple[object, FileResult]:
+def check_source(source: SourceFile, options: Options = Options()) -> tuple[nx.DiGraph | None, FileResult]:
     """Parse, lower and check. Returns the graph (None after syntax errors)."""
     with _no_cyclic_gc():
         return _check_source(source, options)[:2]
 
 
-def lay_out_source(source: SourceFile, options: Options = Options()) -> tuple[object, FileResult, list]:
+def lay_out_source(source: SourceFile, options: Options = Options()) -> tuple[nx.DiGraph | None, FileResult, list]:
     """`check_source`, and the layouts of the VMs when the checks pass (else []): for the commands that
     run what they lay out (`teamc verify`)."""
     with _no_cyclic_gc():
         return _check_source(source, options)
 
 
-def _check_source(source: SourceFile, options: Options) -> tuple[object, FileResult, list]:
+def _check_source(source: SourceFile, options: Options) -> tuple[nx.DiGraph | None, FileResult, list]:
     """Also returns the layouts when the checks pass (for compile to render), else []."""
     module, diagnostics = parse(source)
     result = FileResult(source, diagnostics)

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 import pytest_lsp
-from helpers import ROOT
 from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+from helpers import ROOT
 from teamc.formatter import format_source
 from teamc.lsp.positions import LineIndex
 from teamc.source import SourceFile

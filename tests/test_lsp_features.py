@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lsprotocol import types as lsp
 
+from helpers import ROOT
 from teamc.keywords import KEYWORDS
 from teamc.lower import derive_mac
 from teamc.lsp.actions import fixes

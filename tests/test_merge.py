@@ -8,7 +8,6 @@ nothing; conflicts with the base are diagnostics pointing into the base.
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -113,7 +112,8 @@ def test_a_setting_of_a_replaced_nic_that_the_team_does_not_state_is_kept(tmp_pa
     base.write_text(first.replace("<source bridge='br0'/>", "<source bridge='br0'/>\n      <link state='down'/>"))
     code, out, err = teamc("compile", "tests/merge/web01.team", "--into", str(base))
     assert (code, err) == (0, "")
-    assert out == first.replace("<teaming type='persistent'/>", "<teaming type='persistent'/>\n      <link state='down'/>", 1)
+    teaming = "<teaming type='persistent'/>"
+    assert out == first.replace(teaming, f"{teaming}\n      <link state='down'/>", 1)
     assert rng_errors(out) == []
 
 

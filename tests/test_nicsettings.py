@@ -12,10 +12,10 @@ import shlex
 from pathlib import Path
 
 import pytest
-from helpers import GOLDEN, ROOT, argv_from_script, rng_errors, teamc, virsh_define_dumpxml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import GOLDEN, ROOT, argv_from_script, rng_errors, teamc, virsh_define_dumpxml
 from teamc import nicsettings as ns
 
 ORACLE = GOLDEN / "oracle"
@@ -250,7 +250,6 @@ def test_libvirts_nic_domains_survive_import_and_merge(path, tmp_path):
 def test_qemu_starts_the_driver_settings():
     """QEMU 7.2 takes every virtio-net-pci property the driver settings give (the VF as its e1000e stand-in)."""
     from helpers import qemu_commands, runnable_here, standin, start_qemu
-
     from teamc.source import SourceFile
 
     source = SourceFile(str(ORACLE / "nic-driver.team"), (ORACLE / "nic-driver.team").read_text())

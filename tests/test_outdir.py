@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, teamc, teamc_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_scale import fleet
 
+from helpers import ROOT, teamc, teamc_process
 from teamc import outdir
 from teamc.outdir import MANIFEST
+from test_scale import fleet
 
 ALL_KINDS = "xml,qemu,interfaces,json,dot"
 
@@ -250,7 +250,7 @@ def test_concurrent_runs_with_disjoint_inputs_keep_every_manifest_entry(tmp_path
     procs = [subprocess.Popen([sys.executable, "-m", "teamc", "compile", str(folder), "-o", str(out), "-j", "1"],
                               cwd=ROOT, stderr=subprocess.PIPE) for folder in folders]
     results = [p.communicate(timeout=120) for p in procs]
-    assert [(p.returncode, err) for p, (_, err) in zip(procs, results)] == [(0, b"")] * 3
+    assert [(p.returncode, err) for p, (_, err) in zip(procs, results, strict=True)] == [(0, b"")] * 3
     assert set(manifest(out)) == {str(f) for folder in folders for f in folder.iterdir()}
     assert len(outputs(out)) == 2 * 450
     # Every entry is trusted: nothing is compiled again.

@@ -88,12 +88,13 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
     nic = device.nic
     kind = nic.source_kind
     source: tuple[tuple[str, str], ...] = ()
+    target = nic.source_target or ""  # (a bridge, network or direct NIC has one: lowering refuses it without)
     if kind == "bridge":
-        source = (("bridge", nic.source_target),)
+        source = (("bridge", target),)
     elif kind == "network":
-        source = (("network", nic.source_target),)
+        source = (("network", target),)
     elif kind == "direct":
-        source = (("dev", nic.source_target), ("mode", nic.mode or "vepa"))
+        source = (("dev", target), ("mode", nic.mode or "vepa"))
     host = kind in ("hostdev", "pci-hostdev")
     rom: list[tuple[str, str]] = []
     if nic.rom_enabled is not None:
@@ -103,8 +104,9 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
     if nic.rom_file is not None:
         rom.append(("file", nic.rom_file))
     groups = by_anchor(nic.settings)
-    after = {key: Markup("") for key in ANCHORS} | {key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
-             for key, elems in groups.items() if key != "@"}
+    after = {key: Markup("") for key in ANCHORS} | {
+        key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
+        for key, elems in groups.items() if key != "@"}
     return NicView(
         attrs=tuple((e.tag[1:], e.get("value") or "") for e in groups.get("@", ())),
         after=after,

@@ -214,7 +214,9 @@ def qemu_command(layout: VmLayout) -> QemuCommand:
             vfio.append(placed)
             continue
         netdev_id = "host" + placed.qemu_id
-        flags.append(netdev(_netdev(placed.nic, netdev_id)))
+        backend = _netdev(placed.nic, netdev_id)
+        assert backend is not None  # else unexpressible() (W0505) returned early
+        flags.append(netdev(backend))
         flags.append(device(_virtio_net(placed, netdev_id)))
     flags.extend(device(_vfio(placed)) for placed in vfio)
     return QemuCommand(vm.name, vm.emulator, tuple(flags))

@@ -20,7 +20,7 @@ def emit(subject: Subject, options: Options) -> list[Artifact]:
 
     if options.into is not None:
         return []
-    return [Artifact(f"{subject.vm.name}.xml", render("libvirt/domain.xml.j2", d=domain_view(subject.layout)))]
+    return [Artifact(f"{subject.vm.name}.xml", render("libvirt/domain.xml.j2", d=domain_view(subject.laid_out())))]
 
 
 def root_port_element(view: ControllerView) -> str:

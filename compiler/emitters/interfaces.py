@@ -15,7 +15,7 @@ def emit(subject: Subject, options: Options) -> list[Artifact]:
     from ..backends.libvirt import nic_view
 
     out = []
-    for device in subject.layout.devices:
+    for device in subject.laid_out().devices:
         nic = device.nic
         file_name = f"{subject.vm.name}.{nic.alias or nic.name}{'.transient' if nic.team and not nic.alias else ''}.xml"
         out.append(Artifact(file_name, nic_element(nic_view(device, placed=False)) + "\n"))

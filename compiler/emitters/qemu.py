@@ -17,7 +17,7 @@ def emit(subject: Subject, options: Options) -> list[Artifact]:
     from ..backends.qemu import qemu_command
     from ..render import render
 
-    command = qemu_command(subject.layout)
+    command = qemu_command(subject.laid_out())
     if not command.flags:
         return []
     if options.qemu_format == "lines":

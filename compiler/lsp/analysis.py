@@ -13,6 +13,8 @@ import bisect
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
 
+import networkx as nx
+
 from .. import nodes as n
 from ..checks import apply_allow
 from ..diagnostics import Diagnostic
@@ -94,7 +96,7 @@ class Analysis:
     version: int | None
     source: SourceFile
     module: n.Module | None
-    graph: object | None  # the lowered IR (networkx DiGraph), None when recovery gave up
+    graph: nx.DiGraph | None  # the lowered IR, None when recovery gave up
     diagnostics: tuple[Diagnostic, ...]
     syntax_errors: int
     index: Index = field(repr=False)
@@ -118,7 +120,7 @@ class Analysis:
             return self
         with no_cyclic_gc():
             found = emitter_diagnostics(list(self.layouts.values()), Options())
-            if found:
+            if found and self.graph is not None:  # (there are layouts only with a graph)
                 found = apply_allow(self.graph, found)
         diagnostics = tuple(sorted((*self.diagnostics, *found), key=Diagnostic.sort_key))
         return replace(self, diagnostics=diagnostics, backends_done=True)

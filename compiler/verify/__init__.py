@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..cli import UsageError, allowed_codes
-    from ..diagnostics import lookup
+    from ..diagnostics import CODES, lookup
 
-    if args.kernel and not args.modules or args.modules and not args.kernel:
+    if (args.kernel and not args.modules) or (args.modules and not args.kernel):
         raise UsageError("--kernel and --modules go together")
     if args.guest_image and args.kernel:
         raise UsageError("give either --guest-image or --kernel/--modules, not both")
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.force:
         code = lookup(name)
         if code is None or code.code not in FORCIBLE:
-            choices = ", ".join(f"{c} ({lookup(c).slug})" for c in sorted(FORCIBLE))
+            choices = ", ".join(f"{c} ({CODES[c].slug})" for c in sorted(FORCIBLE))
             raise UsageError(f"--force {name}: verify can go on only despite {choices}")
         forced.add(code.code)
 

@@ -123,8 +123,7 @@ def plan_vm(vm_layout, accel: str = "auto", qemu: str | None = None, kvm_check=N
             emulator = "qemu-system-x86_64"
             changes.append(f"emulator {compiled.emulator} -> {emulator} (the guest kernel is x86_64; the devices "
                            "are the same)")
-        if shutil.which(emulator) is None and shutil.which("qemu-system-x86_64"):
-            found = shutil.which("qemu-system-x86_64")
+        if shutil.which(emulator) is None and (found := shutil.which("qemu-system-x86_64")):
             changes.append(f"emulator {emulator} (not on this machine) -> {found}")
             emulator = found
     check = (lambda: kvm_check(emulator)) if kvm_check else None
