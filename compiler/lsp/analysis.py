@@ -17,8 +17,7 @@ from ..checks import apply_allow
 from ..diagnostics import Diagnostic
 from ..lower import lower, team_alias
 from ..parser import parse_tolerant
-from ..pipeline import _no_cyclic_gc as no_cyclic_gc
-from ..pipeline import check_and_lay_out
+from ..pipeline import check_and_lay_out, no_cyclic_gc
 from ..source import SourceFile, Span
 
 
