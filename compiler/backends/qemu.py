@@ -73,8 +73,9 @@ def _keyval_value(value) -> str:
     return str(value).replace(",", ",,")
 
 
-# One encoder for every flag: `json.dumps` with options builds a new encoder per call.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# One encoder for every flag (`json.dumps` with options builds a new one per call); a flag's map holds
+# only strings, numbers and booleans, so there is no cycle to look for.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
 def encode(flag: Flag, syntax: str) -> tuple[str, ...]:
