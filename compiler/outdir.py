@@ -100,6 +100,7 @@ def _replace_all(directory: Path, files: Iterable[tuple[str, str, int]]) -> None
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     staged: list[tuple[str, str]] = []
     done = 0
+    name = ""
     try:
         token = secrets.token_hex(4)
         for name, text, mode in files:
@@ -107,6 +108,10 @@ def _replace_all(directory: Path, files: Iterable[tuple[str, str, int]]) -> None
         for tmp, name in staged:
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             done += 1
+    except OSError as err:
+        # What failed is named relative to the folder's descriptor (a temporary name): name the output.
+        err.filename, err.filename2 = str(directory / name), None
+        raise
     finally:
         try:
             for tmp, _ in staged[done:]:

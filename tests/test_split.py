@@ -112,3 +112,19 @@ def test_split_outputs_and_diagnostics_equal_one_job(tmp_path_factory, monkeypat
                 "syntax": "E0001", "pool-warning": "W0504" if "qemu" in kinds else None}.get(what)
     if expected:
         assert f"[{expected}]" in one[2]
+
+
+def test_a_write_error_in_a_chunk_worker_is_reported_as_with_one_job(tmp_path, monkeypatch):
+    monkeypatch.setattr(batch, "SPLIT_MIN_VMS", 1)
+    src = tmp_path / "fleet.team"
+    src.write_text(fleet(4))
+    runs = []
+    for j in (1, 2):
+        out = tmp_path / f"out{j}"
+        (out / "vm000003.xml").mkdir(parents=True)  # in the last chunk: the rename onto it fails
+        (out / "vm000003.xml" / "keep").write_text("")
+        code, stdout, stderr = teamc("compile", str(src), "-o", str(out), "-j", str(j))
+        runs.append((code, stdout, stderr.replace(str(out), "OUT")))
+        assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
+    assert runs[0] == runs[1] and runs[0][0] == 2
+    assert runs[0][2].endswith("teamc: error: cannot write OUT/vm000003.xml: Is a directory\n")  # not a temporary
