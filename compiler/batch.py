@@ -101,6 +101,7 @@ def _work(job: tuple[str, str, Options, bytes | None, Path | None, int]) -> File
         with no_cyclic_gc():
             result, work = plan_compile(source, options)
             written = [a.name for a in result.artifacts]
+            analysis: list[str] = []
             try:
                 write_files(out_dir, result.artifacts)
                 if work is not None:
@@ -111,7 +112,7 @@ def _work(job: tuple[str, str, Options, bytes | None, Path | None, int]) -> File
                 raise InputError(f"cannot write {err.filename or out_dir}: {err.strerror or err}") from err
         result.artifacts = []
         result.written = written
-        result.analysis_names = analysis if work is not None else []
+        result.analysis_names = analysis
         if path != "-":
             result.key = content_key(data, options)  # the bytes just compiled, not a second read
             result.stamp = stamp

@@ -188,12 +188,15 @@ class EmitWork:
         emitters = selected(self.options.emit)
         analysis = [e for e in emitters if e.analysis]
         output = [e for e in emitters if not e.analysis]
-        described = self.described[len(self.described) * chunk // chunks:len(self.described) * (chunk + 1) // chunks]
-        laid_out = self.laid_out[len(self.laid_out) * chunk // chunks:len(self.laid_out) * (chunk + 1) // chunks]
-        return ([a for vm in described for e in analysis
+        return ([a for vm in _run_of(self.described, chunk, chunks) for e in analysis
                  for a in e.emit(Subject(self.graph, vm, self.diagnostics, None), self.options)],
-                [a for vm_layout in laid_out for e in output
+                [a for vm_layout in _run_of(self.laid_out, chunk, chunks) for e in output
                  for a in e.emit(Subject(self.graph, vm_layout.vm, self.diagnostics, vm_layout), self.options)])
+
+
+def _run_of(items: list, chunk: int, chunks: int) -> list:
+    """The `chunk`-th of `chunks` consecutive runs of `items`, as equal as can be."""
+    return items[len(items) * chunk // chunks:len(items) * (chunk + 1) // chunks]
 
 
 def plan_compile(source: SourceFile, options: Options) -> tuple[FileResult, EmitWork | None]:
@@ -207,8 +210,8 @@ def plan_compile(source: SourceFile, options: Options) -> tuple[FileResult, Emit
     refused = {(d.span.start, d.span.end) for d in diagnostics if d.code == "E0205" and d.is_error and d.span}
     from .emitters import selected
 
-    described = [vm for vm in vms(graph) if (vm.name_span.start, vm.name_span.end) not in refused
-                 and any(e.analysis for e in selected(options.emit))]
+    describing = any(e.analysis for e in selected(options.emit))
+    described = [vm for vm in vms(graph) if describing and (vm.name_span.start, vm.name_span.end) not in refused]
     if result.failed:
         return result, EmitWork(graph, diagnostics, described, [], options)
     if options.into is not None and "xml" in options.emit:
