@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import sys
 from collections.abc import Iterator
@@ -130,9 +129,13 @@ def _emit(work: EmitWork, split: int, out_dir: Path) -> tuple[list[str], list[st
     written, (analysis ones, rendered ones), in the order one process writes them."""
     global _SPLITTING
     chunks = min(split, work.size // SPLIT_MIN_VMS)
-    if chunks < 2 or "fork" not in multiprocessing.get_all_start_methods() or work.options.into is not None:
+    if chunks < 2 or work.options.into is not None:
         return _write_chunk(work, 0, 1, out_dir)
+    import multiprocessing  # only when there is parallel work (`teamc check` starts faster without it)
     from concurrent.futures import ProcessPoolExecutor
+
+    if "fork" not in multiprocessing.get_all_start_methods():  # the workers inherit the work, unpickled
+        return _write_chunk(work, 0, 1, out_dir)
 
     _SPLITTING = (work, out_dir)
     try:
