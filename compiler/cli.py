@@ -122,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
         add_allow_option(p)
         p.add_argument("--werror", action="store_true", help="treat warnings as errors")
         p.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
-                       help="files compiled in parallel (default: the number of cores)")
+                       help="parallel workers: files compiled side by side, or the VMs of one large file emitted in "
+                            "chunks (default: the number of cores)")
 
     check = sub.add_parser("check", help="check files and print diagnostics only")
     common(check)

@@ -10,6 +10,7 @@ a PCI <hostdev> source, teaming, boot, rom, alias, address (domain.rng puts
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from markupsafe import Markup
 
@@ -27,6 +28,7 @@ class PciView:
     attrs: Markup
 
 
+@lru_cache(maxsize=4096)  # a fleet's VMs mostly share guest addresses: one view each, not one per NIC
 def pci_view(address: PciAddress, multifunction: bool = False) -> PciView:
     return PciView(Markup(
         f"domain='0x{address.domain:04x}' bus='0x{address.bus:02x}' slot='0x{address.slot:02x}' "
@@ -78,9 +80,13 @@ class DomainView:
     nics: tuple[NicView, ...]  # the <interface>s, then the <hostdev>s, as libvirt orders them
 
 
+@lru_cache(maxsize=1024)  # the root ports of one machine type are the same in every VM
 def controller_view(port: RootPort) -> ControllerView:
     return ControllerView(port.index, port.chassis, f"0x{port.port:x}",
                           pci_view(PciAddress(0, 0, port.slot, port.function), port.multifunction))
+
+
+_NO_SETTINGS = {key: Markup("") for key in ANCHORS}
 
 
 def nic_view(device: Device, placed: bool = True) -> NicView:
@@ -103,10 +109,9 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
         rom.append(("bar", nic.rom_bar))
     if nic.rom_file is not None:
         rom.append(("file", nic.rom_file))
-    groups = by_anchor(nic.settings)
-    after = {key: Markup("") for key in ANCHORS} | {
-        key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
-        for key, elems in groups.items() if key != "@"}
+    groups = by_anchor(nic.settings) if nic.settings else {}
+    after = _NO_SETTINGS | {key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
+                            for key, elems in groups.items() if key != "@"}
     return NicView(
         attrs=tuple((e.tag[1:], e.get("value") or "") for e in groups.get("@", ())),
         after=after,

@@ -73,16 +73,23 @@ def _keyval_value(value) -> str:
     return str(value).replace(",", ",,")
 
 
+# One encoder for every flag (`json.dumps` with options builds a new one per call); a flag's map holds
+# only strings, numbers and booleans, so there is no cycle to look for.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+
+
 def encode(flag: Flag, syntax: str) -> tuple[str, ...]:
     """A flag's value as QEMU reads it: () for a bare flag, else one argument."""
     props = flag.props
     if not props:
         return ()
     if syntax == "json" and flag.name in JSON_FLAGS:
-        return (json.dumps(props, separators=(",", ":"), ensure_ascii=False),)
-    keys = [k for k in props if k != flag.head and k not in KEYVAL_LAST] + [k for k in KEYVAL_LAST if k in props]
-    head = [_keyval_value(props[flag.head])] if flag.head is not None else []
-    return (",".join([*head, *(f"{key}={_keyval_value(props[key])}" for key in keys)]),)
+        return (_JSON(props),)
+    head = flag.head
+    parts = [_keyval_value(props[head])] if head is not None else []
+    parts += [f"{key}={_keyval_value(value)}" for key, value in props.items() if key != head and key not in KEYVAL_LAST]
+    parts += [f"{key}={_keyval_value(props[key])}" for key in KEYVAL_LAST if key in props]
+    return (",".join(parts),)
 
 
 def device(props: dict) -> Flag:

@@ -21,8 +21,7 @@ from ..diagnostics import Diagnostic
 from ..layout import VmLayout
 from ..lower import lower, team_alias
 from ..parser import parse_tolerant
-from ..pipeline import Options, check_and_lay_out, emitter_diagnostics
-from ..pipeline import _no_cyclic_gc as no_cyclic_gc
+from ..pipeline import Options, check_and_lay_out, emitter_diagnostics, no_cyclic_gc
 from ..source import SourceFile, Span
 
 
