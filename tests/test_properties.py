@@ -107,10 +107,13 @@ INTERESTING = ["{", "}", '"', "'", "#", ";", "\n", "\r\n", "\r", "\t", "\\", " "
                "\x7f", "\u2028", "\u00e9", "\U0001f600", "\ufeff", "0000:03:07.1", "52:54:00:00:00:01", "ua-",
                "virtio", "q35", "pc", "1", "-1", "0x10", *KEYWORDS]
 
+# Text a file can hold: `st.characters()` alone also draws lone surrogates, which no UTF-8 file contains
+# (the test's own encode failed on them; undecodable bytes are 1a(ii)'s part).
+char = st.characters(codec="utf-8")
 text_inputs = st.one_of(
-    st.text(max_size=300),
-    st.lists(st.one_of(st.sampled_from(INTERESTING), st.characters(), st.text(max_size=8)), max_size=80).map(" ".join),
-    st.lists(st.one_of(st.sampled_from(INTERESTING), st.characters()), max_size=120).map("".join),
+    st.text(char, max_size=300),
+    st.lists(st.one_of(st.sampled_from(INTERESTING), char, st.text(char, max_size=8)), max_size=80).map(" ".join),
+    st.lists(st.one_of(st.sampled_from(INTERESTING), char), max_size=120).map("".join),
 )
 
 
