@@ -664,16 +664,21 @@ def device_props(settings: tuple[Elem, ...]) -> tuple[dict, dict]:
     return head, ({"acpi-index": int(acpi.get("index") or 0)} if acpi is not None else {})
 
 
-def libvirt_only(settings: tuple[Elem, ...]) -> list[str]:
+def libvirt_only(settings: tuple[Elem, ...]) -> list[tuple[list[str], str]]:
     """The stated settings a plain QEMU command line cannot apply (they stay in the XML): everything but the
-    driver's device properties and the ACPI index; of the driver, `name` (vhost) and `queues` on the netdev."""
+    driver's device properties and the ACPI index; of the driver, `name` (vhost) and `queues` on the netdev.
+    Each as (its names, for W0509; its `.team` statement with the values, for the `.sh`'s comment)."""
     out = []
     for elem in settings:
         if elem.tag == "driver":
-            out += [f"driver {a}" for a in ("name", "queues") if elem.get(a) is not None]
+            kept = tuple((k, v) for k, v in elem.attrs if k in ("name", "queues"))
+            if kept:
+                words = BY_TAG["driver"].words(Elem("driver", kept)) or []
+                out.append(([f"driver {k}" for k, _ in kept], " ".join(["driver", *words])))
         elif elem.tag != "acpi":
+            keyword, words = statement(elem)
             row = BY_TAG.get(elem.tag)
-            out.append(row.keyword if row is not None else f"<{elem.tag}>")
+            out.append(([row.keyword if row is not None else f"<{elem.tag}>"], " ".join([keyword, *words])))
     return out
 
 

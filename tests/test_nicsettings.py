@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from helpers import GOLDEN, ROOT, argv_from_script, rng_errors, teamc, virsh_define_dumpxml
+from helpers import GOLDEN, ROOT, argv_from_script, check_golden, rng_errors, teamc, virsh_define_dumpxml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -113,6 +113,41 @@ def test_the_virtio_net_properties_equal_libvirts_generator(tmp_path):
     ours = [json.loads(a) for a in argv_from_script((out / "db7.sh").read_text()) if "virtio-net-pci" in a]
     theirs = [line for line in (ORACLE / "nic-driver.args").read_text().splitlines() if "virtio-net-pci" in line]
     assert ours == [json.loads(shlex.split(theirs[0].rstrip(" \\"))[1])]
+
+
+def test_the_sh_states_each_setting_it_cannot_apply(tmp_path, update_golden):
+    """The `.sh` lists, per QEMU device, the settings only libvirt applies (W0509's list, with the values), allowed
+    or not; the VF's VLAN too. The argv is the same as without the comment."""
+    (tmp_path / "db7.team").write_text(OVS_TEAM)
+    for allow in ((), ("--allow", "W0509")):
+        out = tmp_path / f"out{len(allow)}"
+        code, _, err = teamc("compile", str(tmp_path / "db7.team"), "--emit", "qemu", "-o", str(out), *allow)
+        assert code == 0 and ("W0509" in err) == (not allow), err
+        check_golden(GOLDEN / "nicsettings" / "db7.sh", (out / "db7.sh").read_text(), update_golden)
+
+
+def test_the_sh_comment_is_one_line_per_setting_whatever_the_value(tmp_path):
+    # A newline in a passed-through value (`&#10;`) would end the comment and run the rest as a command.
+    src = tmp_path / "web.team"
+    src.write_text("vm web {\n team up0 { persistent virtio bridge br0 { libvirt \"<guest dev='a&#10;touch x'/>\" }; "
+                   "transient hostdev 0000:03:07.1 } }\n")
+    code, _, err = teamc("compile", str(src), "--emit", "qemu", "-o", str(tmp_path / "out"), "--allow", "W0509")
+    assert code == 0, err
+    script = (tmp_path / "out" / "web.sh").read_text()
+    assert "#   ua-up0: libvirt <guest dev='a touch x'/>\n" in script
+    assert [line for line in script.splitlines() if "touch" in line and not line.startswith("#")] == []
+    assert argv_from_script(script)[0] == "/usr/bin/qemu-system-x86_64"
+
+
+def test_a_sh_without_libvirt_only_settings_has_no_such_comment(tmp_path):
+    code, _, err = teamc("compile", str(ORACLE / "nic-driver.team"), "--emit", "qemu", "-o", str(tmp_path))
+    assert code == 0, err
+    assert "#   ua-up0: driver name vhost queues 4\n" in (tmp_path / "db7.sh").read_text()
+    src = tmp_path / "plain.team"
+    src.write_text("vm web {\n team up0 { persistent virtio bridge br0 { acpi 3 }; transient hostdev 0000:03:07.1 }\n}\n")
+    code, _, err = teamc("compile", str(src), "--emit", "qemu", "-o", str(tmp_path / "plain"))
+    assert (code, err) == (0, "")
+    assert "Only libvirt" not in (tmp_path / "plain" / "web.sh").read_text()
 
 
 @pytest.mark.parametrize("statement,code,words", [

@@ -171,7 +171,7 @@ def libvirt_only_settings(layout: VmLayout) -> list[Diagnostic]:
     out = []
     for device in layout.devices:
         nic = device.nic
-        missing = libvirt_only(nic.settings)
+        missing = [name for names, _ in libvirt_only(nic.settings) for name in names]
         if missing:
             out.append(diag("W0509", f"the QEMU command line cannot apply {', '.join(f'`{m}`' for m in missing)} of "
                                      f"{nic.label}; only libvirt does", nic.setting_spans[0] if nic.setting_spans
@@ -179,6 +179,17 @@ def libvirt_only_settings(layout: VmLayout) -> list[Diagnostic]:
                             help="start the VM with libvirt (the XML has them), or `allow libvirt-only-setting` if "
                                  "the QEMU command line is for testing"))
     return out
+
+
+def libvirt_only_notes(layout: VmLayout) -> list[str]:
+    """What W0509 says, as the `.sh` states it: `DEVICE-ID: STATEMENT` per libvirt-only setting, in device order.
+    The values come from the user's `.team`; a control character (a newline would end the shell comment) is
+    written as a space, so the note is one comment line whatever the value."""
+    notes = []
+    for device in layout.devices:
+        for _, text in libvirt_only(device.nic.settings):
+            notes.append("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in f"{device.qemu_id}: {text}"))
+    return notes
 
 
 def unexpressible(layout: VmLayout) -> list[Diagnostic]:
