@@ -270,6 +270,8 @@ class _Importer:
             fields_["mode"] = self.value(src, "mode")
         if kind == "network" and role == "persistent" and src.get("bridge"):
             fields_["via_bridge"] = self.value(src, "bridge")  # what a running domain's network resolved to
+        if kind == "network" and src.get("portgroup"):
+            fields_["portgroup"] = self.value(src, "portgroup")
         return n.Source(kind, span, **fields_)
 
     def host_source(self, kind: str, element, address) -> n.Source | None:

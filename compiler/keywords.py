@@ -69,8 +69,8 @@ KEYWORDS: dict[str, Keyword] = _table(
     Keyword("user", "user", "User-mode networking (`<interface type='user'>`, `-netdev user`).", ()),
     Keyword("bridge", "bridge BRIDGE", "A host bridge (`<interface type='bridge'>`, `-netdev bridge`); after "
             "`network NAME`, the bridge the QEMU command line uses.", ()),
-    Keyword("network", "network NAME [bridge BRIDGE] [vf PCI]", "A libvirt network; for a transient, a "
-            "hostdev pool each host picks a free VF from.", ()),
+    Keyword("network", "network NAME [bridge BRIDGE] [vf PCI] [portgroup NAME]", "A libvirt network; for a "
+            "transient, a hostdev pool each host picks a free VF from.", ()),
     Keyword("direct", "direct DEV [mode MODE]", "macvtap on a host device (`<interface type='direct'>`); "
             "libvirt only (W0505).", ()),
     Keyword("hostdev", "hostdev PCI [managed]", "A host VF as `<interface type='hostdev'>`: libvirt sets its "
@@ -79,6 +79,8 @@ KEYWORDS: dict[str, Keyword] = _table(
             "MAC must be preset on the host (W0502).", ()),
     Keyword("mode", "mode vepa|bridge|private|passthrough", "The macvtap mode of a `direct` source.", ()),
     Keyword("vf", "vf PCI", "The concrete VF of a hostdev-pool network, for the QEMU command line.", ()),
+    Keyword("portgroup", "portgroup NAME", "The portgroup of a `network` source (`<source network='N' "
+            "portgroup='NAME'/>`): its VLAN, bandwidth and virtualport apply. libvirt only (W0509).", ()),
     Keyword("bar", "rom bar on|off", "Whether the ROM BAR is visible to the guest.", ()),
     Keyword("file", "rom file PATH", "The ROM image, an absolute path.", ()),
     Keyword("enabled", "rom enabled yes|no", "`no` loads no ROM at all.", ()),

@@ -440,6 +440,10 @@ class _Lowerer:
             fields["via_bridge"] = self.text(src.via_bridge, "the bridge name")
             if fields["via_bridge"] and not BRIDGE_RE.match(src.via_bridge.text):
                 self.refuse_name(src.via_bridge, "bridge name")
+        if src.portgroup is not None:
+            fields["portgroup"] = self.text(src.portgroup, "the portgroup name")
+            if fields["portgroup"] and not DEVICE_RE.match(src.portgroup.text):  # domain.rng: a deviceName
+                self.refuse_name(src.portgroup, "portgroup name")
         if src.via_vf is not None:
             fields["host_address"] = self.pci(src.via_vf, "the VF's host PCI address")
             fields["host_address_span"] = src.via_vf.span

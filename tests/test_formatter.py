@@ -151,7 +151,7 @@ def sources(draw):
     if kind == "bridge":
         return f"bridge {draw(values())}"
     if kind == "network":
-        vias = draw(st.lists(st.sampled_from(["bridge", "vf"]), max_size=2, unique=True))
+        vias = draw(st.lists(st.sampled_from(["bridge", "vf", "portgroup"]), max_size=3, unique=True))
         return f"network {draw(values())}" + "".join(f" {via} {draw(values())}" for via in vias)
     if kind == "direct":
         return f"direct {draw(values())}" + (f" mode {draw(values())}" if draw(st.booleans()) else "")

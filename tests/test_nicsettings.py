@@ -150,6 +150,61 @@ def test_a_sh_without_libvirt_only_settings_has_no_such_comment(tmp_path):
     assert "Only libvirt" not in (tmp_path / "plain" / "web.sh").read_text()
 
 
+PORTGROUP_TEAM = """vm web {
+    team up0 {
+        mac 52:54:00:aa:00:02
+        persistent virtio network rednet bridge virbr0 portgroup bob
+        transient network pool vf 0000:03:07.1 portgroup vfs
+    }
+}
+"""
+
+
+def test_a_network_portgroup_goes_through_every_phase(tmp_path, update_golden):
+    src = tmp_path / "web.team"
+    src.write_text(PORTGROUP_TEAM)
+    code, _, err = teamc("compile", str(src), "-o", str(tmp_path / "out"))
+    assert code == 0 and "cannot apply `portgroup` of the persistent NIC" in err, err
+    xml = (tmp_path / "out" / "web.xml").read_text()
+    assert "<source network='rednet' portgroup='bob'/>" in xml and "<source network='pool' portgroup='vfs'/>" in xml
+    assert rng_errors(xml) == []
+    check_golden(GOLDEN / "nicsettings" / "portgroup.sh", (tmp_path / "out" / "web.sh").read_text(), update_golden)
+    code, imported, err = teamc("import", str(tmp_path / "out" / "web.xml"))
+    assert code == 0, err
+    assert "network rednet portgroup bob" in imported and "network pool portgroup vfs" in imported
+    code, formatted, _ = teamc("fmt", "-", stdin=PORTGROUP_TEAM)
+    assert (code, formatted) == (0, PORTGROUP_TEAM)
+
+
+def test_merge_keeps_the_base_portgroup_unless_the_team_states_one(tmp_path):
+    base = tmp_path / "base.xml"
+    base.write_text(compile_xml(PORTGROUP_TEAM, tmp_path, "--allow", "W0509").replace(
+        "portgroup='bob'/>", "portgroup='bob' portid='873be5a0-6b8a-4a0b-a1df-ef3659cd64bc'/>"))
+    for statement, want in (("", "bob"), (" portgroup sam", "sam")):
+        team = tmp_path / "t.team"
+        team.write_text(PORTGROUP_TEAM.replace(" portgroup bob", statement))
+        code, merged, err = teamc("compile", str(team), "--into", str(base), "--allow", "W0509")
+        assert code == 0, err
+        assert (f"<source network='rednet' portgroup='{want}' portid='873be5a0-6b8a-4a0b-a1df-ef3659cd64bc'/>"
+                in merged), merged
+        assert rng_errors(merged) == []
+
+
+def test_a_portgroup_name_is_a_device_name(tmp_path):
+    src = tmp_path / "web.team"
+    src.write_text(PORTGROUP_TEAM.replace("portgroup bob", 'portgroup "b ob"'))
+    status, _, err = teamc("check", str(src))
+    assert status == 1 and "error[E0205]: `b ob` is not a valid portgroup name" in err, err
+
+
+@pytest.mark.libvirt
+def test_libvirt_defines_a_domain_with_portgroups(tmp_path):
+    path = tmp_path / "web.xml"
+    path.write_text(compile_xml(PORTGROUP_TEAM, tmp_path, "--allow", "W0509"))
+    dump = virsh_define_dumpxml(path, "web")
+    assert "<source network='rednet' portgroup='bob'/>" in dump and "<source network='pool' portgroup='vfs'/>" in dump
+
+
 @pytest.mark.parametrize("statement,code,words", [
     ("driver rx_queue_size 300", "E0205", "power of two"),  # libvirt: has to be a power of two (oracle)
     ("driver rx_queue_size 128", "E0205", "power of two"),  # QEMU: between 256 and 1024 (oracle)

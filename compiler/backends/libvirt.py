@@ -91,7 +91,7 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
     if kind == "bridge":
         source = (("bridge", nic.source_target),)
     elif kind == "network":
-        source = (("network", nic.source_target),)
+        source = (("network", nic.source_target),) + ((("portgroup", nic.portgroup),) if nic.portgroup else ())
     elif kind == "direct":
         source = (("dev", nic.source_target), ("mode", nic.mode or "vepa"))
     host = kind in ("hostdev", "pci-hostdev")

@@ -166,16 +166,23 @@ def _unexpressible(device: Device) -> Diagnostic | None:
     return None
 
 
+def _libvirt_only(nic: NicSpec) -> list[tuple[list[str], str]]:
+    """`nicsettings.libvirt_only` of the NIC's settings, and its network's portgroup (libvirt resolves it)."""
+    portgroup = [(["portgroup"], f"portgroup {nic.portgroup}")] if nic.portgroup is not None else []
+    return portgroup + libvirt_only(nic.settings)
+
+
 def libvirt_only_settings(layout: VmLayout) -> list[Diagnostic]:
     """W0509 for each NIC whose stated settings only libvirt applies: the QEMU command line goes without them."""
     out = []
     for device in layout.devices:
         nic = device.nic
-        missing = [name for names, _ in libvirt_only(nic.settings) for name in names]
+        missing = [name for names, _ in _libvirt_only(nic) for name in names]
         if missing:
+            span = nic.source_span if nic.portgroup is not None else (
+                nic.setting_spans[0] if nic.setting_spans else nic.span)
             out.append(diag("W0509", f"the QEMU command line cannot apply {', '.join(f'`{m}`' for m in missing)} of "
-                                     f"{nic.label}; only libvirt does", nic.setting_spans[0] if nic.setting_spans
-                            else nic.span,
+                                     f"{nic.label}; only libvirt does", span,
                             help="start the VM with libvirt (the XML has them), or `allow libvirt-only-setting` if "
                                  "the QEMU command line is for testing"))
     return out
@@ -187,7 +194,7 @@ def libvirt_only_notes(layout: VmLayout) -> list[str]:
     written as a space, so the note is one comment line whatever the value."""
     notes = []
     for device in layout.devices:
-        for _, text in libvirt_only(device.nic.settings):
+        for _, text in _libvirt_only(device.nic):
             notes.append("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in f"{device.qemu_id}: {text}"))
     return notes
 
