@@ -451,7 +451,7 @@ class _Lowerer:
 
     def setting_fields(self, options, source: n.Source, role: str | None) -> dict:
         """The table's settings (`nicsettings.ROWS`): each parsed by its row, then refused where libvirt refuses it."""
-        stated: dict[str, tuple[ns.Elem, n.NicSetting]] = {}
+        stated: dict[str | tuple[str, int], tuple[ns.Elem, n.NicSetting]] = {}
         for stmt in (o for o in options if isinstance(o, n.NicSetting)):
             row = ns.BY_KEYWORD[stmt.key]
             try:
@@ -463,6 +463,9 @@ class _Lowerer:
             if stmt.key == "libvirt" and (problem := ns.value_problem(elem)) is not None:
                 self.error("E0205", problem[0], stmt.span, help=problem[1])
                 continue
+            if elem.tag in ns.REPEATABLE:  # domain.rng takes several: one pass-through each
+                stated[(elem.tag, len(stated))] = (elem, stmt)
+                continue
             if elem.tag in stated:
                 self.error("E0103", f"setting `{elem.tag.lstrip('@')}` is given twice", stmt.span,
                            Label(stated[elem.tag][1].span, "first given here"), help="keep one of the two statements")
@@ -470,7 +473,7 @@ class _Lowerer:
             stated[elem.tag] = (elem, stmt)
         kind = source.kind
         context = ns.Context(kind, role, source.mode.text if source.mode else None,
-                             {tag: elem for tag, (elem, _) in stated.items()})
+                             {elem.tag: elem for elem, _ in stated.values()})
         kept = []
         for (elem, stmt) in stated.values():
             row = ns.row_for(elem)

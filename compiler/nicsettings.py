@@ -15,6 +15,7 @@ as a sqlglot dialect keeps its differences in tables rather than in branches.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -400,6 +401,82 @@ class PassThrough:
         return [to_xml(elem).replace("\n", " ")]
 
 
+# --- domain.rng's shape of the children of <interface> no row models --------------------------------
+
+def _ip(v: str) -> str | None:
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return "an IPv4 or IPv6 address"
+    return None
+
+
+_DEVICE_NAME = re.compile(r"[a-zA-Z0-9_.\-\\:/]+\Z")  # domain.rng's deviceName
+
+
+def _device_name(v: str) -> str | None:
+    return None if _DEVICE_NAME.match(v) else "letters, digits and `_ . - \\ : /` (domain.rng's deviceName)"
+
+
+def _one_line(v: str) -> str | None:
+    return None if v and "\n" not in v else "one non-empty line"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """An element as domain.rng has it: its attributes (each with its check), those it must have, and its child
+    elements (several of one tag allowed); no text. `tests/test_nicsettings.py` holds each against domain.rng."""
+
+    attrs: dict[str, Check]
+    required: frozenset[str] = frozenset()
+    children: dict[str, Schema] = field(default_factory=dict)
+
+    def problem(self, elem: Elem) -> tuple[str, str] | None:
+        """What domain.rng refuses in `elem`: (message, help), or None."""
+        where = f"<{elem.tag}>"
+        if elem.text is not None:
+            return f"{where} holds no text", "write it empty, with attributes only"
+        attrs = dict(elem.attrs)
+        for name, value in elem.attrs:
+            if name not in self.attrs:
+                return (f"{where} has no attribute `{name}` in libvirt's schema",
+                        "its attributes: " + ", ".join(f"`{a}`" for a in self.attrs))
+            if problem := self.attrs[name](value):
+                return f"`{value}` is not a valid `{name}` of {where}", problem
+        if missing := sorted(self.required - set(attrs)):
+            return f"{where} needs `{missing[0]}`", "libvirt's schema requires " + ", ".join(f"`{m}`" for m in missing)
+        for child in elem.children:
+            schema = self.children.get(child.tag)
+            if schema is None:
+                return (f"<{child.tag}> cannot go inside {where}", "libvirt's schema allows " + (
+                    ", ".join(f"<{c}>" for c in self.children) if self.children else "no child element there"))
+            if problem := schema.problem(child):
+                return problem
+        return None
+
+
+_IP_FAMILY = choice("ipv4", "ipv6")
+
+
+def _port(v: str) -> str | None:
+    return None if re.fullmatch(r"-?[0-9]+", v) and -1 <= int(v) <= 65535 else "a port from -1 to 65535"
+
+
+SCHEMAS: dict[str, Schema] = {
+    "guest": Schema({"dev": _device_name, "actual": _device_name}),
+    "ip": Schema({"address": _ip, "family": _IP_FAMILY, "prefix": uint(0, 128), "peer": _ip}, frozenset({"address"})),
+    "route": Schema({"family": _IP_FAMILY, "address": _ip, "netmask": _ip, "prefix": uint(0, 128), "gateway": _ip,
+                     "metric": uint(0, 2**32 - 1)}, frozenset({"address", "gateway"})),
+    "portForward": Schema({"proto": choice("tcp", "udp"), "address": _ip, "dev": _device_name}, frozenset({"proto"}),
+                          {"range": Schema({"start": _port, "end": _port, "to": _port, "exclude": YES_NO},
+                                           frozenset({"start"}))}),
+    "script": Schema({"path": _one_line}, frozenset({"path"})),
+    "downscript": Schema({"path": _one_line}, frozenset({"path"})),
+    "backenddomain": Schema({"name": _one_line}, frozenset({"name"})),
+}
+REPEATABLE = frozenset({"ip", "route", "portForward"})  # domain.rng: zeroOrMore; a pass-through each
+
+
 Shape = Attrs | Vlan | Text | Params | RootAttr | Coalesce | PassThrough
 
 
@@ -592,9 +669,16 @@ def refusal(row: Row, elem: Elem, ctx: Context) -> Refusal | None:
 
 
 def value_problem(elem: Elem) -> tuple[str, str] | None:
-    """A value in a passed-through element that its row's checks refuse (a pass-through is kept verbatim, but not
-    past the value rules libvirt and QEMU apply to it): (message, help), or None."""
+    """What a passed-through element may not be (it is kept verbatim, but not past libvirt's and QEMU's rules):
+    an element no row models in a shape domain.rng refuses (`SCHEMAS`); an element its row gives back exactly
+    (one form per setting, the statement, as `import` writes it); a value its row's checks refuse.
+    (message, help), or None."""
+    if elem.tag in SCHEMAS:
+        return SCHEMAS[elem.tag].problem(elem)
     row = BY_TAG.get(elem.tag)
+    if row is not None and (words := row.words(elem)) is not None:
+        return (f"`<{elem.tag}>` has its own statement",
+                f"write `{row.keyword} {' '.join(words)}`: `libvirt \"…\"` is for what no statement says")
     shape = row.shape if row is not None else None
     if not isinstance(shape, Attrs):
         return None

@@ -9,6 +9,7 @@
 #   ua-up0: trust-guest-rx-filters no
 #   ua-up0: tune sndbuf 1600
 #   ua-up0: coalesce rx-frames 7
+#   ua-up0: libvirt <guest dev='eth1'/>
 #   hostdev0: vlan 42
 exec /usr/bin/qemu-system-x86_64 \
 -name guest=db7,debug-threads=on \
