@@ -135,7 +135,7 @@ def test_the_sh_comment_is_one_line_per_setting_whatever_the_value():
     from teamc.backends.qemu import libvirt_only_notes
 
     guest = ns.Elem("guest", (("dev", "a\ntouch x\r"),))
-    nic = SimpleNamespace(settings=(guest,), portgroup="p\x7fg")
+    nic = SimpleNamespace(settings=(guest,), portgroup="p\x7fg", source_kind="bridge", role="persistent")
     layout = SimpleNamespace(devices=[SimpleNamespace(qemu_id="ua-up0", nic=nic)])
     assert libvirt_only_notes(layout) == ["ua-up0: portgroup p g", "ua-up0: libvirt <guest dev='a touch x '/>"]
 
@@ -230,7 +230,7 @@ def test_libvirts_refusals_are_refused(statement, code, words, tmp_path):
 
 
 @pytest.mark.parametrize("source,statement", [
-    ("hostdev 0000:03:07.1", "driver queues 4"),  # libvirt: multiqueue is not supported for hostdev
+    ("hostdev 0000:03:07.1", "driver iommu on"),  # libvirt: only supported for virtio devices (oracle)
     ("hostdev 0000:03:07.1", "bandwidth inbound average 10"),
     ("hostdev 0000:03:07.1", "backend tap /dev/net/tun"),
     ("pci-hostdev 0000:03:07.1", "vlan 42"),
@@ -240,6 +240,51 @@ def test_the_vf_takes_only_what_libvirt_allows_there(source, statement, tmp_path
     src.write_text(f"vm web {{\n team up0 {{ persistent virtio user; transient {source} {{ {statement} }} }}\n}}\n")
     status, _, err = teamc("check", str(src))
     assert status == 1 and "error[E0206]" in err, err
+
+
+# libvirt 9.0's own generator on tests/oracle/nic-*.xml (recorded answers, see tests/oracle/README.md): what it
+# said, and teamc's verdict on the `.team` that states the same (an error code, or None: accepted).
+NIC_ORACLE = {
+    "nic-mtu-vf": ("setting MTU on interface type hostdev is not supported yet", "E0105"),
+    "nic-mtu-direct": ("setting MTU on interface type direct is not supported yet", "E0105"),
+    "nic-queues-user": ("multiqueue is not supported for network interfaces of type user", "E0206"),
+    "nic-vlan-user": ("vlan tag not supported for this connection type", "E0206"),
+    "nic-coalesce-direct": ("coalesce settings on interface type direct are not supported", "E0206"),
+    "nic-port-isolated-user": ("<port isolated='yes'/> is not supported for network interfaces with type='user'", "E0206"),
+    "nic-backend-tap-user": ("custom tap device path is not supported for network interfaces of type user", "E0206"),
+    "nic-target-unmanaged-user": ("unmanaged target dev is not supported on interfaces of type 'user'", "E0206"),
+    "nic-vf-bandwidth": ("bandwidth settings are not supported for hostdev interfaces", "E0206"),
+    "nic-vf-coalesce": ("coalesce settings on interface type hostdev are not supported", "E0206"),
+    "nic-vf-iommu": ("iommu driver option is only supported for virtio devices", "E0206"),
+    "nic-vf-driver-vhost": ("Invalid value for attribute 'name' in element 'driver': 'vhost'", "E0206"),
+    "nic-qbh-no-profileid": ("missing profileid in <virtualport type='802.1Qbh'>", "E0206"),
+    "nic-qbg-no-typeid": ("missing typeid in <virtualport type='802.1Qbg'>", "E0206"),
+    # libvirt takes these (and applies little of it on the VF): teamc must too, or import loses such a domain.
+    "nic-vf-accepted": ("== 7.2.0: OK", None),
+    "nic-user-accepted": ("== 7.2.0: OK", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NIC_ORACLE))
+def test_teamc_refuses_a_nic_setting_exactly_where_libvirt_does(case):
+    said, code = NIC_ORACLE[case]
+    oracle = ROOT / "tests" / "oracle"
+    assert said in (oracle / f"{case}.args").read_text()
+    status, _, err = teamc("check", str(oracle / f"{case}.team"))
+    if code is None:
+        assert (status, err) == (0, ""), err
+    else:
+        assert status == 1 and f"error[{code}]" in err, err
+
+
+def test_the_vf_gets_its_acpi_index_where_libvirt_gives_it(tmp_path):
+    # Recorded: libvirt_argv.sh tests/oracle/nic-vf-acpi.xml 7.2.0 (the domain teamc writes for the .team).
+    code, _, err = teamc("compile", str(ROOT / "tests/oracle/nic-vf-acpi.team"), "--emit", "qemu", "-o", str(tmp_path))
+    assert (code, err) == (0, ""), err
+    ours = [a for a in argv_from_script((tmp_path / "nic.sh").read_text()) if '"virtio-net-pci"' in a or '"vfio-pci"' in a]
+    theirs = [shlex.split(line.rstrip(" \\"))[1] for line in (ROOT / "tests/oracle/nic-vf-acpi.args").read_text().splitlines()
+              if '"virtio-net-pci"' in line or '"vfio-pci"' in line]
+    assert ours == theirs and '"acpi-index":3' in ours[1]
 
 
 _ON_OFF = st.sampled_from(["on", "off"])

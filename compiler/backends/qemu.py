@@ -141,7 +141,8 @@ def _vfio(device: Device) -> dict:
     if nic.boot is not None:
         props["bootindex"] = nic.boot
     pair = {"failover_pair_id": device.failover_pair_id} if device.failover_pair_id else {}
-    return props | pair | _addr(device) | _rom(nic)
+    # libvirt gives a VF its `acpi-index` too, before the ROM's properties (tests/oracle/nic-vf-acpi.args).
+    return props | pair | _addr(device) | device_props(nic.settings)[1] | _rom(nic)
 
 
 def _unexpressible(device: Device) -> Diagnostic | None:
@@ -169,7 +170,8 @@ def _unexpressible(device: Device) -> Diagnostic | None:
 def _libvirt_only(nic: NicSpec) -> list[tuple[list[str], str]]:
     """`nicsettings.libvirt_only` of the NIC's settings, and its network's portgroup (libvirt resolves it)."""
     portgroup = [(["portgroup"], f"portgroup {nic.portgroup}")] if nic.portgroup is not None else []
-    return portgroup + libvirt_only(nic.settings)
+    vf = nic.source_kind in ("hostdev", "pci-hostdev") or nic.role != PERSISTENT
+    return portgroup + libvirt_only(nic.settings, vf)
 
 
 def libvirt_only_settings(layout: VmLayout) -> list[Diagnostic]:
