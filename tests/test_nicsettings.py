@@ -385,11 +385,13 @@ def test_fmt_keeps_a_pass_through_verbatim():
 
 
 LIBVIRT_NET = sorted((ROOT / "tests" / "conformance" / "libvirt-net").glob("net-*.xml"))
-REFUSED = {"net-virtio-rxqueuesize-invalid-size": "E0205"}  # libvirt: rx_queue_size has to be a power of two
+REFUSED = {"net-virtio-rxqueuesize-invalid-size": "E0205",  # libvirt: rx_queue_size has to be a power of two
+           "net-hostdev-fail": "E0206"}  # libvirt: custom tap device path is not supported ... of type hostdev
 
 
 def teamed(text: str) -> str:
-    """The domain on q35 with each virtio <interface> the persistent of a team with a hostdev VF partner."""
+    """The domain on q35 with each virtio <interface> the persistent of a team with a hostdev VF partner, and each
+    hostdev <interface> (a domain with no virtio NIC) the transient of a team with a `user` virtio partner."""
     from lxml import etree
 
     root = etree.fromstring(text.encode())
@@ -399,7 +401,7 @@ def teamed(text: str) -> str:
         if element.get("type") == "pci":
             devices.remove(element)
     virtio = [i for i in devices.findall("interface")
-              if i.find("model") is not None and i.find("model").get("type") == "virtio"]
+              if i.find("model") is not None and i.find("model").get("type") == "virtio" and i.get("type") != "hostdev"]
     for n, iface in enumerate(virtio):
         for child in iface.findall("alias") + iface.findall("address"):
             iface.remove(child)
@@ -410,6 +412,17 @@ def teamed(text: str) -> str:
         etree.SubElement(etree.SubElement(vf, "source"), "address", type="pci", domain="0x0000", bus="0x03",
                          slot="0x07", function=f"0x{n:x}")
         etree.SubElement(vf, "teaming", type="transient", persistent=f"ua-n{n}")
+    if not virtio:
+        for n, vf in enumerate(devices.findall("interface[@type='hostdev']")):
+            for child in vf.findall("alias") + vf.findall("address"):
+                vf.remove(child)
+            etree.SubElement(vf, "teaming", type="transient", persistent=f"ua-v{n}")
+            standby = etree.Element("interface", type="user")
+            etree.SubElement(standby, "mac", address=vf.find("mac").get("address"))
+            etree.SubElement(standby, "model", type="virtio")
+            etree.SubElement(standby, "teaming", type="persistent")
+            etree.SubElement(standby, "alias", name=f"ua-v{n}")
+            vf.addprevious(standby)
     return etree.tostring(root, encoding="unicode")
 
 
