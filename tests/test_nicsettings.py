@@ -455,6 +455,21 @@ def test_libvirts_nic_domains_survive_import_and_merge(path, tmp_path):
     assert rng_errors(merged) == []
 
 
+@pytest.mark.libvirt
+@pytest.mark.parametrize("path", [p for p in LIBVIRT_NET if p.stem not in REFUSED], ids=lambda p: p.stem)
+def test_libvirt_defines_each_merged_nic_domain(path, tmp_path):
+    base = tmp_path / path.name
+    # One name for all (some are `test`, the name of the test driver's own domain).
+    base.write_text(re.sub(r"<name>[^<]*</name>", "<name>merged</name>", teamed(path.read_text()), count=1))
+    code, team, err = teamc("import", str(base))
+    assert code == 0, err
+    (tmp_path / "in.team").write_text(team)
+    code, merged, err = teamc("compile", str(tmp_path / "in.team"), "--into", str(base))
+    assert code == 0, err
+    (tmp_path / "merged.xml").write_text(merged)
+    assert len(teamed_nics(virsh_define_dumpxml(tmp_path / "merged.xml", "merged"))) == len(teamed_nics(merged))
+
+
 @pytest.mark.qemu
 def test_qemu_starts_the_driver_settings():
     """QEMU 7.2 takes every virtio-net-pci property the driver settings give (the VF as its e1000e stand-in)."""
