@@ -30,7 +30,7 @@ from .source import SourceFile, Span
 # libvirt memory units -> (teamc unit, factor to get there)
 _LIBVIRT_UNITS = {"b": "B", "bytes": "B", "k": "KiB", "KiB": "KiB", "KB": "KB", "M": "MiB", "MiB": "MiB",
                   "MB": "MB", "G": "GiB", "GiB": "GiB", "GB": "GB", "T": "TiB", "TiB": "TiB", "TB": "TB"}
-_SOURCE_TYPES = ("user", "bridge", "network", "direct", "hostdev")
+_SOURCE_TYPES = ("user", "ethernet", "bridge", "network", "direct", "hostdev")
 # Children of a teamed NIC that `virsh dumpxml` adds or that mean nothing to a team: skipped without a word.
 _RUNTIME = {"alias", "address", "source", "mac", "model", "teaming", "boot", "rom", "mtu"}
 # The tap/macvtap names libvirt makes up (and ignores in a definition): a <target> with one of them is runtime
@@ -258,8 +258,8 @@ class _Importer:
         src = element.find("source")
         if kind == "hostdev":
             return self.host_source("hostdev", element, src.find("address") if src is not None else None)
-        if kind == "user":
-            return n.Source("user", span)
+        if kind in ("user", "ethernet"):
+            return n.Source(kind, span)
         attr = {"bridge": "bridge", "network": "network", "direct": "dev"}[kind]
         if src is None or not src.get(attr):
             self.error("E0104", f"<interface type='{kind}'> has no <source {attr}='…'/>",

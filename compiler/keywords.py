@@ -67,6 +67,8 @@ KEYWORDS: dict[str, Keyword] = _table(
     Keyword("managed", "managed [yes|no]", "Whether libvirt detaches the VF from its host driver (default yes).",
             ("nic", "options")),
     Keyword("user", "user", "User-mode networking (`<interface type='user'>`, `-netdev user`).", ()),
+    Keyword("ethernet", "ethernet", "A tap device of the host's own (`<interface type='ethernet'>`, `-netdev tap`): "
+            "name an existing one with `target TAP managed no`, which the QEMU command line opens as `ifname`.", ()),
     Keyword("bridge", "bridge BRIDGE", "A host bridge (`<interface type='bridge'>`, `-netdev bridge`); after "
             "`network NAME`, the bridge the QEMU command line uses.", ()),
     Keyword("network", "network NAME [bridge BRIDGE] [vf PCI] [portgroup NAME]", "A libvirt network; for a "
@@ -91,7 +93,7 @@ KEYWORDS: dict[str, Keyword] = _table(
               ("nic", "options")) for row in ROWS),
 )
 
-SOURCE_WORDS = ("user", "bridge", "network", "direct", "hostdev", "pci-hostdev")
+SOURCE_WORDS = ("user", "ethernet", "bridge", "network", "direct", "hostdev", "pci-hostdev")
 # The grammar's memory units (its `unit` rule, in its order) and how many bytes each is.
 UNIT_BYTES = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
               "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,

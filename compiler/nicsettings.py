@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-PERSISTENT_KINDS = frozenset({"user", "bridge", "network", "direct"})
+PERSISTENT_KINDS = frozenset({"user", "ethernet", "bridge", "network", "direct"})
 _TAP_KINDS = frozenset({"bridge", "network"})
 _ALL = PERSISTENT_KINDS | {"hostdev"}
 VF_KINDS = frozenset({"hostdev", "network"})  # an <interface> VF: type='hostdev', or a hostdev-pool network
@@ -600,14 +600,14 @@ def _driver_refuse(elem: Elem, ctx: Context) -> Refusal | None:
 
 
 def _backend_refuse(elem: Elem, ctx: Context) -> Refusal | None:
-    if elem.get("tap") and (ctx.kind not in _TAP_KINDS or ctx.role == "transient"):
-        return ("a custom tap device needs a bridge or network source",
+    if elem.get("tap") and (ctx.kind not in _TAP_KINDS | {"ethernet"} or ctx.role == "transient"):
+        return ("a custom tap device needs a bridge, network or ethernet source",
                 f"libvirt: 'custom tap device path is not supported for network interfaces of type {ctx.kind}'")
     return None
 
 
 def _target_refuse(elem: Elem, ctx: Context) -> Refusal | None:
-    if elem.get("managed") == "no":
+    if elem.get("managed") == "no" and ctx.kind != "ethernet":
         return ("an unmanaged target device needs an `ethernet` source",
                 f"libvirt: 'unmanaged target dev is not supported on interfaces of type '{ctx.kind}''")
     return None
@@ -685,7 +685,8 @@ def refusal(row: Row, elem: Elem, ctx: Context) -> Refusal | None:
     if (ctx.kind == "hostdev" or ctx.role == "transient") and elem.tag in VF_REFUSED:
         return f"libvirt refuses `<{elem.tag}>` on the VF", f"libvirt: '{VF_REFUSED[elem.tag]}'; state it on the virtio NIC"
     if ctx.kind not in row.kinds:
-        return (f"libvirt refuses `{row.keyword}` on a `{ctx.kind}` NIC",
+        article = "an" if ctx.kind[0] in "aeiou" else "a"
+        return (f"libvirt refuses `{row.keyword}` on {article} `{ctx.kind}` NIC",
                 f"`{row.keyword}` is for " + ", ".join(f"`{k}`" for k in sorted(row.kinds)) + " sources")
     return row.refuse(elem, ctx)
 

@@ -202,6 +202,9 @@ class _Builder(Transformer):
     def src_user(self, children):
         return self._source("user", children)
 
+    def src_ethernet(self, children):
+        return self._source("ethernet", children)
+
     def src_bridge(self, children):
         return self._source("bridge", children, target=children[1])
 

@@ -145,9 +145,9 @@ def _managed(draw) -> str:
 
 @st.composite
 def sources(draw):
-    kind = draw(st.sampled_from(["user", "bridge", "network", "direct", "hostdev", "pci-hostdev"]))
-    if kind == "user":
-        return "user"
+    kind = draw(st.sampled_from(["user", "ethernet", "bridge", "network", "direct", "hostdev", "pci-hostdev"]))
+    if kind in ("user", "ethernet"):
+        return kind
     if kind == "bridge":
         return f"bridge {draw(values())}"
     if kind == "network":

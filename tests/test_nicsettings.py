@@ -287,6 +287,79 @@ def test_the_vf_gets_its_acpi_index_where_libvirt_gives_it(tmp_path):
     assert ours == theirs and '"acpi-index":3' in ours[1]
 
 
+ETHERNET_TEAM = """vm web {
+    allow libvirt-only-setting
+    team up0 {
+        mac 52:54:00:aa:00:01
+        persistent virtio ethernet {
+            target tap-web0 managed no
+            driver queues 2
+            backend tap /dev/net/tun
+            tune sndbuf 1600
+        }
+        transient hostdev 0000:03:07.1
+    }
+}
+"""
+
+
+def test_an_ethernet_standby_goes_through_every_phase(tmp_path, update_golden):
+    """`ethernet`: the host's own tap (<interface type='ethernet'>, `target … managed no`), `-netdev tap` with its
+    `ifname` and no scripts (QEMU 7.2 takes that netdev: it opened the tap when tried by hand)."""
+    src = tmp_path / "web.team"
+    src.write_text(ETHERNET_TEAM)
+    code, _, err = teamc("compile", str(src), "-o", str(tmp_path / "out"))
+    assert (code, err) == (0, ""), err
+    xml = (tmp_path / "out" / "web.xml").read_text()
+    assert "<interface type='ethernet'>" in xml and "<target dev='tap-web0' managed='no'/>" in xml
+    assert rng_errors(xml) == []
+    check_golden(GOLDEN / "nicsettings" / "ethernet.sh", (tmp_path / "out" / "web.sh").read_text(), update_golden)
+    code, imported, err = teamc("import", str(tmp_path / "out" / "web.xml"))
+    assert code == 0, err
+    assert "persistent virtio ethernet {" in imported and "target tap-web0 managed no" in imported
+    (tmp_path / "back.team").write_text(imported)
+    code, merged, err = teamc("compile", str(tmp_path / "back.team"), "--into", str(tmp_path / "out" / "web.xml"))
+    assert (code, merged) == (0, xml), err
+
+
+@pytest.mark.libvirt
+def test_libvirt_defines_an_ethernet_standby(tmp_path):
+    path = tmp_path / "web.xml"
+    path.write_text(compile_xml(ETHERNET_TEAM, tmp_path))
+    assert "<target dev='tap-web0' managed='no'/>" in virsh_define_dumpxml(path, "web")
+
+
+def test_an_ethernet_standby_gives_libvirts_device(tmp_path):
+    # Recorded: libvirt_argv.sh tests/oracle/nic-ethernet.xml 7.2.0 (libvirt opens the tap and passes its fd).
+    code, _, err = teamc("compile", str(ROOT / "tests/oracle/nic-ethernet.team"), "--emit", "qemu", "-o", str(tmp_path))
+    assert (code, err) == (0, ""), err
+    args = (ROOT / "tests/oracle/nic-ethernet.args").read_text()
+    ours = [a for a in argv_from_script((tmp_path / "nic.sh").read_text()) if a.startswith('{"driver":"v')]
+    theirs = [shlex.split(line.rstrip(" \\"))[1] for line in args.splitlines() if line.startswith("-device '{\"driver\":\"v")]
+    assert ours == theirs and '"type":"tap"' in args
+
+
+@pytest.mark.parametrize("statement,words", [
+    ("vlan 42", "refuses `vlan` on an `ethernet` NIC"),  # oracle: vlan tag not supported for this connection type
+    ("coalesce rx-frames 7", "refuses `coalesce`"),  # oracle: coalesce settings on interface type ethernet
+    ("port isolated yes", "type='ethernet'"),  # oracle: <port isolated='yes'/> is not supported ... 'ethernet'
+    ("virtualport openvswitch", "refuses `virtualport`"),  # oracle: <virtualport> element unsupported for ethernet
+])
+def test_libvirts_refusals_on_an_ethernet_standby(statement, words, tmp_path):
+    src = tmp_path / "x.team"
+    src.write_text(f"vm web {{\n team up0 {{ persistent virtio ethernet {{ {statement} }}; "
+                   "transient hostdev 0000:03:07.1 }\n}\n")
+    status, _, err = teamc("check", str(src))
+    assert status == 1 and "error[E0206]" in err and words in err, err
+
+
+def test_an_ethernet_nic_is_no_vf(tmp_path):
+    src = tmp_path / "x.team"
+    src.write_text("vm web {\n team up0 { persistent virtio user; transient ethernet }\n}\n")
+    status, _, err = teamc("check", str(src))
+    assert status == 1 and "error[E0302]" in err, err
+
+
 _ON_OFF = st.sampled_from(["on", "off"])
 _DRIVER = st.fixed_dictionaries({}, optional={
     "name": st.sampled_from(["qemu", "vhost"]), "txmode": st.sampled_from(["iothread", "timer"]),

@@ -113,6 +113,12 @@ def _rom(nic: NicSpec) -> dict:
 def _netdev(nic: NicSpec, netdev_id: str) -> dict | None:
     if nic.source_kind == "user":
         return {"type": "user", "id": netdev_id}
+    if nic.source_kind == "ethernet":
+        # The host's own tap, as libvirt opens it (`<target dev managed='no'/>`: by name, no scripts); without a
+        # target QEMU makes a tap itself, as libvirt makes one (which needs CAP_NET_ADMIN either way).
+        target = nic.setting("target")
+        ifname = {"ifname": target.get("dev")} if target is not None else {}
+        return {"type": "tap", **ifname, "script": "no", "downscript": "no", "id": netdev_id}
     bridge = nic.source_target if nic.source_kind == "bridge" else nic.via_bridge
     if bridge is not None and nic.source_kind in ("bridge", "network"):
         return {"type": "bridge", "br": bridge, "id": netdev_id}
@@ -171,7 +177,9 @@ def _libvirt_only(nic: NicSpec) -> list[tuple[list[str], str]]:
     """`nicsettings.libvirt_only` of the NIC's settings, and its network's portgroup (libvirt resolves it)."""
     portgroup = [(["portgroup"], f"portgroup {nic.portgroup}")] if nic.portgroup is not None else []
     vf = nic.source_kind in ("hostdev", "pci-hostdev") or nic.role != PERSISTENT
-    return portgroup + libvirt_only(nic.settings, vf)
+    # An ethernet NIC's tap is the command line's `ifname`.
+    settings = tuple(e for e in nic.settings if not (nic.source_kind == "ethernet" and e.tag == "target"))
+    return portgroup + libvirt_only(settings, vf)
 
 
 def libvirt_only_settings(layout: VmLayout) -> list[Diagnostic]:
