@@ -247,13 +247,13 @@ class _Importer:
         doc = self.doc
         kind = element.get("type")
         span = doc.attr_span(element, "type")
-        if kind not in _SOURCE_TYPES:
+        if kind not in _SOURCE_TYPES or (role == "transient" and kind == "ethernet"):
             if role == "transient":
                 self.error("E0302", f"the transient NIC is an <interface type='{kind}'>, which cannot be a VF", span,
                            "use <interface type='hostdev'>, a hostdev-pool <interface type='network'> or a PCI <hostdev>")
             else:
                 self.error("E0205", f"teamc has no form for an <interface type='{kind}'>", span,
-                           "the persistent side may be a user, bridge, network or direct (macvtap) interface")
+                           "the persistent side may be a user, ethernet, bridge, network or direct (macvtap) interface")
             return None
         src = element.find("source")
         if kind == "hostdev":
