@@ -434,8 +434,13 @@ class _Lowerer:
             pattern = {"bridge": BRIDGE_RE, "direct": DEVICE_RE}.get(src.kind)
             if fields["source_target"] and pattern and not pattern.match(src.target.text):
                 self.refuse_name(src.target, "bridge name" if src.kind == "bridge" else "host device name")
-        if src.mode is not None:
+        if src.mode is not None and src.kind == "vhostuser":
+            fields["mode"] = self.choice(src.mode, "vhost-user socket mode", ("client", "server"))
+        elif src.mode is not None:
             fields["mode"] = self.choice(src.mode, "macvtap mode", MACVTAP_MODES)
+        if src.kind == "vhostuser" and fields.get("source_target") and not fields["source_target"].startswith("/"):
+            self.error("E0205", f"vhost-user socket `{src.target.text}` is not an absolute path", src.target.span,
+                       help="libvirt needs the full path of the unix socket, e.g. `vhostuser /run/vhost/sock0`")
         if src.via_bridge is not None:
             fields["via_bridge"] = self.text(src.via_bridge, "the bridge name")
             if fields["via_bridge"] and not BRIDGE_RE.match(src.via_bridge.text):

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-PERSISTENT_KINDS = frozenset({"user", "ethernet", "bridge", "network", "direct"})
+PERSISTENT_KINDS = frozenset({"user", "ethernet", "vhostuser", "bridge", "network", "direct"})
 _TAP_KINDS = frozenset({"bridge", "network"})
 _ALL = PERSISTENT_KINDS | {"hostdev"}
 VF_KINDS = frozenset({"hostdev", "network"})  # an <interface> VF: type='hostdev', or a hostdev-pool network

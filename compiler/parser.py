@@ -205,6 +205,9 @@ class _Builder(Transformer):
     def src_ethernet(self, children):
         return self._source("ethernet", children)
 
+    def src_vhostuser(self, children):
+        return self._source("vhostuser", children, target=children[1], mode=children[3] if len(children) > 3 else None)
+
     def src_bridge(self, children):
         return self._source("bridge", children, target=children[1])
 

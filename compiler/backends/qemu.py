@@ -25,7 +25,7 @@ from ..ir import PERSISTENT, NicSpec
 from ..layout import Device, VmLayout
 from ..nicsettings import device_props, libvirt_only
 
-JSON_FLAGS = ("-device", "-netdev")  # the flags libvirt 9.0 writes as JSON in the json syntax
+JSON_FLAGS = ("-device", "-netdev", "-object")  # the flags libvirt 9.0 writes as JSON in the json syntax
 KEYVAL_LAST = ("failover_pair_id",)  # older libvirt's keyval order (its fixtures)
 
 
@@ -113,6 +113,11 @@ def _rom(nic: NicSpec) -> dict:
 def _netdev(nic: NicSpec, netdev_id: str) -> dict | None:
     if nic.source_kind == "user":
         return {"type": "user", "id": netdev_id}
+    if nic.source_kind == "vhostuser":
+        driver = nic.setting("driver")
+        queues = int(driver.get("queues") or 1) if driver is not None else 1
+        return {"type": "vhost-user", "chardev": "char" + netdev_id.removeprefix("host"),
+                **({"queues": queues} if queues > 1 else {}), "id": netdev_id}
     if nic.source_kind == "ethernet":
         # The host's own tap, as libvirt opens it (`<target dev managed='no'/>`: by name, no scripts); without a
         # target QEMU makes a tap itself, as libvirt makes one (which needs CAP_NET_ADMIN either way).
@@ -177,8 +182,11 @@ def _libvirt_only(nic: NicSpec) -> list[tuple[list[str], str]]:
     """`nicsettings.libvirt_only` of the NIC's settings, and its network's portgroup (libvirt resolves it)."""
     portgroup = [(["portgroup"], f"portgroup {nic.portgroup}")] if nic.portgroup is not None else []
     vf = nic.source_kind in ("hostdev", "pci-hostdev") or nic.role != PERSISTENT
-    # An ethernet NIC's tap is the command line's `ifname`.
+    # An ethernet NIC's tap is the command line's `ifname`; a vhost-user netdev takes the queues.
     settings = tuple(e for e in nic.settings if not (nic.source_kind == "ethernet" and e.tag == "target"))
+    if nic.source_kind == "vhostuser":
+        settings = tuple(e._replace(attrs=tuple(a for a in e.attrs if a[0] != "queues")) if e.tag == "driver" else e
+                         for e in settings)
     return portgroup + libvirt_only(settings, vf)
 
 
@@ -218,11 +226,18 @@ def qemu_command(layout: VmLayout) -> QemuCommand:
     vm = layout.vm
     if unexpressible(layout):
         return QemuCommand(vm.name, vm.emulator, ())
+    # vhost-user needs the guest's memory shared with its backend: libvirt's <memoryBacking> memfd/shared is
+    # this memory backend (tests/oracle/nic-vhostuser.args).
+    shared = any(d.nic.source_kind == "vhostuser" for d in layout.devices)
+    backend = {"memory-backend": "pc.ram"} if shared else {}
     flags: list[Flag] = [
         Flag("-name", {"guest": vm.name, "debug-threads": True}),
-        Flag("-machine", {"type": vm.machine, "usb": False, "dump-guest-core": False}, "type"),
+        Flag("-machine", {"type": vm.machine, "usb": False, "dump-guest-core": False, **backend}, "type"),
         Flag("-accel", {"accel": vm.accel}, "accel"),
         Flag("-m", {"size": f"{vm.memory_kib}k"}),
+        *([Flag("-object", {"qom-type": "memory-backend-memfd", "id": "pc.ram", "share": True,
+                            "x-use-canonical-path-for-ramblock-id": False, "size": vm.memory_kib * 1024},
+                "qom-type")] if shared else []),
         Flag("-smp", {"cpus": vm.vcpus, "sockets": vm.vcpus, "cores": 1, "threads": 1}, "cpus"),
         Flag("-uuid", {"uuid": vm.uuid}, "uuid"),
         Flag("-display", {"type": "none"}, "type"),
@@ -242,6 +257,10 @@ def qemu_command(layout: VmLayout) -> QemuCommand:
             vfio.append(placed)
             continue
         netdev_id = "host" + placed.qemu_id
+        if placed.nic.source_kind == "vhostuser":
+            server = {"server": True} if placed.nic.mode == "server" else {}
+            flags.append(Flag("-chardev", {"backend": "socket", "id": "char" + placed.qemu_id,
+                                           "path": placed.nic.source_target, **server}, "backend"))
         flags.append(netdev(_netdev(placed.nic, netdev_id)))
         flags.append(device(_virtio_net(placed, netdev_id)))
     flags.extend(device(_vfio(placed)) for placed in vfio)
