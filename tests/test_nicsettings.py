@@ -406,21 +406,22 @@ def test_libvirt_defines_a_vhostuser_standby(tmp_path):
 
 
 @pytest.mark.qemu
-def test_qemu_starts_a_vhostuser_vms_shared_memory():
-    """QEMU 7.2 takes the memfd memory backend and the device; the vhost-user netdev itself needs a backend on
-    the socket, which this machine has not, so here it is user networking (as `runnable_here` does for a bridge)."""
-    from dataclasses import replace
-
-    from helpers import qemu_commands, runnable_here, standin, start_qemu
+def test_qemu_starts_a_vhostuser_vms_verification_command():
+    """QEMU 7.2 takes the memfd memory backend and the devices. The vhost-user netdev needs a backend on its socket,
+    which this machine has not: `teamc verify`'s command makes it user networking and drops the chardev."""
+    from helpers import qemu_commands, start_qemu
 
     from teamc.source import SourceFile
+    from teamc.verify.plan import verification_command
 
     source = SourceFile(str(VHOSTUSER_ORACLE.with_suffix(".team")), VHOSTUSER_ORACLE.with_suffix(".team").read_text())
     (command,) = qemu_commands(source)
-    flags = tuple(f.with_props({"type": "user", "id": f.props["id"]}) if f.name == "-netdev" else f
-                  for f in command.flags if f.name != "-chardev")
-    assert any(f.name == "-object" and f.props["share"] is True for f in flags)
-    code, stderr, _ = start_qemu(standin(runnable_here(replace(command, flags=flags))).argv("json"))
+    changes: list[str] = []
+    verify = verification_command(command, {}, "tcg", changes)
+    assert [f.name for f in verify.flags].count("-chardev") == 0 and "hostua-up1: vhost-user charua-up1 -> user " \
+        "networking" in changes
+    assert any(f.name == "-object" and f.props["share"] is True for f in verify.flags)
+    code, stderr, _ = start_qemu(verify.argv("json"))
     assert code == 0, stderr
 
 
