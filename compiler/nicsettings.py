@@ -7,7 +7,7 @@ gets of it. The parser reads the statements' keywords from the grammar (`_nic_se
 equal to `ROWS` by a test); lowering turns the words into an `Elem` with `Row.parse`; the libvirt
 backend prints the element at its place in libvirt's element order (`ORDER`); the importer reads an
 element back with `Row.words` (and keeps what no row expresses exactly as a `libvirt "<…/>"`
-pass-through); merge keeps every element of a base NIC whose tag the `.team` does not state; fmt
+pass-through, which lowering holds to domain.rng's shape of that element, `SCHEMAS`); merge keeps every element of a base NIC whose tag the `.team` does not state; fmt
 prints `Row.words`; the QEMU backend asks `device_props` and `libvirt_only`; the README's settings
 table is `readme_table()`. Adding a setting is one row here (a shape and its checks) plus its tests,
 as a sqlglot dialect keeps its differences in tables rather than in branches.
