@@ -210,6 +210,8 @@ def _source(src: n.Source) -> str:
         words += ["bridge", quote(src.via_bridge)]
     if src.via_vf is not None:
         words += ["vf", quote(src.via_vf)]
+    if src.portgroup is not None:
+        words += ["portgroup", quote(src.portgroup)]
     if src.managed is not None:
         words += ["managed", "yes" if src.managed.enabled else "no"]
     return " ".join(words)

@@ -31,7 +31,7 @@ from .source import SourceFile, Span
 # libvirt memory units -> (teamc unit, factor to get there)
 _LIBVIRT_UNITS = {"b": "B", "bytes": "B", "k": "KiB", "KiB": "KiB", "KB": "KB", "M": "MiB", "MiB": "MiB",
                   "MB": "MB", "G": "GiB", "GiB": "GiB", "GB": "GB", "T": "TiB", "TiB": "TiB", "TB": "TB"}
-_SOURCE_TYPES = ("user", "bridge", "network", "direct", "hostdev")
+_SOURCE_TYPES = ("user", "ethernet", "vhostuser", "bridge", "network", "direct", "hostdev")
 # Children of a teamed NIC that `virsh dumpxml` adds or that mean nothing to a team: skipped without a word.
 _RUNTIME = {"alias", "address", "source", "mac", "model", "teaming", "boot", "rom", "mtu"}
 # The tap/macvtap names libvirt makes up (and ignores in a definition): a <target> with one of them is runtime
@@ -249,30 +249,33 @@ class _Importer:
         doc = self.doc
         kind = element.get("type")
         span = doc.attr_span(element, "type")
-        if kind not in _SOURCE_TYPES:
+        if kind not in _SOURCE_TYPES or (role == "transient" and kind in ("ethernet", "vhostuser")):
             if role == "transient":
                 self.error("E0302", f"the transient NIC is an <interface type='{kind}'>, which cannot be a VF", span,
                            "use <interface type='hostdev'>, a hostdev-pool <interface type='network'> "
                            "or a PCI <hostdev>")
             else:
                 self.error("E0205", f"teamc has no form for an <interface type='{kind}'>", span,
-                           "the persistent side may be a user, bridge, network or direct (macvtap) interface")
+                           "the persistent side may be a user, ethernet, vhostuser, bridge, network or direct "
+                           "(macvtap) interface")
             return None
         src = element.find("source")
         if kind == "hostdev":
             return self.host_source("hostdev", element, src.find("address") if src is not None else None)
-        if kind == "user":
-            return n.Source("user", span)
-        attr = {"bridge": "bridge", "network": "network", "direct": "dev"}[kind]
+        if kind in ("user", "ethernet"):
+            return n.Source(kind, span)
+        attr = {"bridge": "bridge", "network": "network", "direct": "dev", "vhostuser": "path"}[kind]
         if src is None or not src.get(attr):
             self.error("E0104", f"<interface type='{kind}'> has no <source {attr}='…'/>",
                        doc.tag_span(src if src is not None else element), f"add <source {attr}='…'/>")
             return None
         fields_: dict = {"target": self.value(src, attr)}
-        if kind == "direct" and src.get("mode"):
+        if kind in ("direct", "vhostuser") and src.get("mode"):
             fields_["mode"] = self.value(src, "mode")
         if kind == "network" and role == "persistent" and src.get("bridge"):
             fields_["via_bridge"] = self.value(src, "bridge")  # what a running domain's network resolved to
+        if kind == "network" and src.get("portgroup"):
+            fields_["portgroup"] = self.value(src, "portgroup")
         return n.Source(kind, span, **fields_)
 
     def host_source(self, kind: str, element, address) -> n.Source | None:

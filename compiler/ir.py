@@ -98,6 +98,7 @@ class NicSpec:
     host_address: PciAddress | None = None  # hostdev / pci-hostdev, or a pool's concrete VF
     host_address_span: Span | None = None
     via_bridge: str | None = None  # network persistent: host bridge for the QEMU argv
+    portgroup: str | None = None  # network: the network's portgroup (libvirt applies it; the QEMU argv cannot)
     managed: bool | None = None
     mac: str | None = None
     mac_span: Span | None = None

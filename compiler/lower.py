@@ -95,6 +95,7 @@ class _NicFields(TypedDict, total=False):
     source_target: str | None
     mode: str | None
     via_bridge: str | None
+    portgroup: str | None
     guest_address: PciAddress | None
     guest_address_span: Span | None
     boot: int | None
@@ -473,12 +474,22 @@ class _Lowerer:
             pattern = {"bridge": BRIDGE_RE, "direct": DEVICE_RE}.get(src.kind)
             if fields["source_target"] and pattern and not pattern.match(src.target.text):
                 self.refuse_name(src.target, "bridge name" if src.kind == "bridge" else "host device name")
-        if src.mode is not None:
+        if src.mode is not None and src.kind == "vhostuser":
+            fields["mode"] = self.choice(src.mode, "vhost-user socket mode", ("client", "server"))
+        elif src.mode is not None:
             fields["mode"] = self.choice(src.mode, "macvtap mode", MACVTAP_MODES)
+        socket = fields.get("source_target")
+        if src.kind == "vhostuser" and src.target is not None and socket and not socket.startswith("/"):
+            self.error("E0205", f"vhost-user socket `{src.target.text}` is not an absolute path", src.target.span,
+                       help="libvirt needs the full path of the unix socket, e.g. `vhostuser /run/vhost/sock0`")
         if src.via_bridge is not None:
             fields["via_bridge"] = self.text(src.via_bridge, "the bridge name")
             if fields["via_bridge"] and not BRIDGE_RE.match(src.via_bridge.text):
                 self.refuse_name(src.via_bridge, "bridge name")
+        if src.portgroup is not None:
+            fields["portgroup"] = self.text(src.portgroup, "the portgroup name")
+            if fields["portgroup"] and not DEVICE_RE.match(src.portgroup.text):  # domain.rng: a deviceName
+                self.refuse_name(src.portgroup, "portgroup name")
         if src.via_vf is not None:
             fields["host_address"] = self.pci(src.via_vf, "the VF's host PCI address")
             fields["host_address_span"] = src.via_vf.span
@@ -486,7 +497,7 @@ class _Lowerer:
 
     def setting_fields(self, options, source: n.Source, role: str | None) -> _NicFields:
         """The table's settings (`nicsettings.ROWS`): each parsed by its row, then refused where libvirt refuses it."""
-        stated: dict[str, tuple[ns.Elem, n.NicSetting]] = {}
+        stated: dict[str | tuple[str, int], tuple[ns.Elem, n.NicSetting]] = {}
         for stmt in (o for o in options if isinstance(o, n.NicSetting)):
             row = ns.BY_KEYWORD[stmt.key]
             try:
@@ -498,6 +509,9 @@ class _Lowerer:
             if stmt.key == "libvirt" and (problem := ns.value_problem(elem)) is not None:
                 self.error("E0205", problem[0], stmt.span, help=problem[1])
                 continue
+            if elem.tag in ns.REPEATABLE:  # domain.rng takes several: one pass-through each
+                stated[(elem.tag, len(stated))] = (elem, stmt)
+                continue
             if elem.tag in stated:
                 self.error("E0103", f"setting `{elem.tag.lstrip('@')}` is given twice", stmt.span,
                            Label(stated[elem.tag][1].span, "first given here"), help="keep one of the two statements")
@@ -505,7 +519,7 @@ class _Lowerer:
             stated[elem.tag] = (elem, stmt)
         kind = source.kind
         context = ns.Context(kind, role, source.mode.text if source.mode else None,
-                             {tag: elem for tag, (elem, _) in stated.items()})
+                             {elem.tag: elem for elem, _ in stated.values()})
         kept = []
         for (elem, stmt) in stated.values():
             row = ns.row_for(elem)

@@ -37,6 +37,7 @@ class Source:
     mode: Value | None = None  # direct: macvtap mode
     via_bridge: Value | None = None  # network: the host bridge to use in the QEMU argv
     via_vf: Value | None = None  # network (hostdev pool): the VF to use in the QEMU argv
+    portgroup: Value | None = None  # network: the network's portgroup (`<source portgroup=…/>`), libvirt only
     managed: Managed | None = None  # hostdev / pci-hostdev
 
 

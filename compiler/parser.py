@@ -62,7 +62,7 @@ class _Block(NamedTuple):
 
 
 class _Via(NamedTuple):
-    """`bridge X` / `vf X` after a network source."""
+    """`bridge X` / `vf X` / `portgroup X` after a network source."""
 
     field: str
     value: n.Value
@@ -203,6 +203,12 @@ class _Builder(Transformer):
     def src_user(self, children):
         return self._source("user", children)
 
+    def src_ethernet(self, children):
+        return self._source("ethernet", children)
+
+    def src_vhostuser(self, children):
+        return self._source("vhostuser", children, target=children[1], mode=children[3] if len(children) > 3 else None)
+
     def src_bridge(self, children):
         return self._source("bridge", children, target=children[1])
 
@@ -217,6 +223,9 @@ class _Builder(Transformer):
 
     def via_vf(self, children):
         return _Via("via_vf", children[1], self._span(children))
+
+    def via_portgroup(self, children):
+        return _Via("portgroup", children[1], self._span(children))
 
     def src_direct(self, children):
         return self._source("direct", children, target=children[1], mode=children[3] if len(children) > 3 else None)

@@ -147,16 +147,17 @@ def _managed(draw) -> str:
 
 @st.composite
 def sources(draw):
-    kind = draw(st.sampled_from(["user", "bridge", "network", "direct", "hostdev", "pci-hostdev"]))
-    if kind == "user":
-        return "user"
+    kind = draw(st.sampled_from(["user", "ethernet", "bridge", "network", "direct", "vhostuser", "hostdev",
+                                 "pci-hostdev"]))
+    if kind in ("user", "ethernet"):
+        return kind
     if kind == "bridge":
         return f"bridge {draw(values())}"
     if kind == "network":
-        vias = draw(st.lists(st.sampled_from(["bridge", "vf"]), max_size=2, unique=True))
+        vias = draw(st.lists(st.sampled_from(["bridge", "vf", "portgroup"]), max_size=3, unique=True))
         return f"network {draw(values())}" + "".join(f" {via} {draw(values())}" for via in vias)
-    if kind == "direct":
-        return f"direct {draw(values())}" + (f" mode {draw(values())}" if draw(st.booleans()) else "")
+    if kind in ("direct", "vhostuser"):
+        return f"{kind} {draw(values())}" + (f" mode {draw(values())}" if draw(st.booleans()) else "")
     return f"{kind} {draw(values())}{_managed(draw)}"
 
 

@@ -204,7 +204,7 @@ async def test_completion_offers_what_the_grammar_allows_here(client: LanguageCl
         "accel", "allow", "arch", "emulator", "machine", "memory", "nic", "team", "uuid", "vcpus"]
     text = "vm a {\n    team t { persistent virtio  }\n}\n"
     assert await complete(client, "c2.team", text, "virtio ") == [
-        "bridge", "direct", "hostdev", "network", "pci-hostdev", "user"]
+        "bridge", "direct", "ethernet", "hostdev", "network", "pci-hostdev", "user", "vhostuser"]
     text = "vm a {\n    team t { persistent virtio user; transient hostdev 0000:3b:02.1 }\n    memory 2 \n}\n"
     assert (await complete(client, "c3.team", text, "memory 2 "))[:3] == ["B", "KiB", "MiB"]
 

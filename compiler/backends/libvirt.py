@@ -76,6 +76,7 @@ class DomainView:
     machine: str
     emulator: str
     pcie: bool
+    shared_memory: bool  # a vhost-user NIC needs the guest's memory shared with its backend (memfd)
     root_ports: tuple[ControllerView, ...]
     nics: tuple[NicView, ...]  # the <interface>s, then the <hostdev>s, as libvirt orders them
 
@@ -98,9 +99,11 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
     if kind == "bridge":
         source = (("bridge", target),)
     elif kind == "network":
-        source = (("network", target),)
+        source = (("network", target),) + ((("portgroup", nic.portgroup),) if nic.portgroup else ())
     elif kind == "direct":
         source = (("dev", target), ("mode", nic.mode or "vepa"))
+    elif kind == "vhostuser":
+        source = (("type", "unix"), ("path", target), ("mode", nic.mode or "client"))
     host = kind in ("hostdev", "pci-hostdev")
     rom: list[tuple[str, str]] = []
     if nic.rom_enabled is not None:
@@ -145,6 +148,7 @@ def domain_view(layout: VmLayout) -> DomainView:
         machine=vm.machine,
         emulator=vm.emulator,
         pcie=vm.machine_family == "q35",
+        shared_memory=any(d.nic.source_kind == "vhostuser" for d in layout.devices),
         root_ports=tuple(controller_view(p) for p in layout.root_ports),
         nics=tuple(nic_view(d) for d in layout.devices),
     )

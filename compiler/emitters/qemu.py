@@ -3,7 +3,8 @@ quoted with `shlex`) or one argument per line `<vm>.argv` (`--qemu-format lines`
 
 The backend (backends/qemu.py) builds the structured command and encodes QEMU's own syntax
 (`--qemu-syntax`); this module only quotes it for the shell. A VM with no plain command line gets
-no file, and W0504/W0505 say why (`diagnose`); W0509 names the NIC settings the command line cannot apply."""
+no file, and W0504/W0505 say why (`diagnose`); W0509 names the NIC settings the command line cannot
+apply, and the `.sh` lists them in a comment (the `.argv` form, one argument a line, has no place for one)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ _quote = lru_cache(maxsize=4096)(shlex.quote)
 
 
 def emit(subject: Subject, options: Options) -> list[Artifact]:
-    from ..backends.qemu import qemu_command
+    from ..backends.qemu import libvirt_only_notes, qemu_command
     from ..render import render
 
     command = qemu_command(subject.laid_out())
@@ -27,7 +28,8 @@ def emit(subject: Subject, options: Options) -> list[Artifact]:
     if options.qemu_format == "lines":
         return [Artifact(f"{command.vm}.argv", render("qemu/argv.txt.j2", argv=command.argv(options.qemu_syntax)))]
     lines = [shell_line(group) for group in command.groups(options.qemu_syntax)]
-    return [Artifact(f"{command.vm}.sh", render("qemu/command.sh.j2", vm=command.vm, lines=lines))]
+    return [Artifact(f"{command.vm}.sh", render("qemu/command.sh.j2", vm=command.vm, lines=lines,
+                                                libvirt_only=libvirt_only_notes(subject.laid_out())))]
 
 
 def shell_line(group: tuple[str, ...]) -> str:
