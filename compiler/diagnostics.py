@@ -87,6 +87,7 @@ CODES: dict[str, Code] = _codes(
     Code("W0508", "standby-link-down", W, "the virtio standby of a team has its link down", allowable=True),
     Code("W0509", "libvirt-only-setting", W,
          "a NIC setting that only libvirt applies: the QEMU command line goes without it", allowable=True),
+    Code("W0510", "vhost-user-private-memory", W, "a vhost-user standby in a domain whose memory is not shared"),
 )
 
 SLUGS: dict[str, Code] = {c.slug: c for c in CODES.values()}

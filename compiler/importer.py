@@ -27,6 +27,7 @@ from . import nodes as n
 from .diagnostics import Diagnostic, diag
 from .keywords import UNIT_BYTES as _UNIT_BYTES
 from .source import SourceFile, Span
+from .xmlsource import SHARE_MEMORY_HELP, shares_memory
 
 # libvirt memory units -> (teamc unit, factor to get there)
 _LIBVIRT_UNITS = {"b": "B", "bytes": "B", "k": "KiB", "KiB": "KiB", "KB": "KB", "M": "MiB", "MiB": "MiB",
@@ -270,6 +271,9 @@ class _Importer:
                        doc.tag_span(src if src is not None else element), f"add <source {attr}='…'/>")
             return None
         fields_: dict = {"target": self.value(src, attr)}
+        if kind == "vhostuser" and not shares_memory(doc.root):
+            self.notes.append(diag("W0510", "this vhost-user NIC needs the domain's memory shared with its backend, "
+                                            "and the domain's memory is not shared", span, help=SHARE_MEMORY_HELP))
         if kind in ("direct", "vhostuser") and src.get("mode"):
             fields_["mode"] = self.value(src, "mode")
         if kind == "network" and role == "persistent" and src.get("bridge"):

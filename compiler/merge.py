@@ -19,12 +19,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .diagnostics import Diagnostic, diag
+from .diagnostics import Diagnostic, Label, diag
 from .ir import PERSISTENT, TRANSIENT, PciAddress
 from .layout import Device, VmLayout
 from .lower import machine_family
 from .placement import Occupied, occupied
 from .source import SourceFile, Span
+from .xmlsource import SHARE_MEMORY_HELP, shares_memory
 
 _HEX = re.compile(r"(0x)?[0-9A-Fa-f]+\Z")
 
@@ -222,10 +223,47 @@ def _merge(doc, layout: VmLayout) -> tuple[str | None, list[Diagnostic]]:
         at = doc.positions[anchor].end if anchor is not None else doc.positions[devices_el].start_tag_end
         inserts.setdefault(at, []).extend("\n" + indent + t.replace("\n", "\n" + indent) for t in texts)
     edits.extend((at, at, "".join(texts)) for at, texts in inserts.items())
+    warnings = []
+    if any(d.nic.source_kind == "vhostuser" for d in placed.devices) and not shares_memory(doc.root):
+        sharing = _share_memory(doc, unit)
+        if sharing is not None:
+            edits.append(sharing)
+        else:
+            vhost = next(d.nic for d in placed.devices if d.nic.source_kind == "vhostuser")
+            cell = next((c for c in doc.root.findall("cpu/numa/cell") if c.get("memAccess") not in (None, "shared")),
+                        None)
+            blame = (doc.attr_span(cell, "memAccess") if cell is not None
+                     else doc.attr_span(doc.root.find("memoryBacking/access"), "mode"))
+            warnings.append(diag("W0510", "the base domain keeps its memory private, and the vhost-user NIC needs "
+                                          "it shared with its backend", blame,
+                                 Label(vhost.source_span, "this vhost-user NIC"), help=SHARE_MEMORY_HELP))
     first_break = text.find("\n")
     if first_break > 0 and text[first_break - 1] == "\r":  # a CRLF file gets CRLF lines
         edits = [(start, end, new.replace("\n", "\r\n")) for start, end, new in edits]
-    return _splice(text, edits), []
+    return _splice(text, edits), warnings
+
+
+def _share_memory(doc, unit: str) -> tuple[int, int, str] | None:
+    """The edit that shares a base's memory with a vhost-user backend as compile's own domain does: a
+    <memoryBacking> after <currentMemory> (or <memory>), or an <access mode='shared'/> added to one that
+    states no access. None when the base states an access of its own (or a NUMA cell's), which is kept."""
+    root, text = doc.root, doc.source.text
+    backing = root.find("memoryBacking")
+    if (backing is not None and backing.find("access") is not None) or any(
+            cell.get("memAccess") not in (None, "shared") for cell in root.findall("cpu/numa/cell")):
+        return None
+    if backing is None:
+        anchor = next((el for tag in ("currentMemory", "memory", "name") if (el := root.find(tag)) is not None), None)
+        at = doc.positions[anchor].end if anchor is not None else doc.positions[root].start_tag_end
+        indent = _line_indent(text, doc.positions[anchor].start) if anchor is not None else unit
+        body = f"\n{indent}{unit}<source type='memfd'/>\n{indent}{unit}<access mode='shared'/>\n{indent}"
+        return at, at, f"\n{indent}<memoryBacking>{body}</memoryBacking>"
+    pos = doc.positions[backing]
+    indent = _line_indent(text, pos.start)
+    if pos.content_end < 0:  # <memoryBacking/>
+        body = f"\n{indent}{unit}<source type='memfd'/>\n{indent}{unit}<access mode='shared'/>\n{indent}"
+        return pos.start, pos.end, f"<memoryBacking>{body}</memoryBacking>"
+    return pos.content_end, pos.content_end, f"{unit}<access mode='shared'/>\n{indent}"
 
 
 def _line_indent(text: str, offset: int) -> str:

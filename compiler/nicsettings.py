@@ -538,7 +538,9 @@ def _vlan_refuse(elem: Elem, ctx: Context) -> Refusal | None:
 
 
 # libvirt 9.0 takes (and ignores) an openvswitch or 802.1Qbg virtualport on a VF too (the oracle: the argv of
-# tests/oracle/nic-vf-accepted.xml).
+# tests/oracle/nic-vf-accepted.xml). On a bridge its validation takes an 802.1Qbg/802.1Qbh virtualport as well,
+# but the tap then joins no bridge: virNetDevTapCreateInBridgePort (src/util/virnetdevtap.c) adds the tap to the
+# bridge only when there is no virtualport, or through Open vSwitch or Midonet; so teamc refuses it there.
 _VPORT_TYPES = {"bridge": ("openvswitch", "midonet"), "direct": ("802.1Qbg", "802.1Qbh"),
                 "hostdev": ("openvswitch", "802.1Qbg", "802.1Qbh"),
                 "network": ("openvswitch", "midonet", "802.1Qbg", "802.1Qbh")}
@@ -553,7 +555,8 @@ def _vport_refuse(elem: Elem, ctx: Context) -> Refusal | None:
     allowed = _VPORT_TYPES.get(ctx.kind, ())
     vtype = elem.get("type") or ""
     if vtype not in allowed:
-        return (f"a virtualport of type `{vtype}` does not fit a `{ctx.kind}` source",
+        dropped = " (libvirt takes it, and the NIC then joins no bridge)" if ctx.kind == "bridge" else ""
+        return (f"a virtualport of type `{vtype}` does not fit a `{ctx.kind}` source{dropped}",
                 "libvirt applies " + " or ".join(f"`{t}`" for t in allowed) + f" to a `{ctx.kind}` NIC")
     params = elem.child("parameters")
     missing = [p for p in _VPORT_REQUIRED.get(vtype, ()) if params is None or params.get(p) is None]

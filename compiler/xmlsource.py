@@ -88,6 +88,21 @@ class XmlDocument:
         return Span(self.source, start, end)
 
 
+SHARE_MEMORY_HELP = ("share it: <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>, "
+                     "as `teamc compile` writes it (`compile --into` adds it to a base that has no <access>)")
+
+
+def shares_memory(domain) -> bool:
+    """Whether a domain's guest memory is shared with other processes, as a vhost-user backend needs it
+    (its data plane reads and writes guest memory directly): `<memoryBacking><access mode='shared'/>`, or
+    `memAccess='shared'` on every NUMA cell (a cell's own access overrides the domain's)."""
+    access = domain.find("memoryBacking/access")
+    default = access is not None and access.get("mode") == "shared"
+    cells = domain.findall("cpu/numa/cell")
+    return all((cell.get("memAccess") or ("shared" if default else "private")) == "shared" for cell in cells) \
+        if cells else default
+
+
 def parse_xml(source: SourceFile) -> tuple[XmlDocument | None, list[Diagnostic]]:
     """Parse XML text safely; a malformed document becomes an E0004 diagnostic."""
     from lxml import etree

@@ -200,3 +200,13 @@ def test_hover_shows_the_layout_the_analysis_made_and_the_emitters_output(monkey
     # The fragment leaves the guest address to libvirt; the hover shows where the layout put it.
     fragment = outputs["teaming-user.vf0.xml"].rstrip("\n").split("\n")
     assert f"```xml\n{chr(10).join(fragment[:-1])}\n  <address type='pci' " in shown
+
+
+def test_mode_completes_by_the_source_it_belongs_to():
+    text = ("vm a {\n    team t { persistent virtio vhostuser /run/vh.sock mode ; transient hostdev 0000:3b:02.1 }\n"
+            "    team u { persistent virtio direct eth0 mode ; transient hostdev 0000:3b:02.2 }\n}\n")
+    analysis = analysed(text)
+    vhost = complete(analysis, text, text.index("mode ;") + 5, vfs=list)
+    macvtap = complete(analysis, text, text.rindex("mode ;") + 5, vfs=list)
+    assert [c.label for c in vhost if c.kind == "value"] == ["client", "server"]
+    assert [c.label for c in macvtap if c.kind == "value"] == ["vepa", "bridge", "private", "passthrough"]

@@ -247,3 +247,73 @@ def test_two_nics_pinned_to_one_free_root_port_of_the_base_share_it(tmp_path):
     assert "bus='0x06' slot='0x00' function='0x1'/>" in text
     assert text.count("index='6'") == 1  # the base's port, no new one for bus 6
     assert rng_errors(text) == []
+
+
+# --- vhost-user needs the base's memory shared -----------------------------------------------------
+
+VHOST_TEAM = ("vm web {\n    team up0 { persistent virtio vhostuser /run/vhost/sock0; "
+              "transient hostdev 0000:03:07.1 }\n}\n")
+PLAIN_TEAM = "vm web {\n    team up0 { persistent virtio user; transient hostdev 0000:03:07.1 }\n}\n"
+SHARED = "  <memoryBacking>\n    <source type='memfd'/>\n    <access mode='shared'/>\n  </memoryBacking>\n"
+
+
+def _vhost_merge(tmp_path, edit, newline="\n"):
+    """Merge the vhost-user team into teamc's own domain for a user-networking team, edited by `edit`:
+    (exit status, merged text or None, stderr)."""
+    (tmp_path / "plain.team").write_text(PLAIN_TEAM)
+    (tmp_path / "web.team").write_text(VHOST_TEAM)
+    code, _, err = teamc("compile", str(tmp_path / "plain.team"), "-o", str(tmp_path / "base"))
+    assert code == 0, err
+    base = tmp_path / "web.xml"
+    base.write_bytes(edit((tmp_path / "base" / "web.xml").read_text()).replace("\n", newline).encode())
+    code, _, err = teamc("compile", str(tmp_path / "web.team"), "--into", str(base), "-o", str(tmp_path / "out"))
+    out = tmp_path / "out" / "web.xml"
+    return code, out.read_bytes().decode() if out.exists() else None, err
+
+
+@pytest.mark.libvirt
+@pytest.mark.parametrize("case,edit,expected", [
+    # no <memoryBacking>: the one teamc's own domain has, where compile writes it
+    ("none", lambda x: x, "  <currentMemory unit='KiB'>1048576</currentMemory>\n" + SHARED),
+    ("hugepages", lambda x: x.replace("  <vcpu", "  <memoryBacking>\n    <hugepages/>\n  </memoryBacking>\n  <vcpu"),
+     "  <memoryBacking>\n    <hugepages/>\n    <access mode='shared'/>\n  </memoryBacking>\n"),
+    ("empty", lambda x: x.replace("  <vcpu", "  <memoryBacking/>\n  <vcpu"), SHARED),
+])
+def test_a_vhost_user_team_shares_the_base_memory_as_compile_does(tmp_path, case, edit, expected):
+    code, text, err = _vhost_merge(tmp_path, edit)
+    assert (code, err) == (0, ""), err
+    assert text is not None and expected in text and text.count("<access mode='shared'/>") == 1
+    assert rng_errors(text) == []
+    virsh_define_dumpxml(tmp_path / "out" / "web.xml", "web")
+    if case == "none":  # the merge equals a compile of the same team
+        assert teamc("compile", str(tmp_path / "web.team"), "-o", str(tmp_path / "direct"))[0] == 0
+        assert text == (tmp_path / "direct" / "web.xml").read_text()
+
+
+def test_a_crlf_base_gets_its_shared_memory_in_crlf(tmp_path):
+    hugepages = "  <memoryBacking>\n    <hugepages/>\n  </memoryBacking>\n  <vcpu"
+    code, text, err = _vhost_merge(tmp_path, lambda x: x.replace("  <vcpu", hugepages), "\r\n")
+    assert code == 0 and text is not None, err
+    assert "    <hugepages/>\r\n    <access mode='shared'/>\r\n  </memoryBacking>\r\n" in text
+    assert "\n" not in text.replace("\r\n", "")
+
+
+@pytest.mark.parametrize("edit,where", [
+    (lambda x: x.replace("  <vcpu", "  <memoryBacking>\n    <access mode='private'/>\n  </memoryBacking>\n  <vcpu"),
+     "web.xml:7:19"),
+    (lambda x: x.replace("  <os>", "  <cpu>\n    <numa>\n      <cell id='0' cpus='0' memory='1048576' unit='KiB' "
+                                   "memAccess='private'/>\n    </numa>\n  </cpu>\n  <os>"), "web.xml:9:68"),
+])
+def test_a_base_that_keeps_its_memory_private_keeps_it_with_w0510(tmp_path, edit, where):
+    code, text, err = _vhost_merge(tmp_path, edit)
+    assert code == 0 and text is not None
+    assert "warning[W0510]" in err and where in err and "this vhost-user NIC" in err
+    assert "<access mode='shared'/>" not in text
+
+
+def test_a_plain_team_leaves_the_base_memory_alone(tmp_path):
+    (tmp_path / "plain.team").write_text(PLAIN_TEAM)
+    assert teamc("compile", str(tmp_path / "plain.team"), "-o", str(tmp_path / "base"))[0] == 0
+    base = tmp_path / "base" / "web.xml"
+    code, out, err = teamc("compile", str(tmp_path / "plain.team"), "--into", str(base))
+    assert (code, err) == (0, "") and "memoryBacking" not in out

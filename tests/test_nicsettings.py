@@ -230,6 +230,23 @@ def test_libvirts_refusals_are_refused(statement, code, words, tmp_path):
     assert status == 1 and f"error[{code}]" in err and words in err, err
 
 
+@pytest.mark.libvirt
+def test_an_8021qbg_virtualport_on_a_bridge_is_refused_though_libvirt_defines_it(tmp_path):
+    # libvirt's validation takes it; when the VM starts, the tap joins no bridge (virnetdevtap.c adds a tap
+    # with a virtualport only through OVS or Midonet): refused, as the message says.
+    qbg = "virtualport 802.1Qbg managerid 11 typeid 1193047 typeidversion 2"
+    src = tmp_path / "x.team"
+    src.write_text(f"vm web {{\n team up0 {{ persistent virtio bridge br0 {{ {qbg} }}; "
+                   "transient hostdev 0000:03:07.1 }\n}\n")
+    status, _, err = teamc("check", str(src))
+    assert status == 1 and "error[E0206]" in err and "joins no bridge" in err, err
+    path = tmp_path / "web.xml"
+    path.write_text(compile_xml(src.read_text().replace(f" {{ {qbg} }}", ""), tmp_path).replace(
+        "<source bridge='br0'/>", "<source bridge='br0'/><virtualport type='802.1Qbg'><parameters managerid='11' "
+        "typeid='1193047' typeidversion='2' instanceid='09b11c53-8b5c-4eeb-8f00-d84eaa0aaa4f'/></virtualport>"))
+    assert "type='802.1Qbg'" in virsh_define_dumpxml(path, "web")
+
+
 @pytest.mark.parametrize("source,statement", [
     ("hostdev 0000:03:07.1", "driver iommu on"),  # libvirt: only supported for virtio devices (oracle)
     ("hostdev 0000:03:07.1", "bandwidth inbound average 10"),

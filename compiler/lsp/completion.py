@@ -101,6 +101,8 @@ def _values(analysis: Analysis, previous: list[str], offset: int, vfs) -> list[C
         return [Candidate(v, "value", "host VF") for v in vfs() if PciAddress.parse(v) not in used]
     if last == "allow":
         return [Candidate(c.slug, "value", c.code, c.summary) for c in CODES.values() if c.allowable]
+    if last == "mode" and "vhostuser" in previous:  # the socket's side, not a macvtap mode
+        return [Candidate(v, "value", "vhost-user socket") for v in ("client", "server")]
     if last in _FIXED and not (last == "persistent" and before == "teaming"):
         return [Candidate(v, "value") for v in _FIXED[last]]
     return []
