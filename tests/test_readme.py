@@ -117,8 +117,10 @@ def test_every_relative_link_lands(page):
 def test_the_link_checker_sees_links_and_anchors():
     # So that the test above cannot pass by finding nothing.
     assert "docs/import-and-merge.md" in _links(ROOT / "README.md")
-    assert "../README.md#transient-sources-vf-side" in _links(ROOT / "docs" / "usage.md")
-    assert {"the-pc-machine", "transient-sources-vf-side", "a-first-example"} <= _anchors(ROOT / "README.md")
+    assert "../README.md#usage" in _links(ROOT / "docs" / "usage.md")
+    assert "language.md#transient-sources-vf-side" in _links(ROOT / "docs" / "usage.md")
+    assert {"the-pc-machine", "nic-settings", "a-first-example"} <= _anchors(ROOT / "README.md")
+    assert "transient-sources-vf-side" in _anchors(ROOT / "docs" / "language.md")
     assert _slug("A run, in full") == "a-run-in-full"
 
 
