@@ -9,7 +9,7 @@ backend prints the element at its place in libvirt's element order (`ORDER`); th
 element back with `Row.words` (and keeps what no row expresses exactly as a `libvirt "<…/>"`
 pass-through, which lowering holds to domain.rng's shape of that element, `SCHEMAS`); merge keeps
 every element of a base NIC whose tag the `.team` does not state; fmt prints `Row.words`; the QEMU
-backend asks `device_props` and `libvirt_only`; the README's settings table is `readme_table()`.
+backend asks `device_props` and `libvirt_only`; the settings table of docs/nic-settings.md is `readme_table()`.
 Adding a setting is one row here (a shape and its checks) plus its tests, as a sqlglot dialect keeps
 its differences in tables rather than in branches.
 """
@@ -504,8 +504,8 @@ class Row:
     tag: str  # the element of <interface> (an `@name` for an attribute of <interface>)
     shape: Shape
     kinds: frozenset[str]  # the source kinds libvirt accepts it on
-    qemu: str  # what QEMU gets, for the README ("libvirt only" when it stays in the XML)
-    example: str  # a `.team` example, for the README and the explanations
+    qemu: str  # what QEMU gets, for the docs' table ("libvirt only" when it stays in the XML)
+    example: str  # a `.team` example, for the docs' table and the explanations
     refuse: Callable[[Elem, Context], Refusal | None] = lambda elem, ctx: None
 
     def parse(self, words: list[str]) -> Elem:
@@ -800,7 +800,7 @@ def libvirt_only(settings: tuple[Elem, ...], vf: bool = False) -> list[tuple[lis
 
 
 def readme_table() -> str:
-    """The README's settings table, one line per row."""
+    """The settings table of docs/nic-settings.md, one line per row."""
     lines = ["| statement | libvirt XML | NICs | QEMU |", "|---|---|---|---|"]
     for row in ROWS:
         lines.append(f"| `{row.example}` | {row.xml_form()} | {', '.join(sorted(row.kinds))} | {row.qemu} |")

@@ -20,7 +20,7 @@ to the real tools, VM by VM:
 
 What teamc refuses must be refused for a documented reason (`REFUSAL_GROUNDS`), and a deliberately
 broken program must get the code its break calls for. With `TEAMC_LIBVIRT_ORACLE` set, teamc's argv
-is also compared with the argv libvirt's own generator builds from teamc's XML (see README, Tests).
+is also compared with the argv libvirt's own generator builds from teamc's XML (see docs/testing.md).
 
 `TEAMC_DIFF_PROGRAMS` (default 250) and `TEAMC_DIFF_SEED` (default 0) choose the seeds; a failure
 names its seed and program, and `TEAMC_DIFF_SEED=N TEAMC_DIFF_PROGRAMS=1` replays it.

@@ -311,7 +311,7 @@ def test_transitional_standby_keeps_its_own_root_port():
     """libvirt puts a virtio-transitional NIC (a conventional PCI device to it) behind a pcie-pci-bridge,
     for a legacy driver's I/O port BAR. A failover standby gets nothing from that: VIRTIO_NET_F_STANDBY
     is feature bit 62, which only a modern (virtio 1.0) driver can negotiate, so teamc keeps the one
-    port per NIC rule (README, "Layout (q35)"); tests/test_qemu.py starts it."""
+    port per NIC rule (docs/outputs.md, "Layout (q35)"); tests/test_qemu.py starts it."""
     ours, libvirts = teamc_lines("transitional"), libvirt_lines("transitional")
     assert any('"driver":"pcie-pci-bridge"' in line for line in libvirts)
     assert not any("pcie-pci-bridge" in line for line in ours)
