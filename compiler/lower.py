@@ -27,9 +27,6 @@ from .ir import (
     PciAddress,
     VmSpec,
     nic_key,
-    nics,
-    partner,
-    transients_of,
     vm_key,
 )
 from .keywords import UNIT_BYTES as UNITS
@@ -83,9 +80,20 @@ def team_alias(name: str) -> str:
 
 
 class _Lowerer:
+    """Lowers a module. The graph's nodes and links are gathered in lists, in the order they are
+    made (source order), and the graph is built from them in bulk at the end (`graph`)."""
+
     def __init__(self) -> None:
         self.diags: list[Diagnostic] = []
-        self.graph = nx.DiGraph()
+        self.nodes: list[tuple[tuple, dict]] = []
+        self.links: list[tuple[tuple, tuple, dict]] = []
+        self.vm_nics: dict[tuple, dict] = {}  # the current VM's NICs so far: key -> node attributes
+
+    def graph(self) -> nx.DiGraph:
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.nodes)
+        graph.add_edges_from(self.links)
+        return graph
 
     def error(self, code: str, message: str, span: Span | None, *labels: Label, help: str | None = None) -> None:
         self.diags.append(diag(code, message, span, *labels, help=help))
@@ -240,7 +248,8 @@ class _Lowerer:
                       memory_kib=memory_kib, vcpus=vcpus or 1, emulator=emulator, accel=accel,
                       allowed=frozenset(allowed), span=vm.span, name_span=vm.name.span,
                       machine_span=machine_span, allow_spans=tuple(allow_spans))
-        self.graph.add_node(vm_key(name), kind="vm", vm=spec)
+        self.nodes.append((vm_key(name), {"kind": "vm", "vm": spec}))
+        self.vm_nics = {}
 
         names: dict[str, Span] = {}
         aliases: dict[str, Span] = {}
@@ -253,28 +262,35 @@ class _Lowerer:
 
     def resolve(self, vm: str) -> None:
         """Link explicit transients to their persistent NIC; share or derive MACs."""
-        explicit = [(key, spec) for key, spec in nics(self.graph, vm) if key[3] == ""]
-        by_name = {key[2]: key for key, spec in nics(self.graph, vm) if key[3] != TRANSIENT}
-        by_alias = {spec.alias: key for key, spec in nics(self.graph, vm) if spec.alias and key[3] != TRANSIENT}
+        nodes = self.vm_nics
+        explicit = [(key, attrs["nic"]) for key, attrs in nodes.items() if key[3] == ""]
+        if not explicit:
+            return  # teams are linked and given their MAC as they are lowered
+        by_name = {key[2]: key for key in nodes if key[3] != TRANSIENT}
+        by_alias = {attrs["nic"].alias: key for key, attrs in nodes.items() if attrs["nic"].alias and key[3] != TRANSIENT}
+        partner: dict[tuple, tuple] = {}
+        named_by: dict[tuple, list[tuple]] = {}  # the transients that name a NIC, in link order
         for key, spec in explicit:
             if spec.role == TRANSIENT and spec.pairs_with is not None:
                 target = by_name.get(spec.pairs_with) or by_alias.get(spec.pairs_with)
                 if target is not None:
-                    self.graph.add_edge(key, target, kind="pairs-with")
+                    self.links.append((key, target, {"kind": "pairs-with"}))
+                    partner[key] = target
+                    named_by.setdefault(target, []).append(key)
         # Persistents first, so that a transient without a MAC copies its partner's.
         for key, spec in sorted(explicit, key=lambda item: item[1].role == TRANSIENT):
             if spec.mac is not None or spec.mac_span is not None:
                 continue
-            if spec.role == TRANSIENT and (target := partner(self.graph, key)) is not None:
-                source = self.graph.nodes[target]["nic"]
+            if spec.role == TRANSIENT and (target := partner.get(key)) is not None:
+                source = nodes[target]["nic"]
             else:
-                source = next((self.graph.nodes[t]["nic"] for t in transients_of(self.graph, key)
-                               if self.graph.nodes[t]["nic"].mac_span is not None), None)
+                source = next((nodes[t]["nic"] for t in named_by.get(key, ()) if nodes[t]["nic"].mac_span is not None),
+                              None)
             if source is not None and source.mac is not None:
                 mac, derived = source.mac, source.mac_derived
             else:
                 mac, derived = derive_mac(vm, spec.alias or spec.name), True
-            self.graph.nodes[key]["nic"] = replace(spec, mac=mac, mac_derived=derived)
+            nodes[key]["nic"] = replace(spec, mac=mac, mac_derived=derived)
 
     def memory(self, setting: n.Setting) -> int | None:
         if setting.unit is None:
@@ -369,8 +385,8 @@ class _Lowerer:
                            role_spans=(trans.span,), **common, **fields)
             self.add_nic(nic_key(vm.name, name, TRANSIENT), spec)
             if pers:
-                self.graph.add_edge(nic_key(vm.name, name, TRANSIENT), nic_key(vm.name, name, PERSISTENT),
-                                    kind="pairs-with")
+                self.links.append((nic_key(vm.name, name, TRANSIENT), nic_key(vm.name, name, PERSISTENT),
+                                   {"kind": "pairs-with"}))
 
     def nic(self, vm: VmSpec, nic: n.Nic, names: dict, aliases: dict) -> None:
         name = nic.name.text
@@ -419,8 +435,9 @@ class _Lowerer:
         self.add_nic(nic_key(vm.name, name), spec)
 
     def add_nic(self, key: tuple, spec: NicSpec) -> None:
-        self.graph.add_node(key, kind="nic", nic=spec)
-        self.graph.add_edge(key, vm_key(spec.vm), kind="belongs-to")
+        attrs = self.vm_nics[key] = {"kind": "nic", "nic": spec}
+        self.nodes.append((key, attrs))
+        self.links.append((key, vm_key(spec.vm), {"kind": "belongs-to"}))
 
     def source_fields(self, src: n.Source) -> dict:
         fields: dict = {"source_kind": src.kind, "source_span": src.span}
@@ -464,6 +481,8 @@ class _Lowerer:
                            Label(stated[elem.tag][1].span, "first given here"), help="keep one of the two statements")
                 continue
             stated[elem.tag] = (elem, stmt)
+        if not stated:
+            return {}  # most NICs state no setting: the spec's defaults are the empty table
         kind = source.kind
         context = ns.Context(kind, role, source.mode.text if source.mode else None,
                              {tag: elem for tag, (elem, _) in stated.items()})
@@ -537,4 +556,4 @@ class Lowered:
 def lower(module: n.Module) -> Lowered:
     lowerer = _Lowerer()
     lowerer.module(module)
-    return Lowered(lowerer.graph, lowerer.diags)
+    return Lowered(lowerer.graph(), lowerer.diags)
