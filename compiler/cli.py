@@ -107,7 +107,20 @@ def print_artifacts(artifacts: list[Artifact]) -> None:
         sys.stdout.write(("\n" if i else "") + f"==> {artifact.name} <==\n" + artifact.text)
 
 
-def _parser() -> argparse.ArgumentParser:
+BUILTIN_COMMANDS = ("check", "compile", "completion", "explain")
+
+
+def _named_command(argv: list[str]) -> str | None:
+    """The subcommand `argv` names, if it is one whose parser alone can read it: the other subcommands'
+    parsers (and the modules that make them) are then not built. None (build them all) for help, the
+    version, a mistyped command, and `completion`, which describes every command."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    known = command in BUILTIN_COMMANDS or command in COMMAND_MODULES
+    return command if known and command != "completion" else None
+
+
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with `only`, that subcommand's alone."""
     top = argparse.ArgumentParser(
         prog="teamc",
         description="Compile .team files into libvirt domain XML and QEMU command lines for virtio-net failover pairs.",
@@ -124,10 +137,30 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
                        help="files compiled in parallel (default: the number of cores)")
 
-    check = sub.add_parser("check", help="check files and print diagnostics only")
-    common(check)
-    comp = sub.add_parser("compile", help="write libvirt XML and QEMU command lines")
-    common(comp)
+    if only in (None, "check"):
+        check = sub.add_parser("check", help="check files and print diagnostics only")
+        common(check)
+    if only in (None, "compile"):
+        comp = sub.add_parser("compile", help="write libvirt XML and QEMU command lines")
+        common(comp)
+        _compile_options(comp)
+    if only in (None, "completion"):
+        completion = sub.add_parser("completion", help="print a shell completion script")
+        completion.add_argument("shell", choices=("bash", "zsh"))
+    if only in (None, "explain"):
+        explain = sub.add_parser("explain", help="explain a diagnostic code, with a broken and a fixed example")
+        explain.add_argument("code", nargs="?", metavar="CODE",
+                             help="a code or slug (E0308, mac-mismatch); without it, list every code")
+    for name in COMMAND_MODULES:
+        module = _command_module(name) if only in (None, name) else None
+        if module is not None:
+            module.add_parser(sub)
+    if not sub.choices:  # `only` names a command module that is not part of this build
+        return _parser()
+    return top
+
+
+def _compile_options(comp: argparse.ArgumentParser) -> None:
     comp.add_argument("-o", "--output", metavar="DIR",
                       help="write <vm>.xml and <vm>.sh into DIR (default: print to standard output)")
     from .emitters import kinds_help
@@ -145,16 +178,6 @@ def _parser() -> argparse.ArgumentParser:
                       help="the concrete VF for a hostdev-pool transient, for the QEMU command line")
     comp.add_argument("--depfile", metavar="FILE",
                       help="write make-style dependencies (outputs: input) for build systems; needs -o")
-    completion = sub.add_parser("completion", help="print a shell completion script")
-    completion.add_argument("shell", choices=("bash", "zsh"))
-    explain = sub.add_parser("explain", help="explain a diagnostic code, with a broken and a fixed example")
-    explain.add_argument("code", nargs="?", metavar="CODE",
-                         help="a code or slug (E0308, mac-mismatch); without it, list every code")
-    for name in COMMAND_MODULES:
-        module = _command_module(name)
-        if module is not None:
-            module.add_parser(sub)
-    return top
 
 
 def _jobs(text: str) -> int:
@@ -230,7 +253,7 @@ def run(argv: list[str]) -> int:
 
 
 def _run(argv: list[str], held) -> int:
-    parser = _parser()
+    parser = _parser(_named_command(argv))
     args = parser.parse_args(argv)
     if args.command == "completion":
         from .completion import script

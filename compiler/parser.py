@@ -11,7 +11,6 @@ language server also takes the recovered AST (`parse_tolerant`).
 
 from __future__ import annotations
 
-import difflib
 import re
 import threading
 from functools import lru_cache
@@ -1034,6 +1033,8 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
         return diag("E0001", f"`{tok.value}` is not allowed here; expected {expected_text}", span,
                     help=_misplaced_help(tok.value))
     if tok.type == "WORD" and keywords and not value_expected:
+        import difflib
+
         close = difflib.get_close_matches(tok.value, keywords, n=1, cutoff=0.6)
         help_text = f"did you mean `{close[0]}`?" if close else f"expected {expected_text}"
         return diag("E0002", f"unknown keyword `{tok.value}`", span, help=help_text)
