@@ -372,7 +372,10 @@ def parse_tolerant(source: SourceFile, keep_tree: bool = True) -> Parsed:
     """
     parser = _parser()
     parser.builder.source = source
-    return _drive(parser, source, recover=True, keep_tree=keep_tree)
+    try:
+        return Parsed(_parse_clean(parser.tables, source.text), [], ())
+    except _Bail:  # a syntax error: parse again, recovering and describing each
+        return _drive(parser, source, recover=True, keep_tree=keep_tree)
 
 
 # --- what the grammar says -----------------------------------------------------
@@ -711,6 +714,60 @@ def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
     fill = parser.tables.fill_text
     keywords = {fill[t] for t in expect if t in fill and t not in _DESCRIPTIONS and t not in ("LBRACE", "RBRACE")}
     return keywords, {t for t in expect if t not in fill or t in ("LBRACE", "RBRACE")}
+
+
+def _parse_clean(tables: _Tables, text: str) -> n.Module:
+    """The fast path for a file without syntax errors (most files, every time): Lark's tables driven by
+    the lexer with no bookkeeping for recovery, the builder's methods called as each rule is reduced.
+    At the first error it gives up (`_Bail`), and `_drive` parses the file again to describe it."""
+    states, keywords, word, ignored = tables.states, tables.keywords, tables.grammar.word, tables.grammar.ignored
+    match = tables.grammar.lexer.match
+    state_stack = [tables.start]
+    value_stack: list = []
+    actions = states[tables.start]
+    pos, end = 0, len(text)
+    while True:
+        if pos < end:
+            m = match(text, pos)
+            if m is None:
+                raise _Bail
+            term, stop = m.lastgroup, m.end()
+            if term in ignored:
+                pos = stop
+                continue
+            value = m.group()
+            if term == word:
+                term = keywords.get(value, word)
+                if term not in actions:
+                    term = word
+            tok = _Tok(term, value, pos, stop)
+        else:
+            term, tok, stop = "$END", None, end
+        while True:
+            step = actions.get(term)
+            if step is None:
+                raise _Bail
+            shift, arg = step
+            if shift:
+                state_stack.append(arg)
+                value_stack.append(tok)
+                actions = states[arg]
+                break
+            size, origin, callback = arg
+            if size:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+            else:
+                children = []
+            goto = states[state_stack[-1]][origin][1]
+            state_stack.append(goto)
+            # An inlined rule's value is its children, spliced into its parent's by the parent's callback.
+            value_stack.append(children if callback is _children else callback(children))
+            actions = states[goto]
+            if tok is None and goto == tables.end:
+                return value_stack[-1]
+        pos = stop
 
 
 def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool = True,

@@ -546,6 +546,35 @@ def test_fast_path_never_disagrees_with_lark(tokens):
     assert fast == slow or (fast == "bailed" and isinstance(slow, str))
 
 
+def _clean_and_recovering(text: str):
+    """(the clean path's module, or None where it gives up; the recovering path's result)"""
+    from teamc import parser as parser_module
+
+    source = SourceFile("t.team", text)
+    parser = parser_module._parser()
+    parser.builder.source = source
+    recovered = parser_module._drive(parser, source, recover=True)
+    try:
+        return parser_module._parse_clean(parser.tables, text), recovered
+    except parser_module._Bail:
+        return None, recovered
+
+
+def test_the_clean_path_builds_the_recovering_paths_ast_for_every_file_in_the_tree():
+    for path in _lark_files():
+        clean, recovered = _clean_and_recovering(path.read_bytes().decode("utf-8", errors="replace"))
+        assert (clean is None) == bool(recovered.diagnostics), path
+        assert clean is None or clean == recovered.module, path
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SOUP)
+def test_the_clean_path_gives_up_exactly_where_the_recovering_path_reports(tokens):
+    clean, recovered = _clean_and_recovering(" ".join(tokens))
+    assert (clean is None) == bool(recovered.diagnostics)
+    assert clean is None or clean == recovered.module
+
+
 # --- the grammar is the only source of tokens ------------------------------------------
 
 
