@@ -71,6 +71,8 @@ def add_allow_option(p: argparse.ArgumentParser) -> None:
 
 def allowed_codes(names: list[str]) -> frozenset[str]:
     """The codes of `--allow` options (codes or slugs); a name that is not allowable is a usage error."""
+    if not names:
+        return frozenset()  # without importing the API module, which a plain `check` needs no more of
     from .api import OptionError
     from .api import allowed_codes as codes
 
@@ -191,10 +193,10 @@ def _jobs(text: str) -> int:
 
 
 def _options(args: argparse.Namespace) -> Options:
-    from .api import OptionError, make_options
-
     if args.command != "compile":
         return Options(allow=allowed_codes(args.allow))
+    from .api import OptionError, make_options
+
     into = None
     if args.into:
         try:
