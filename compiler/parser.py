@@ -1,8 +1,9 @@
 """Parse phase: `.team` text -> AST (`nodes.Module`) or syntax diagnostics.
 
-The Lark LALR parser is built once per process, with the transformer embedded
-so that no parse tree is materialised: each grammar rule directly builds its
-AST node. Syntax errors become diagnostics that name the expected tokens in
+Lark's LALR tables for the grammar drive a loop that calls the AST builder as
+each rule is reduced, so that no parse tree is materialised; the tables are
+cached (with Lark's analysis of the grammar) so that a file without syntax
+errors never needs Lark's parser itself. Syntax errors become diagnostics that name the expected tokens in
 words, put the caret on the offending token (or at the end of the file), and
 suggest the nearest keyword for a misspelled one. The parser recovers after an
 error and reports the next broken statement too (up to MAX_SYNTAX_ERRORS); the
@@ -265,8 +266,11 @@ def _cache_path(kind: str = "cache") -> str | bool:
         return False
     digest = hashlib.sha256(_grammar().encode()).hexdigest()[:16]
     if kind == "plan":  # what the plan is made by is part of its key: this module's own text
-        with open(__file__, "rb") as fh:
-            digest += "-" + hashlib.sha256(fh.read()).hexdigest()[:16]
+        try:
+            with open(__file__, "rb") as fh:
+                digest += "-" + hashlib.sha256(fh.read()).hexdigest()[:16]
+        except OSError:  # not a file (a zip import): no plan is kept, the tables come from Lark's parser
+            return False
     return os.path.join(folder, f"grammar-{digest}-lark{lark_module.__version__}.{kind}")
 
 
