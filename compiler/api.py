@@ -128,6 +128,7 @@ def import_xml(text: str, name: str = "<text>", *, allow: Iterable[str] = ()) ->
     diagnostics = _sorted(imported.diagnostics)
     if any(d.is_error for d in diagnostics):
         return Result(diagnostics)
+    assert imported.text is not None  # no errors: the import wrote it
     return Result(diagnostics, {f"{imported.vm}.team": imported.text})
 
 

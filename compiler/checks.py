@@ -22,6 +22,7 @@ import networkx as nx
 
 if TYPE_CHECKING:
     from .layout import VmLayout
+    from .merge import BaseDomain
 
 from .diagnostics import Diagnostic, Label, diag
 from .ir import HOSTDEV_KINDS, PERSISTENT, TRANSIENT, VIRTIO_MODELS, NicSpec, VmSpec, vms
@@ -35,7 +36,8 @@ class Links:
     40,000 NICs, and a view per NIC per rule cost most of the check phase). The lists keep the graph's
     order (source order), so every rule reports in the order it did when it read the graph itself."""
 
-    __slots__ = ("by_vm", "cycles", "graph", "in_cycle", "nics", "partner", "sources", "specs", "teams", "transient_links", "vms")
+    __slots__ = ("by_vm", "cycles", "graph", "in_cycle", "nics", "partner", "sources", "specs", "teams",
+                 "transient_links", "vms")
 
     def __init__(self, graph: nx.DiGraph) -> None:
         self.graph = graph
@@ -58,8 +60,8 @@ class Links:
         # The pairs-with links whose target is itself transient: the only links a loop can use (a persistent
         # NIC has no outgoing link). In a valid file there are none.
         self.transient_links: list[tuple[tuple, tuple]] = []
-        for u, v, kind in graph.edges(data="kind"):
-            if kind == "pairs-with":
+        for u, v, data in graph.edges(data=True):
+            if data.get("kind") == "pairs-with":
                 self.partner.setdefault(u, v)
                 self.sources.setdefault(v, []).append(u)
                 t, p = specs[u], specs[v]
@@ -69,7 +71,7 @@ class Links:
                     self.transient_links.append((u, v))
         for v, named in self.sources.items():
             if len(named) > 1:  # in the order they were linked, as `graph.in_edges` gives them
-                named[:] = [u for u, attrs in graph.pred[v].items() if attrs["kind"] == "pairs-with"]
+                named[:] = [u for u, attrs in graph.pred[v].items() if attrs.get("kind") == "pairs-with"]
         # Reference loops among transients: `simple_cycles` over the transient-to-transient links.
         self.cycles: list[list] = list(nx.simple_cycles(nx.DiGraph(self.transient_links))) \
             if self.transient_links else []
@@ -209,7 +211,7 @@ def teaming_cycles(links: Links):
             continue
         loop = " -> ".join(s.label for s in [*specs, first])
         yield diag("E0305", f"transients name each other in a loop: {loop}", first.pairs_with_span,
-                   *(Label(s.pairs_with_span, f"{s.label} names `{s.pairs_with}`") for s in specs[1:]),
+                   *(Label(s.pairs_with_span or s.span, f"{s.label} names `{s.pairs_with}`") for s in specs[1:]),
                    help="one member of each team must be `teaming persistent`, and the transient names it")
 
 
@@ -220,7 +222,8 @@ def one_transient_per_persistent(links: Links):
         if nic.role == PERSISTENT and len(sources) > 1:
             specs = [links.spec(s) for s in sources]
             yield diag("E0306", f"{len(specs)} transients name {nic.label}", specs[1].pairs_with_span,
-                       *(Label(s.pairs_with_span, f"{s.label} names it here") for s in [specs[0], *specs[2:]]),
+                       *(Label(s.pairs_with_span or s.span, f"{s.label} names it here")
+                         for s in [specs[0], *specs[2:]]),
                        Label(nic.name_span, "the persistent NIC"),
                        help="QEMU pairs one primary with one standby; give each VF its own virtio NIC")
 
@@ -284,10 +287,10 @@ def mac_unique(links: Links):
     for key, nic in links.nics:
         if nic.mac and nic.role:
             by_mac[nic.mac].setdefault(links.team_of(key), nic)
-    for mac, teams in by_mac.items():
-        if len(teams) > 1:
-            first, *rest = teams.values()
-            yield diag("E0309", f"MAC {mac} is used by {len(teams)} teams", rest[0].mac_span or rest[0].name_span,
+    for mac, owners in by_mac.items():
+        if len(owners) > 1:
+            first, *rest = owners.values()
+            yield diag("E0309", f"MAC {mac} is used by {len(owners)} teams", rest[0].mac_span or rest[0].name_span,
                        *(Label(s.mac_span or s.name_span, f"{s.label}") for s in [first, *rest[1:]]),
                        help="every team needs its own MAC; change one, or omit `mac` to derive a unique one")
 
@@ -341,7 +344,7 @@ def fw_cfg_rom_unique(links: Links):
         for name, same in by_name.items():
             if len(same) > 1:
                 yield diag("E0107", f"{len(same)} NICs of VM `{vm.name}` put the option ROM `{name}` into fw_cfg",
-                           same[1].rom_span, *(Label(s.rom_span, s.label) for s in [same[0], *same[2:]]),
+                           same[1].rom_span, *(Label(s.rom_span or s.span, s.label) for s in [same[0], *same[2:]]),
                            help=f"QEMU refuses two ('duplicate fw_cfg file name: genroms/{name}'), which `rom bar "
                                 "off` makes of each NIC's ROM: keep it on one NIC, and write `rom enabled no` "
                                 "(no ROM at all) instead on the others")
@@ -357,7 +360,7 @@ def boot_order_unique(links: Links):
         for order, same in by_order.items():
             if len(same) > 1:
                 yield diag("E0106", f"boot order {order} is given to {len(same)} NICs of VM `{vm.name}`",
-                           same[1].boot_span, *(Label(s.boot_span, s.label) for s in [same[0], *same[2:]]),
+                           same[1].boot_span, *(Label(s.boot_span or s.span, s.label) for s in [same[0], *same[2:]]),
                            help="give each device its own boot order: libvirt refuses the domain ('boot order "
                                 "used for more than one device'), and QEMU too ('bootindex has already been used')")
 
@@ -381,13 +384,12 @@ def machine_hosts_team(links: Links):
 @rule
 def guest_placement(links: Links):
     for vm in links.vms:
-        pinned = [(key, nic) for key, nic in links.by_vm[vm.name] if nic.guest_address is not None]
+        pinned = [(nic.guest_address, nic) for _, nic in links.by_vm[vm.name] if nic.guest_address is not None]
         by_slot: dict = defaultdict(list)
         # Every pinned function 0, also of a NIC refused below, so that one mistake is reported once.
-        has_function_zero = {(n.guest_address.bus, n.guest_address.slot) for _, n in pinned
-                             if n.guest_address.function == 0}
-        for key, nic in pinned:
-            addr, span = nic.guest_address, nic.guest_address_span
+        has_function_zero = {(a.bus, a.slot) for a, _ in pinned if a.function == 0}
+        for addr, nic in pinned:
+            span = nic.guest_address_span
             if addr.domain != 0:
                 yield diag("E0204", f"guest PCI domain {addr.domain:#x} does not exist", span,
                            help="guest addresses use PCI domain 0000")
@@ -468,6 +470,82 @@ def check_layouts(layouts: list[VmLayout]) -> list[Diagnostic]:
         if full is not None:
             out.append(diag("E0403", f"VM `{vm.name}` does not fit its guest PCI topology: {full}", vm.name_span,
                             help="use fewer NICs, lower pinned bus numbers, or split the VM"))
+    return out
+
+
+def check_base(layout: VmLayout, base: BaseDomain) -> list[Diagnostic]:
+    """A VM laid out around a base domain (`--into`: layout.layout_around) against what the base keeps: its
+    machine (E0405); an alias, MAC or host VF of the team that a device of the base has too (E0102, E0309,
+    E0310); a pinned address the base uses, or NICs and root ports that find no room around it (E0403)."""
+    vm = layout.vm
+    out = []
+    label = Label(vm.machine_span or vm.name_span, f"the VM is laid out for `{vm.machine}`")
+    if base.machine_family is None:
+        out.append(diag("E0405", f"the base domain's machine `{base.machine}` cannot host a failover team"
+                        if base.machine else "the base domain names no machine type", base.machine_span, label,
+                        help="give the base domain a q35 machine, e.g. <type arch='x86_64' machine='q35'>hvm</type>"))
+    elif base.machine_family != vm.machine_family:
+        out.append(diag("E0405", f"the base domain's machine `{base.machine}` is not of the VM's `{vm.machine}` "
+                                 "family", base.machine_span, label,
+                        help=f"write `machine {base.machine}` in the .team file (with `allow pc-machine-team` "
+                             "for pc), or move the base domain to the VM's machine"))
+    aliases = {d.nic.alias: d.nic for d in layout.devices if d.nic.alias}
+    for other in base.devices:
+        if other.alias in aliases:
+            nic = aliases[other.alias]
+            out.append(diag("E0102", f"alias `{other.alias}` is already used by the base domain's {other.description}",
+                            other.alias_span, Label(nic.alias_span or nic.name_span, nic.label),
+                            help="rename the team, or the base device's alias"))
+    macs = {d.nic.mac: d.nic for d in layout.devices if d.nic.mac}
+    vfs = {d.nic.host_address: d.nic for d in layout.devices if d.nic.host_address}
+    for other in base.devices:
+        if other.mac in macs:
+            nic = macs[other.mac]
+            out.append(diag("E0309", f"MAC {other.mac} is also used by the base domain's {other.description}",
+                            other.mac_span, Label(nic.mac_span or nic.name_span, nic.label),
+                            help="every NIC of a guest needs its own MAC; change one of them"))
+        if other.host_address in vfs:
+            nic = vfs[other.host_address]
+            out.append(diag("E0310", f"host VF {other.host_address} is also assigned by the base domain's "
+                                     f"{other.description}", other.host_address_span,
+                            Label(nic.host_address_span or nic.name_span, nic.label),
+                            help="a VF can be assigned to one guest NIC only; pick another VF or drop the base's"))
+    return out + _base_room(layout, base)
+
+
+def _base_room(layout: VmLayout, base: BaseDomain) -> list[Diagnostic]:
+    """E0403 for a merge: pinned addresses the base uses, and what layout_around put past the machine's slots."""
+    vm = layout.vm
+    at = {(a.bus, a.slot, a.function): d for d in base.devices if (a := d.address) is not None}
+    controllers = {d.controller: d for d in base.devices if d.controller is not None}
+    out = []
+    clashing = set()
+    for device in layout.devices:
+        pinned = device.nic.guest_address
+        if pinned is None:
+            continue
+        key, span = (pinned.bus, pinned.slot, pinned.function), device.nic.guest_address_span
+        if key in at:
+            clashing.add(key)
+            out.append(diag("E0403", f"guest PCI address {pinned} is already used by the base domain's "
+                                     f"{at[key].description}", span, Label(at[key].span, "here"),
+                            help="pin the NIC elsewhere, or drop `address` and let teamc place it around the base"))
+        elif pinned.bus and pinned.bus in controllers and pinned.bus not in base.occupied.free_ports:
+            other = controllers[pinned.bus]
+            out.append(diag("E0403", f"bus {pinned.bus:#04x} is the base domain's {other.description}, which is not "
+                                     "a free pcie-root-port", span, Label(other.span, "that controller"),
+                            help="pin the NIC to another bus, or drop `address` and let teamc place it"))
+    if vm.machine_family == "pc":
+        out += [diag("E0403", "the base domain has no free slot on pci.0 for " + d.nic.label, base.devices_span,
+                     Label(d.nic.span, "this NIC"), help="free a slot in the base domain, or move it to q35")
+                for d in layout.devices if d.nic.guest_address is None and d.address.slot > MAX_SLOT]
+        return out
+    taken = set(base.occupied.root_slots) | {d.address.slot for d in layout.devices if d.address.bus == 0
+                                             and (0, d.address.slot, d.address.function) not in clashing}
+    if not ports_fit(list(layout.root_ports), free_slots("q35", taken)):
+        out.append(diag("E0403", f"the base domain has no room on pcie.0 for {len(layout.root_ports)} more "
+                                 "pcie-root-ports", base.devices_span, Label(vm.name_span, "the VM"),
+                        help="free slots of pcie.0 in the base domain"))
     return out
 
 

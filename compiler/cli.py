@@ -83,8 +83,8 @@ def allowed_codes(names: list[str]) -> frozenset[str]:
         raise UsageError(str(err)) from err
 
 
-def print_diagnostics(diagnostics: list[Diagnostic], args: argparse.Namespace, *, inputs: list[str] = (),
-                      stdout_free: bool = False) -> None:
+def print_diagnostics(diagnostics: list[Diagnostic], args: argparse.Namespace, *,
+                      inputs: tuple[str, ...] | list[str] = (), stdout_free: bool = False) -> None:
     """Print (or with --output-file, write) the diagnostics as the options of
     `add_diagnostic_options` ask. A machine-readable format goes to standard output when
     the command leaves it free (`stdout_free`: `teamc check`), human text to standard error."""
@@ -138,7 +138,8 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         add_allow_option(p)
         p.add_argument("--werror", action="store_true", help="treat warnings as errors")
         p.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
-                       help="files compiled in parallel (default: the number of cores)")
+                       help="parallel workers: files compiled side by side, or the VMs of one large file emitted in "
+                            "chunks (default: the number of cores)")
 
     if only in (None, "check"):
         check = sub.add_parser("check", help="check files and print diagnostics only")

@@ -123,6 +123,8 @@ class _Printer:
     def _fits_on_one_line(self, node) -> bool:
         if self.one_line_pred is not None:
             return self.one_line_pred(node)
+        if self.text is None:  # (format_module is given the source text or a predicate)
+            return False
         line = self.text.count("\n", 0, node.span.start)
         return line == self.text.count("\n", 0, node.span.end)
 
@@ -208,6 +210,8 @@ def _source(src: n.Source) -> str:
         words += ["bridge", quote(src.via_bridge)]
     if src.via_vf is not None:
         words += ["vf", quote(src.via_vf)]
+    if src.portgroup is not None:
+        words += ["portgroup", quote(src.portgroup)]
     if src.managed is not None:
         words += ["managed", "yes" if src.managed.enabled else "no"]
     return " ".join(words)
@@ -216,7 +220,7 @@ def _source(src: n.Source) -> str:
 def _render(lines: list[_Line | None]) -> str:
     while lines and lines[-1] is None:
         lines.pop()
-    out = []
+    out: list[str] = []
     run: list[_Line] = []
 
     def flush() -> None:
@@ -272,10 +276,11 @@ def run(args) -> int:
     import sys
 
     from .cli import EXIT_ERRORS, EXIT_OK, UsageError, print_diagnostics
-    from .diagnostics import sorted_unique
+    from .diagnostics import Diagnostic, sorted_unique
     from .pipeline import load
 
-    diagnostics, changed, unchanged = [], [], 0
+    diagnostics: list[Diagnostic] = []
+    changed, unchanged = [], 0
     for path in args.files:
         try:
             source, read_errors = load(path)

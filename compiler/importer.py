@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 
 from . import nicsettings
@@ -30,7 +31,7 @@ from .source import SourceFile, Span
 # libvirt memory units -> (teamc unit, factor to get there)
 _LIBVIRT_UNITS = {"b": "B", "bytes": "B", "k": "KiB", "KiB": "KiB", "KB": "KB", "M": "MiB", "MiB": "MiB",
                   "MB": "MB", "G": "GiB", "GiB": "GiB", "GB": "GB", "T": "TiB", "TiB": "TiB", "TB": "TB"}
-_SOURCE_TYPES = ("user", "bridge", "network", "direct", "hostdev")
+_SOURCE_TYPES = ("user", "ethernet", "vhostuser", "bridge", "network", "direct", "hostdev")
 # Children of a teamed NIC that `virsh dumpxml` adds or that mean nothing to a team: skipped without a word.
 _RUNTIME = {"alias", "address", "source", "mac", "model", "teaming", "boot", "rom", "mtu"}
 # The tap/macvtap names libvirt makes up (and ignores in a definition): a <target> with one of them is runtime
@@ -66,7 +67,7 @@ class _Nic:
     source: n.Source
     mac: n.Mac | None = None
     model: n.Model | None = None
-    options: list[n.Option] = field(default_factory=list)
+    options: list[n.Option | n.NicSetting] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was left out, for the output's comments
 
     def nic_node(self) -> n.Nic:
@@ -232,7 +233,8 @@ class _Importer:
                        "libvirt knows <teaming type='persistent'/> and <teaming type='transient' persistent='ua-…'/>")
             return None, None
         if kind == "persistent" and persistent is not None:
-            self.error("E0105", "`persistent=` applies to a transient teaming only", doc.attr_span(teaming, "persistent"),
+            self.error("E0105", "`persistent=` applies to a transient teaming only",
+                       doc.attr_span(teaming, "persistent"),
                        "remove `persistent=`; the transient NIC names its persistent partner, not the other way round")
             return None, None
         if kind == "transient":
@@ -243,33 +245,37 @@ class _Importer:
             return kind, self.value(teaming, "persistent")
         return kind, None
 
-    def interface_source(self, element, role: str) -> n.Source | None:
+    def interface_source(self, element, role: str | None) -> n.Source | None:
         doc = self.doc
         kind = element.get("type")
         span = doc.attr_span(element, "type")
-        if kind not in _SOURCE_TYPES:
+        if kind not in _SOURCE_TYPES or (role == "transient" and kind in ("ethernet", "vhostuser")):
             if role == "transient":
                 self.error("E0302", f"the transient NIC is an <interface type='{kind}'>, which cannot be a VF", span,
-                           "use <interface type='hostdev'>, a hostdev-pool <interface type='network'> or a PCI <hostdev>")
+                           "use <interface type='hostdev'>, a hostdev-pool <interface type='network'> "
+                           "or a PCI <hostdev>")
             else:
                 self.error("E0205", f"teamc has no form for an <interface type='{kind}'>", span,
-                           "the persistent side may be a user, bridge, network or direct (macvtap) interface")
+                           "the persistent side may be a user, ethernet, vhostuser, bridge, network or direct "
+                           "(macvtap) interface")
             return None
         src = element.find("source")
         if kind == "hostdev":
             return self.host_source("hostdev", element, src.find("address") if src is not None else None)
-        if kind == "user":
-            return n.Source("user", span)
-        attr = {"bridge": "bridge", "network": "network", "direct": "dev"}[kind]
+        if kind in ("user", "ethernet"):
+            return n.Source(kind, span)
+        attr = {"bridge": "bridge", "network": "network", "direct": "dev", "vhostuser": "path"}[kind]
         if src is None or not src.get(attr):
             self.error("E0104", f"<interface type='{kind}'> has no <source {attr}='…'/>",
                        doc.tag_span(src if src is not None else element), f"add <source {attr}='…'/>")
             return None
         fields_: dict = {"target": self.value(src, attr)}
-        if kind == "direct" and src.get("mode"):
+        if kind in ("direct", "vhostuser") and src.get("mode"):
             fields_["mode"] = self.value(src, "mode")
         if kind == "network" and role == "persistent" and src.get("bridge"):
             fields_["via_bridge"] = self.value(src, "bridge")  # what a running domain's network resolved to
+        if kind == "network" and src.get("portgroup"):
+            fields_["portgroup"] = self.value(src, "portgroup")
         return n.Source(kind, span, **fields_)
 
     def host_source(self, kind: str, element, address) -> n.Source | None:
@@ -354,6 +360,7 @@ class _Importer:
         for nic in nics:
             if nic.name.text:
                 continue
+            candidates: Iterator[str]
             if nic.role == "transient" and nic.target is not None:
                 base = "vf-" + nic.target.text.removeprefix("ua-")
                 candidates = itertools.chain([base], (f"{base}-{i}" for i in itertools.count(2)))
@@ -379,7 +386,7 @@ def _teams(nics: list[_Nic]) -> dict[int, _Nic] | None:
     would change libvirt's device order (then every NIC stays a `nic` block)."""
     transients: dict[str, list[_Nic]] = {}
     for nic in nics:
-        if nic.role == "transient":
+        if nic.role == "transient" and nic.target is not None:  # (teaming() gives a transient its target)
             transients.setdefault(nic.target.text, []).append(nic)
     pairs = {}
     for i, nic in enumerate(nics):
@@ -472,6 +479,7 @@ def _print(vm: n.Vm, nics: list[_Nic], skipped: list, doc, header: list[str]) ->
         if id(nic) in consumed:
             continue
         leading = not_imported(doc.positions[nic.element].start) + nic.notes
+        node: n.Team | n.Nic
         if pairs is not None and i in pairs:
             leading += pairs[i].notes
             node = _team_node(nic, pairs[i])
@@ -489,9 +497,12 @@ def _print(vm: n.Vm, nics: list[_Nic], skipped: list, doc, header: list[str]) ->
 
 def _team_node(p: _Nic, t: _Nic) -> n.Team:
     mac = p.mac or t.mac
+    team_name = _team_name(p.name.text)
+    # _teams pairs only a persistent with a team name, and one without <model> is E0301 before that.
+    assert p.model is not None and team_name is not None
     persistent = n.Persistent(p.model.value, p.source, tuple(p.options), p.source.span)
     transient = n.Transient(t.source, tuple(t.options), t.source.span)
-    name = n.Value(_team_name(p.name.text), p.name.span)
+    name = n.Value(team_name, p.name.span)
     return n.Team(name, (*([mac] if mac else []), persistent, transient), p.source.span)
 
 
@@ -568,14 +579,15 @@ def run(args) -> int:
     if any(d.is_error for d in diagnostics):
         return EXIT_ERRORS
     artifacts = []
-    for path, result in zip(args.files, results):
+    for path, result in zip(args.files, results, strict=True):
         stem = Path(path).stem if path != "-" else result.vm
+        assert result.text is not None  # no errors: the import wrote it
         artifacts.append(Artifact(f"{stem}.team", result.text))
     names = [a.name for a in artifacts]
     if args.output:
         from .outdir import plain_name
 
-        for path, name in zip(args.files, names):
+        for path, name in zip(args.files, names, strict=True):
             if not plain_name(name):  # e.g. `.hidden.xml`: the output folder's dot names are teamc's own
                 raise UsageError(f"{path}: cannot be written into {args.output} as `{name}`; rename the input")
     if len(set(names)) != len(names):

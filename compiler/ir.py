@@ -101,6 +101,7 @@ class NicSpec:
     host_address: PciAddress | None = None  # hostdev / pci-hostdev, or a pool's concrete VF
     host_address_span: Span | None = None
     via_bridge: str | None = None  # network persistent: host bridge for the QEMU argv
+    portgroup: str | None = None  # network: the network's portgroup (libvirt applies it; the QEMU argv cannot)
     managed: bool | None = None
     mac: str | None = None
     mac_span: Span | None = None
@@ -130,7 +131,8 @@ class NicSpec:
 
     def setting_span(self, tag: str) -> Span:
         """Where the setting of that tag is stated (the NIC itself if it is not)."""
-        return next((s for e, s in zip(self.settings, self.setting_spans) if e.tag == tag), self.span)
+        # Not strict: merge.py appends the base domain's own settings, which have no statement.
+        return next((s for e, s in zip(self.settings, self.setting_spans, strict=False) if e.tag == tag), self.span)
 
 
 def vm_key(vm: str) -> tuple:
@@ -156,11 +158,11 @@ def nics(graph: nx.DiGraph, vm: str | None = None) -> list[tuple[tuple, NicSpec]
 
 def partner(graph: nx.DiGraph, key: tuple) -> tuple | None:
     """The persistent a transient pairs with (out-edge), if it exists."""
-    for _, target, kind in graph.out_edges(key, data="kind"):
-        if kind == "pairs-with":
+    for _, target, data in graph.out_edges(key, data=True):
+        if data.get("kind") == "pairs-with":
             return target
     return None
 
 
 def transients_of(graph: nx.DiGraph, key: tuple) -> list[tuple]:
-    return [src for src, _, kind in graph.in_edges(key, data="kind") if kind == "pairs-with"]
+    return [src for src, _, data in graph.in_edges(key, data=True) if data.get("kind") == "pairs-with"]

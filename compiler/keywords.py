@@ -67,18 +67,26 @@ KEYWORDS: dict[str, Keyword] = _table(
     Keyword("managed", "managed [yes|no]", "Whether libvirt detaches the VF from its host driver (default yes).",
             ("nic", "options")),
     Keyword("user", "user", "User-mode networking (`<interface type='user'>`, `-netdev user`).", ()),
+    Keyword("ethernet", "ethernet", "A tap device of the host's own (`<interface type='ethernet'>`, `-netdev tap`): "
+            "name an existing one with `target TAP managed no`, which the QEMU command line opens as `ifname`.", ()),
+    Keyword("vhostuser", "vhostuser SOCKET [mode client|server]", "A vhost-user backend on a unix socket "
+            "(`<interface type='vhostuser'>`, `-chardev socket` + `-netdev vhost-user`); the VM's memory becomes "
+            "shared memfd memory, which vhost-user needs.", ()),
     Keyword("bridge", "bridge BRIDGE", "A host bridge (`<interface type='bridge'>`, `-netdev bridge`); after "
             "`network NAME`, the bridge the QEMU command line uses.", ()),
-    Keyword("network", "network NAME [bridge BRIDGE] [vf PCI]", "A libvirt network; for a transient, a "
-            "hostdev pool each host picks a free VF from.", ()),
+    Keyword("network", "network NAME [bridge BRIDGE] [vf PCI] [portgroup NAME]", "A libvirt network; for a "
+            "transient, a hostdev pool each host picks a free VF from.", ()),
     Keyword("direct", "direct DEV [mode MODE]", "macvtap on a host device (`<interface type='direct'>`); "
             "libvirt only (W0505).", ()),
     Keyword("hostdev", "hostdev PCI [managed]", "A host VF as `<interface type='hostdev'>`: libvirt sets its "
             "MAC through the PF.", ()),
     Keyword("pci-hostdev", "pci-hostdev PCI [managed]", "A host VF as a plain `<hostdev>` with `<teaming>`; its "
             "MAC must be preset on the host (W0502).", ()),
-    Keyword("mode", "mode vepa|bridge|private|passthrough", "The macvtap mode of a `direct` source.", ()),
+    Keyword("mode", "mode vepa|bridge|private|passthrough", "The macvtap mode of a `direct` source; of a "
+            "`vhostuser` source, `client` (default) or `server`.", ()),
     Keyword("vf", "vf PCI", "The concrete VF of a hostdev-pool network, for the QEMU command line.", ()),
+    Keyword("portgroup", "portgroup NAME", "The portgroup of a `network` source (`<source network='N' "
+            "portgroup='NAME'/>`): its VLAN, bandwidth and virtualport apply. libvirt only (W0509).", ()),
     Keyword("bar", "rom bar on|off", "Whether the ROM BAR is visible to the guest.", ()),
     Keyword("file", "rom file PATH", "The ROM image, an absolute path.", ()),
     Keyword("enabled", "rom enabled yes|no", "`no` loads no ROM at all.", ()),
@@ -89,7 +97,7 @@ KEYWORDS: dict[str, Keyword] = _table(
               ("nic", "options")) for row in ROWS),
 )
 
-SOURCE_WORDS = ("user", "bridge", "network", "direct", "hostdev", "pci-hostdev")
+SOURCE_WORDS = ("user", "ethernet", "vhostuser", "bridge", "network", "direct", "hostdev", "pci-hostdev")
 # The grammar's memory units (its `unit` rule, in its order) and how many bytes each is.
 UNIT_BYTES = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
               "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,

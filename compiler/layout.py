@@ -13,16 +13,19 @@ addresses are kept and their buses and slots skipped; function 0 of a slot
 with pinned devices on other functions is marked multifunction, as libvirt does.
 A VM whose NICs do not fit is laid out all the same, past the machine's slots:
 the capacity check (checks.check_layouts) refuses that layout with E0403.
+
+For a merge (`--into`), `layout_around` places a VM's NICs again around what a base domain's devices
+already hold (`placement.Occupied`); checks.check_base judges that layout against the base.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
 from .ir import PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nics, partner, vms
-from .placement import FIRST_NIC_SLOT, RootPort, free_slots, root_ports
+from .placement import FIRST_NIC_SLOT, MAX_SLOT, Occupied, RootPort, free_slots, root_ports
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,5 +137,62 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec, partners: dict[tuple, tuple] | None
 
 
 def layout(graph: nx.DiGraph) -> list[VmLayout]:
-    partners = {u: v for u, v, kind in graph.edges(data="kind") if kind == "pairs-with"}
+    partners = {u: v for u, v, data in graph.edges(data=True) if data.get("kind") == "pairs-with"}
     return [layout_vm(graph, vm, partners) for vm in vms(graph)]
+
+
+def layout_around(layout: VmLayout, base: Occupied) -> VmLayout:
+    """The VM's NICs placed around what a base domain already holds; the root ports are the new ones only.
+
+    q35: each NIC takes a free pcie-root-port of the base, or a new one numbered after the base's highest
+    controller index, on free slots of pcie.0, plus one spare port for hot-plug if no free port is left.
+    pc: each NIC takes the lowest free slot of pci.0 from 2 up. Pinned addresses are kept. Like `layout_vm`
+    it never refuses: a pinned address the base uses, or NICs past the machine's slots, are for
+    checks.check_base to judge. Unpinned NICs are placed in the order `layout_vm` gave them addresses."""
+    family = layout.vm.machine_family
+    free_ports = list(base.free_ports)
+    taken_slots = set(base.root_slots)
+    new_indexes: list[int] = []
+    placed: dict[int, PciAddress] = {}
+    for device in layout.devices:
+        pinned = device.nic.guest_address
+        if pinned is None:
+            continue
+        placed[id(device)] = pinned
+        if (pinned.bus, pinned.slot, pinned.function) in base.addresses:
+            continue  # a clash (E0403) holds nothing more
+        if pinned.bus == 0:
+            taken_slots.add(pinned.slot)
+        elif pinned.bus in base.controllers:
+            if pinned.bus in free_ports:
+                free_ports.remove(pinned.bus)
+        elif pinned.bus not in new_indexes:
+            new_indexes.append(pinned.bus)
+
+    next_index = max([*base.controllers, *new_indexes, 0]) + 1
+    unpinned = sorted((d for d in layout.devices if d.nic.guest_address is None),
+                      key=lambda d: (d.address.bus, d.address.slot))
+    for device in unpinned:
+        if family == "pc":
+            slot = next(iter(free_slots(family, taken_slots)), max([MAX_SLOT, *taken_slots]) + 1)
+            taken_slots.add(slot)
+            placed[id(device)] = PciAddress(0, 0, slot, 0)
+        elif free_ports:
+            placed[id(device)] = PciAddress(0, free_ports.pop(0), 0, 0)
+        else:
+            new_indexes.append(next_index)
+            placed[id(device)] = PciAddress(0, next_index, 0, 0)
+            next_index += 1
+    ports: list[RootPort] = []
+    if family == "q35":
+        if not free_ports:
+            new_indexes.append(next_index)  # a spare port, so that a VF can be hot-plugged back
+        ports = root_ports(sorted(new_indexes), free_slots(family, taken_slots))
+
+    def moved(device: Device) -> Device:
+        address = placed[id(device)]
+        bus_id = (f"pci.{address.bus}" if address.bus else "pcie.0") if family == "q35" else "pci.0"
+        return replace(device, address=address, bus_id=bus_id)
+
+    return VmLayout(layout.vm, tuple(ports), tuple(moved(d) for d in layout.interfaces),
+                    tuple(moved(d) for d in layout.hostdevs))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import networkx as nx
 
@@ -88,6 +89,42 @@ def team_alias(name: str) -> str:
     return name if name.startswith("ua-") else "ua-" + name
 
 
+class _NicFields(TypedDict, total=False):
+    """The NicSpec fields a NIC's source, options and settings give (source_fields, option_fields,
+    setting_fields), so that `NicSpec(..., **fields)` is checked field by field."""
+    source_kind: str
+    source_span: Span
+    host_address: PciAddress | None
+    host_address_span: Span | None
+    managed: bool | None
+    managed_span: Span | None
+    source_target: str | None
+    mode: str | None
+    via_bridge: str | None
+    portgroup: str | None
+    guest_address: PciAddress | None
+    guest_address_span: Span | None
+    boot: int | None
+    boot_span: Span | None
+    mtu: int | None
+    mtu_span: Span | None
+    rom_bar: str | None
+    rom_file: str | None
+    rom_enabled: bool | None
+    rom_span: Span | None
+    settings: tuple[ns.Elem, ...]
+    setting_spans: tuple[Span, ...]
+
+
+class _TeamFields(TypedDict):
+    """The NicSpec fields both NICs of a team share."""
+    vm: str
+    team: str
+    mac: str | None
+    mac_span: Span | None
+    mac_derived: bool
+
+
 class _Lowerer:
     """Lowers a module. The graph's nodes and links are gathered in lists, in the order they are
     made (source order), and the graph is built from them in bulk at the end (`graph`)."""
@@ -99,7 +136,7 @@ class _Lowerer:
         self.vm_nics: dict[tuple, dict] = {}  # the current VM's NICs so far: key -> node attributes
 
     def graph(self) -> nx.DiGraph:
-        graph = nx.DiGraph()
+        graph: nx.DiGraph = nx.DiGraph()
         graph.add_nodes_from(self.nodes)
         graph.add_edges_from(self.links)
         return graph
@@ -206,42 +243,42 @@ class _Lowerer:
         if "machine" in single:
             machine_span = single["machine"].value.span
             machine = single["machine"].value.text
-            family = machine_family(machine)
-            if family is None:
+            found = machine_family(machine)
+            if found is None:
                 self.error("E0405", f"machine `{machine}` cannot host a failover team", machine_span,
                            help="use `machine q35`: QEMU needs a PCI Express, hot-pluggable slot for the VF")
-                family = "q35"
             elif machine not in QEMU_MACHINES:
                 self.error("E0405", f"machine `{machine}` is not a machine type of QEMU 7.2", machine_span,
                            help="use `q35` (QEMU's newest, pc-q35-7.2) or a versioned type from pc-q35-2.4 "
                                 "to pc-q35-7.2; libvirt refuses a machine type its QEMU does not have")
-        arch = self.choice(get("arch").value, "architecture", tuple(ARCHES)) if get("arch") else "x86_64"
+            family = found or "q35"
+        arch = self.choice(setting.value, "architecture", tuple(ARCHES)) if (setting := get("arch")) else "x86_64"
         arch = arch or "x86_64"
         memory_kib = 1024 * 1024
-        if get("memory"):
-            memory_kib = self.memory(get("memory")) or memory_kib
-        vcpus = self.integer(get("vcpus").value, "vcpus", 1, 4096) if get("vcpus") else 1
-        if vcpus is not None and vcpus > MAX_VCPUS:
+        if setting := get("memory"):
+            memory_kib = self.memory(setting) or memory_kib
+        vcpus = self.integer(setting.value, "vcpus", 1, 4096) if (setting := get("vcpus")) else 1
+        if setting and vcpus is not None and vcpus > MAX_VCPUS:
             self.error("E0205", f"{vcpus} vCPUs are more than the `{machine}` machine takes here: at most {MAX_VCPUS}",
-                       get("vcpus").value.span, help=VCPU_LIMIT_HELP[family])
+                       setting.value.span, help=VCPU_LIMIT_HELP[family])
             vcpus = None
         uuid = derive_uuid(name)
-        if get("uuid"):
-            if UUID_RE.match(get("uuid").value.text):
-                uuid = _uuid_text(get("uuid").value.text.replace("-", "").lower())
+        if setting := get("uuid"):
+            if UUID_RE.match(setting.value.text):
+                uuid = _uuid_text(setting.value.text.replace("-", "").lower())
             else:
-                self.error("E0205", f"`{get('uuid').value.text}` is not a UUID", get("uuid").value.span,
+                self.error("E0205", f"`{setting.value.text}` is not a UUID", setting.value.span,
                            help="write a UUID like c7a5fdbd-edaf-9455-926a-d65c16db1809, or omit it to derive one")
         emulator = ARCHES[arch]
-        if get("emulator"):
-            path = self.text(get("emulator").value, "emulator")
+        if setting := get("emulator"):
+            path = self.text(setting.value, "emulator")
             if path and not path.startswith("/"):
-                self.error("E0205", f"emulator `{path}` is not an absolute path", get("emulator").value.span,
+                self.error("E0205", f"emulator `{path}` is not an absolute path", setting.value.span,
                            help="libvirt needs the full path, e.g. /usr/bin/qemu-system-x86_64")
             emulator = path or emulator
         accel = "kvm"
-        if get("accel"):
-            accel = self.choice(get("accel").value, "accelerator", ("kvm", "tcg")) or accel
+        if setting := get("accel"):
+            accel = self.choice(setting.value, "accelerator", ("kvm", "tcg")) or accel
         allowed, allow_spans = set(), []
         for s in settings:
             if s.key == "allow":
@@ -276,7 +313,8 @@ class _Lowerer:
         if not explicit:
             return  # teams are linked and given their MAC as they are lowered
         by_name = {key[2]: key for key in nodes if key[3] != TRANSIENT}
-        by_alias = {attrs["nic"].alias: key for key, attrs in nodes.items() if attrs["nic"].alias and key[3] != TRANSIENT}
+        by_alias = {attrs["nic"].alias: key for key, attrs in nodes.items()
+                    if attrs["nic"].alias and key[3] != TRANSIENT}
         partner: dict[tuple, tuple] = {}
         named_by: dict[tuple, list[tuple]] = {}  # the transients that name a NIC, in link order
         for key, spec in explicit:
@@ -334,7 +372,8 @@ class _Lowerer:
 
     def refuse_name(self, value: n.Value, what: str) -> None:
         self.error("E0205", f"`{value.text}` is not a valid {what}", value.span,
-                   help="libvirt accepts letters, digits and `_ . - \\ : /`" + (" and spaces" if what == "bridge name" else ""))
+                   help="libvirt accepts letters, digits and `_ . - \\ : /`"
+                        + (" and spaces" if what == "bridge name" else ""))
 
     def check_model(self, value: n.Value) -> None:
         if not MODEL_RE.match(value.text):
@@ -376,7 +415,7 @@ class _Lowerer:
         else:
             mac, derived = derive_mac(vm.name, alias), True
         mac_span = mac_stmt.value.span if mac_stmt else None
-        common = {"vm": vm.name, "team": name, "mac": mac, "mac_span": mac_span, "mac_derived": derived}
+        common: _TeamFields = {"vm": vm.name, "team": name, "mac": mac, "mac_span": mac_span, "mac_derived": derived}
         if pers:
             self.check_model(pers.model)
             fields = self.source_fields(pers.source) | self.option_fields(pers.options)
@@ -404,7 +443,8 @@ class _Lowerer:
         if not self.claim(vm, nic.name, alias if alias else name, names, aliases):
             return
         items = [i for i in nic.items if not isinstance(i, (n.Option, n.NicSetting, n.Teaming))]
-        by_kind = self.unique(items, "statement", key=lambda item: type(item).__name__.lower().replace("nicsource", "source"))
+        by_kind = self.unique(items, "statement",
+                              key=lambda item: type(item).__name__.lower().replace("nicsource", "source"))
         options = [i for i in nic.items if isinstance(i, (n.Option, n.NicSetting))]
         teamings = [i for i in nic.items if isinstance(i, n.Teaming)]
         roles = self.unique(teamings, "teaming", key=lambda t: t.role)
@@ -432,7 +472,8 @@ class _Lowerer:
         fields = self.source_fields(source_stmt.source) | self.option_fields(options)
         fields |= self.setting_fields(options, source_stmt.source, role)
         spec = NicSpec(
-            vm=vm.name, name=name, label=f"{role} nic `{name}`" if role else f"nic `{name}`", role=role, span=nic.span, name_span=nic.name.span,
+            vm=vm.name, name=name, label=f"{role} nic `{name}`" if role else f"nic `{name}`", role=role, span=nic.span,
+            name_span=nic.name.span,
             model=model_stmt.value.text if model_stmt else ("virtio" if role == PERSISTENT else None),
             model_span=model_stmt.value.span if model_stmt else None,
             alias=alias, alias_span=nic.name.span if alias else None,
@@ -448,9 +489,9 @@ class _Lowerer:
         self.nodes.append((key, attrs))
         self.links.append((key, vm_key(spec.vm), {"kind": "belongs-to"}))
 
-    def source_fields(self, src: n.Source) -> dict:
-        fields: dict = {"source_kind": src.kind, "source_span": src.span}
-        if src.kind in HOSTDEV_KINDS:
+    def source_fields(self, src: n.Source) -> _NicFields:
+        fields: _NicFields = {"source_kind": src.kind, "source_span": src.span}
+        if src.kind in HOSTDEV_KINDS and src.target is not None:  # (the grammar gives these an address)
             fields["host_address"] = self.pci(src.target, "a host PCI address")
             fields["host_address_span"] = src.target.span
             fields["managed"] = src.managed.enabled if src.managed else None
@@ -460,20 +501,30 @@ class _Lowerer:
             pattern = {"bridge": BRIDGE_RE, "direct": DEVICE_RE}.get(src.kind)
             if fields["source_target"] and pattern and not pattern.match(src.target.text):
                 self.refuse_name(src.target, "bridge name" if src.kind == "bridge" else "host device name")
-        if src.mode is not None:
+        if src.mode is not None and src.kind == "vhostuser":
+            fields["mode"] = self.choice(src.mode, "vhost-user socket mode", ("client", "server"))
+        elif src.mode is not None:
             fields["mode"] = self.choice(src.mode, "macvtap mode", MACVTAP_MODES)
+        socket = fields.get("source_target")
+        if src.kind == "vhostuser" and src.target is not None and socket and not socket.startswith("/"):
+            self.error("E0205", f"vhost-user socket `{src.target.text}` is not an absolute path", src.target.span,
+                       help="libvirt needs the full path of the unix socket, e.g. `vhostuser /run/vhost/sock0`")
         if src.via_bridge is not None:
             fields["via_bridge"] = self.text(src.via_bridge, "the bridge name")
             if fields["via_bridge"] and not BRIDGE_RE.match(src.via_bridge.text):
                 self.refuse_name(src.via_bridge, "bridge name")
+        if src.portgroup is not None:
+            fields["portgroup"] = self.text(src.portgroup, "the portgroup name")
+            if fields["portgroup"] and not DEVICE_RE.match(src.portgroup.text):  # domain.rng: a deviceName
+                self.refuse_name(src.portgroup, "portgroup name")
         if src.via_vf is not None:
             fields["host_address"] = self.pci(src.via_vf, "the VF's host PCI address")
             fields["host_address_span"] = src.via_vf.span
         return fields
 
-    def setting_fields(self, options, source: n.Source, role: str | None) -> dict:
+    def setting_fields(self, options, source: n.Source, role: str | None) -> _NicFields:
         """The table's settings (`nicsettings.ROWS`): each parsed by its row, then refused where libvirt refuses it."""
-        stated: dict[str, tuple[ns.Elem, n.NicSetting]] = {}
+        stated: dict[str | tuple[str, int], tuple[ns.Elem, n.NicSetting]] = {}
         for stmt in (o for o in options if isinstance(o, n.NicSetting)):
             row = ns.BY_KEYWORD[stmt.key]
             try:
@@ -485,6 +536,9 @@ class _Lowerer:
             if stmt.key == "libvirt" and (problem := ns.value_problem(elem)) is not None:
                 self.error("E0205", problem[0], stmt.span, help=problem[1])
                 continue
+            if elem.tag in ns.REPEATABLE:  # domain.rng takes several: one pass-through each
+                stated[(elem.tag, len(stated))] = (elem, stmt)
+                continue
             if elem.tag in stated:
                 self.error("E0103", f"setting `{elem.tag.lstrip('@')}` is given twice", stmt.span,
                            Label(stated[elem.tag][1].span, "first given here"), help="keep one of the two statements")
@@ -494,7 +548,7 @@ class _Lowerer:
             return {}  # most NICs state no setting: the spec's defaults are the empty table
         kind = source.kind
         context = ns.Context(kind, role, source.mode.text if source.mode else None,
-                             {tag: elem for tag, (elem, _) in stated.items()})
+                             {elem.tag: elem for elem, _ in stated.values()})
         kept = []
         for (elem, stmt) in stated.values():
             row = ns.row_for(elem)
@@ -506,8 +560,8 @@ class _Lowerer:
                 kept.append((elem, stmt.span))
         return {"settings": tuple(e for e, _ in kept), "setting_spans": tuple(s for _, s in kept)}
 
-    def option_fields(self, options) -> dict:
-        fields: dict = {}
+    def option_fields(self, options) -> _NicFields:
+        fields: _NicFields = {}
         for key, opt in self.unique([o for o in options if isinstance(o, n.Option)], "option").items():
             value = opt.value
             if key == "address":

@@ -1,319 +1,231 @@
-"""Merge phase (`teamc compile --into BASE.xml`): a VM's layout + the user's domain XML -> that XML with the teams in it.
+"""Merge phase (`teamc compile --into BASE.xml`): a VM's layout + the user's domain XML -> the XML with the teams in it.
 
-The base domain keeps every byte it had except where a team goes: the NICs of
-the team (matched by alias, and a transient by the persistent alias it names)
-are replaced in place, new NICs go after the base's last <interface> (or
-<hostdev>), and the pcie-root-ports they need after its last PCI controller.
-The text is spliced at the element positions `xmlsource` found, so comments,
-order and formatting of everything else stay as they were.
+What is merge's own: reading the base domain (which of its NICs the team replaces, matched by alias, and a
+transient by the persistent alias it names; what the devices that stay hold, `BaseDomain`) and writing the
+result into the base's text. The base keeps every byte it had except where a team goes: the team's NICs
+replace the base's in place, new NICs go after the base's last <interface> (or <hostdev>), and the
+pcie-root-ports they need after its last PCI controller. The text is spliced at the element positions
+`xmlsource` found, in the base's own indentation and line ends, so comments, order and formatting of
+everything else stay as they were. Merging the result again gives the same bytes.
 
-Placement works around the base, by the slot rules of placement.py: on q35 each NIC takes a free
-pcie-root-port of the base (no device on its bus) or a new one, numbered after
-the base's highest controller index, on free slots of pcie.0, plus one spare
-port for hot-plug if no free port is left; on pc each NIC takes the lowest free
-slot of pci.0 from 2 up. Addresses pinned in the `.team` file are kept and
-refused (E0403) where the base already uses them. Merging the result again
-gives the same bytes. The base's machine must be of the VM's family (E0405),
-and an alias, a MAC or a host VF of the team must not belong to another device
-of the base (E0102, E0309, E0310).
+The rest is the compile path's: the layout phase places the NICs around the base (layout.layout_around, by
+placement.py's slot rules), the check phase judges that layout against the base (checks.check_base: E0102,
+E0309, E0310, E0403, E0405), and the elements are rendered as `--emit interfaces` and `--emit xml` render
+them (emitters.interfaces.nic_element, emitters.domain_xml.root_port_element).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from .diagnostics import Diagnostic, Label, diag
+from .diagnostics import Diagnostic, diag
 from .ir import PERSISTENT, TRANSIENT, PciAddress
 from .layout import Device, VmLayout
 from .lower import machine_family
-from .placement import RootPort, free_slots, ports_fit, root_ports
+from .placement import Occupied, occupied
 from .source import SourceFile, Span
 
-_VIDEO_SLOT = {"q35": 0x01, "pc": 0x02}
 _HEX = re.compile(r"(0x)?[0-9A-Fa-f]+\Z")
 
 
-def _pci(element) -> PciAddress | None:
-    """The guest PCI address of a device element, if it has a valid one."""
-    address = element.find("address")
-    if address is None or address.get("type") != "pci":
-        return None
+@dataclass(frozen=True, slots=True)
+class BaseDevice:
+    """A device the base domain keeps, with what a team's NIC may clash with (checks.check_base)."""
+
+    description: str  # `<disk 'file'> at line 12`
+    span: Span  # its start tag
+    address: PciAddress | None  # its guest PCI address, if it states a valid one
+    controller: int | None  # a PCI controller's index (the bus it provides)
+    alias: str | None
+    alias_span: Span | None
+    mac: str | None  # an <interface>'s MAC, in lower case
+    mac_span: Span | None
+    host_address: PciAddress | None  # the host PCI device an <interface> or <hostdev> assigns
+    host_address_span: Span | None
+
+
+@dataclass(frozen=True, slots=True)
+class BaseDomain:
+    """What stays of the base domain: its machine and the devices the team does not replace."""
+
+    machine: str | None
+    machine_family: str | None  # None: not a machine a team can go on
+    machine_span: Span
+    devices_span: Span  # the <devices> start tag
+    devices: tuple[BaseDevice, ...]
+    occupied: Occupied  # the guest PCI space they hold
+
+
+def _pci(address) -> PciAddress | None:
+    """A PCI address from an <address> element's attributes, if they are all hex numbers."""
     values = [address.get(attr, "0") for attr in ("domain", "bus", "slot", "function")]
-    if not all(_HEX.match(v) for v in values):
-        return None
-    return PciAddress(*(int(v, 16) for v in values))
-
-
-def _host_pci(element) -> PciAddress | None:
-    source = element.find("source/address")
-    if source is None:
-        return None
-    values = [source.get(attr, "0") for attr in ("domain", "bus", "slot", "function")]
     return PciAddress(*(int(v, 16) for v in values)) if all(_HEX.match(v) for v in values) else None
 
 
-class _Merger:
-    def __init__(self, doc, layout: VmLayout) -> None:
-        self.doc = doc
-        self.layout = layout
-        self.errors: list[Diagnostic] = []
-        self.warnings: list[Diagnostic] = []
-        self.source_extra: dict[int, tuple[tuple[str, str], ...]] = {}  # Device id -> base <source> attributes kept
+def _guest_address(element) -> PciAddress | None:
+    address = element.find("address")
+    return _pci(address) if address is not None and address.get("type") == "pci" else None
 
-    def error(self, code: str, message: str, span: Span, *labels: Label, help: str) -> None:
-        self.errors.append(diag(code, message, span, *labels, help=help))
 
-    def describe(self, element) -> str:
+def _read_base(doc, staying: list, vm_family: str) -> BaseDomain:
+    """The base domain's machine and the devices that stay, as the layout (for a VM of `vm_family`) and the
+    checks read them."""
+    os_type = doc.root.find("os/type")
+    machine = os_type.get("machine") if os_type is not None else None
+    devices = []
+    for element in staying:
         kind = element.get("model") or element.get("type")
-        return f"<{element.tag}{f' {kind!r}' if kind else ''}> at line {self.doc.tag_span(element).line_col[0]}"
+        alias = element.find("alias")
+        mac = element.find("mac") if element.tag == "interface" else None
+        host = element.find("source/address") if element.tag in ("interface", "hostdev") else None
+        index = element.get("index") or ""
+        devices.append(BaseDevice(
+            description=f"<{element.tag}{f' {kind!r}' if kind else ''}> at line {doc.tag_span(element).line_col[0]}",
+            span=doc.tag_span(element),
+            address=_guest_address(element),
+            controller=int(index) if element.tag == "controller" and element.get("type") == "pci"
+            and index.isdigit() else None,
+            alias=alias.get("name") if alias is not None else None,
+            alias_span=doc.attr_span(alias, "name") if alias is not None else None,
+            mac=((mac.get("address") or "").lower() or None) if mac is not None else None,
+            mac_span=doc.attr_span(mac, "address") if mac is not None else None,
+            host_address=_pci(host) if host is not None else None,
+            host_address_span=doc.tag_span(host) if host is not None else None))
+    family = machine_family(machine) if machine else None
+    controllers = {d.controller: element.get("model") for d, element in zip(devices, staying, strict=True)
+                   if d.controller is not None}
+    addresses = [(a.bus, a.slot, a.function) for d in devices if (a := d.address) is not None]
+    unplaced_video = any(el.tag == "video" and _guest_address(el) is None for el in staying)
+    return BaseDomain(
+        machine, family,
+        doc.attr_span(os_type, "machine") if os_type is not None else doc.tag_span(doc.root),
+        doc.tag_span(doc.root.find("devices")), tuple(devices),
+        occupied(vm_family, addresses, controllers, unplaced_video))
 
-    # --- which base devices the team replaces ------------------------------------
 
-    def match(self, children) -> dict:
-        """base element -> the compiled Device that takes its place (None: removed)."""
-        devices = self.layout.devices
-        by_alias = {d.nic.alias: d for d in devices if d.nic.alias}
-        transient_of = {d.failover_pair_id: d for d in devices if d.nic.role == TRANSIENT and d.failover_pair_id
-                        and not d.nic.alias}
-        persistents = {d.qemu_id for d in devices if d.nic.role == PERSISTENT}
-        matched: dict = {}
-        used: set = set()
-        for element in children:
-            alias_el = element.find("alias")
-            alias = alias_el.get("name") if alias_el is not None else None
-            teaming = element.find("teaming")
-            target = teaming.get("persistent") if teaming is not None and teaming.get("type") == "transient" else None
-            if element.tag in ("interface", "hostdev") and (alias in by_alias or target in persistents):
-                device = by_alias.get(alias) if alias in by_alias else transient_of.get(target)
-                matched[element] = device if device is not None and id(device) not in used else None
-                used.add(id(device))
-            elif alias in by_alias:
-                nic = by_alias[alias].nic
-                self.error("E0102", f"alias `{alias}` is already used by the base domain's {self.describe(element)}",
-                           self.doc.attr_span(alias_el, "name"), Label(nic.alias_span or nic.name_span, nic.label),
-                           help="rename the team, or the base device's alias")
-        return matched
+def _match(children, layout: VmLayout) -> dict:
+    """base element -> the compiled Device that takes its place (None: removed, a second one for one NIC)."""
+    devices = layout.devices
+    by_alias = {d.nic.alias: d for d in devices if d.nic.alias}
+    # (looked up with a <teaming>'s `persistent`, which an element may not have)
+    transient_of: dict[str | None, Device] = {
+        d.failover_pair_id: d for d in devices
+        if d.nic.role == TRANSIENT and d.failover_pair_id and not d.nic.alias}
+    persistents = {d.qemu_id for d in devices if d.nic.role == PERSISTENT}
+    matched: dict = {}
+    used: set = set()
+    for element in children:
+        if element.tag not in ("interface", "hostdev"):
+            continue
+        alias_el = element.find("alias")
+        alias = alias_el.get("name") if alias_el is not None else None
+        teaming = element.find("teaming")
+        target = teaming.get("persistent") if teaming is not None and teaming.get("type") == "transient" else None
+        if alias in by_alias or target in persistents:
+            device = by_alias.get(alias) if alias in by_alias else transient_of.get(target)
+            matched[element] = device if device is not None and id(device) not in used else None
+            used.add(id(device))
+    return matched
 
-    # --- checks against what stays ---------------------------------------------
 
-    def machine(self) -> None:
-        vm = self.layout.vm
-        os_type = self.doc.root.find("os/type")
-        machine = os_type.get("machine") if os_type is not None else None
-        span = self.doc.attr_span(os_type, "machine") if os_type is not None else self.doc.tag_span(self.doc.root)
-        label = Label(vm.machine_span or vm.name_span, f"the VM is laid out for `{vm.machine}`")
-        family = machine_family(machine) if machine else None
-        if family is None:
-            self.error("E0405", f"the base domain's machine `{machine}` cannot host a failover team" if machine else
-                       "the base domain names no machine type", span, label,
-                       help="give the base domain a q35 machine, e.g. <type arch='x86_64' machine='q35'>hvm</type>")
-        elif family != vm.machine_family:
-            self.error("E0405", f"the base domain's machine `{machine}` is not of the VM's `{vm.machine}` family",
-                       span, label, help=f"write `machine {machine}` in the .team file (with `allow pc-machine-team` "
-                                         "for pc), or move the base domain to the VM's machine")
+def _kept(element, device: Device) -> tuple[tuple, tuple[tuple[str, str], ...]]:
+    """What the base NIC states that the team does not: its elements (and attributes the settings table
+    knows) go into the replacement, in libvirt's order, so that merging loses nothing (what the team states
+    wins); and the base's <source> attributes the team does not write (a network's portgroup, portid). The
+    base's alias and guest address are the team's to give."""
+    from . import nicsettings
+    from .backends.libvirt import nic_view
 
-    def clashes(self, staying) -> None:
-        """A MAC or a host VF of the team that a device the base keeps also uses."""
-        macs = {d.nic.mac: d.nic for d in self.layout.devices if d.nic.mac}
-        vfs = {d.nic.host_address: d.nic for d in self.layout.devices if d.nic.host_address}
-        for element in staying:
-            mac = element.find("mac")
-            address = (mac.get("address") or "").lower() if mac is not None else ""
-            if element.tag == "interface" and address in macs:
-                nic = macs[address]
-                self.error("E0309", f"MAC {address} is also used by the base domain's {self.describe(element)}",
-                           self.doc.attr_span(mac, "address"), Label(nic.mac_span or nic.name_span, nic.label),
-                           help="every NIC of a guest needs its own MAC; change one of them")
-            host = _host_pci(element) if element.tag in ("interface", "hostdev") else None
-            if host in vfs:
-                nic = vfs[host]
-                self.error("E0310", f"host VF {host} is also assigned by the base domain's {self.describe(element)}",
-                           self.doc.tag_span(element.find("source/address")),
-                           Label(nic.host_address_span or nic.name_span, nic.label),
-                           help="a VF can be assigned to one guest NIC only; pick another VF or drop the base's")
+    view = nic_view(device)
+    written = {name for name, present in (("mac", view.mac), ("model", view.model), ("boot", view.boot),
+                                          ("rom", view.rom_attrs), ("mtu", view.mtu)) if present}
+    written |= {"source", "teaming", "alias", "address"} | {e.tag for e in device.nic.settings}
+    kept = [nicsettings.from_et(child) for child in element
+            if isinstance(child.tag, str) and child.tag not in written]
+    for attr, value in element.attrib.items():
+        if "@" + attr in nicsettings.BY_TAG and "@" + attr not in written:
+            kept.append(nicsettings.Elem("@" + attr, (("value", value),)))
+    source_extra: tuple[tuple[str, str], ...] = ()
+    source = element.find("source")
+    if source is not None and device.element == "interface" and not view.host_address:
+        ours = {name for name, _ in view.source_attrs}
+        source_extra = tuple((k, v) for k, v in source.attrib.items() if k not in ours)
+    return tuple(kept), source_extra
 
-    def kept(self, element, device: Device) -> tuple:
-        """What the base NIC states that the team does not: its elements (and attributes the settings table
-        knows) go into the replacement, in libvirt's order, so that merging loses nothing (what the team states
-        wins). The base's alias and guest address are the team's to give."""
-        from . import nicsettings
-        from .backends.libvirt import nic_view
 
-        view = nic_view(device)
-        written = {name for name, present in (("mac", view.mac), ("model", view.model), ("boot", view.boot),
-                                              ("rom", view.rom_attrs), ("mtu", view.mtu)) if present}
-        written |= {"source", "teaming", "alias", "address"} | {e.tag for e in device.nic.settings}
-        kept = [nicsettings.from_et(child) for child in element
-                if isinstance(child.tag, str) and child.tag not in written]
-        for attr, value in element.attrib.items():
-            if "@" + attr in nicsettings.BY_TAG and "@" + attr not in written:
-                kept.append(nicsettings.Elem("@" + attr, (("value", value),)))
-        # The base's <source> attributes the team does not write (a network's portgroup, portid) stay too.
-        source = element.find("source")
-        if source is not None and device.element == "interface" and not view.host_address:
-            ours = {name for name, _ in view.source_attrs}
-            self.source_extra[id(device)] = tuple((k, v) for k, v in source.attrib.items() if k not in ours)
-        return tuple(kept)
+def _merge(doc, layout: VmLayout) -> tuple[str | None, list[Diagnostic]]:
+    from .backends.libvirt import controller_view, nic_view
+    from .checks import check_base
+    from .emitters.domain_xml import root_port_element
+    from .emitters.interfaces import nic_element
+    from .layout import layout_around
 
-    # --- placement -------------------------------------------------------------
+    devices_el = doc.root.find("devices")
+    if doc.root.tag != "domain" or devices_el is None:
+        return None, [diag("E0004", "the base is not a libvirt <domain> with <devices>", doc.tag_span(doc.root),
+                           help="merge into a domain as `virsh dumpxml NAME` prints it")]
+    children = [el for el in devices_el if isinstance(el.tag, str)]
+    matched = _match(children, layout)
+    base = _read_base(doc, [el for el in children if el not in matched], layout.vm.machine_family)
+    placed = layout_around(layout, base.occupied)
+    problems = check_base(placed, base)
+    if problems:
+        return None, problems
+    moved = {id(old): new for old, new in zip(layout.devices, placed.devices, strict=True)}
+    replacing = {id(moved[id(d)]): el for el, d in matched.items() if d is not None}
+    kept = {id(moved[id(d)]): _kept(el, d) for el, d in matched.items() if d is not None}
 
-    def place(self, staying) -> tuple[dict, list[RootPort]]:
-        """Device -> guest address, and the new root ports (q35)."""
-        vm = self.layout.vm
-        family = vm.machine_family
-        used: dict[tuple[int, int, int], object] = {}
-        for element in staying:
-            address = _pci(element)
-            if address is not None:
-                used[(address.bus, address.slot, address.function)] = element
-        busy_buses = {bus for bus, _, _ in used if bus}
-        controllers = {}
-        for element in staying:
-            if element.tag == "controller" and element.get("type") == "pci" and (element.get("index") or "").isdigit():
-                controllers[int(element.get("index"))] = element
-        free_ports = sorted(i for i, el in controllers.items()
-                            if el.get("model") == "pcie-root-port" and i not in busy_buses and i)
-        taken_slots = {slot for bus, slot, _ in used if bus == 0}
-        if any(el.tag == "video" and _pci(el) is None for el in staying):
-            taken_slots.add(_VIDEO_SLOT[family])  # libvirt puts the primary video there when it places it
-        placed: dict = {}
-        new_indexes: list[int] = []
+    text = doc.source.text
+    indent = _child_indent(text, doc, devices_el, children)
+    unit = indent[len(_line_indent(text, doc.positions[devices_el].start)):] or "  "
+    edits: list[tuple[int, int, str]] = []
 
-        for device in self.layout.devices:
-            pinned = device.nic.guest_address
-            if pinned is None:
-                continue
-            key = (pinned.bus, pinned.slot, pinned.function)
-            span = device.nic.guest_address_span
-            if key in used:
-                self.error("E0403", f"guest PCI address {pinned} is already used by the base domain's "
-                                    f"{self.describe(used[key])}", span, Label(self.doc.tag_span(used[key]), "here"),
-                           help="pin the NIC elsewhere, or drop `address` and let teamc place it around the base")
-                continue
-            placed[id(device)] = pinned
-            if pinned.bus == 0:
-                taken_slots.add(pinned.slot)
-            elif pinned.bus in controllers:
-                if pinned.bus in free_ports:
-                    free_ports.remove(pinned.bus)
-                else:
-                    self.error("E0403", f"bus {pinned.bus:#04x} is the base domain's "
-                                        f"{self.describe(controllers[pinned.bus])}, which is not a free "
-                                        "pcie-root-port", span, Label(self.doc.tag_span(controllers[pinned.bus]),
-                                                                      "that controller"),
-                               help="pin the NIC to another bus, or drop `address` and let teamc place it")
-            elif pinned.bus not in new_indexes:
-                new_indexes.append(pinned.bus)
+    def element_text(device: Device) -> str:
+        settings, source_extra = kept.get(id(device), ((), ()))
+        view = nic_view(replace(device, nic=replace(device.nic, settings=device.nic.settings + settings)))
+        return _reindent(nic_element(replace(view, source_attrs=view.source_attrs + source_extra)), unit)
 
-        next_index = max([*controllers, *new_indexes, 0]) + 1
-        unpinned = sorted((d for d in self.layout.devices if d.nic.guest_address is None),
-                          key=lambda d: (d.address.bus, d.address.slot))
-        for device in unpinned:
-            if family == "pc":
-                slot = next(iter(free_slots(family, taken_slots)), None)
-                if slot is None:
-                    self.error("E0403", "the base domain has no free slot on pci.0 for " + device.nic.label,
-                               self.doc.tag_span(self.doc.root.find("devices")), Label(device.nic.span, "this NIC"),
-                               help="free a slot in the base domain, or move it to q35")
-                    continue
-                taken_slots.add(slot)
-                placed[id(device)] = PciAddress(0, 0, slot, 0)
-            elif free_ports:
-                placed[id(device)] = PciAddress(0, free_ports.pop(0), 0, 0)
-            else:
-                new_indexes.append(next_index)
-                placed[id(device)] = PciAddress(0, next_index, 0, 0)
-                next_index += 1
-        if family == "q35" and not free_ports:
-            new_indexes.append(next_index)  # a spare port, so that a VF can be hot-plugged back
-        return placed, self.root_ports(sorted(new_indexes) if family == "q35" else [], taken_slots)
+    new_nics: dict[str, list[str]] = {"interface": [], "hostdev": []}
+    for device in placed.devices:
+        if id(device) in replacing:
+            pos = doc.positions[replacing[id(device)]]
+            own = _line_indent(text, pos.start)
+            edits.append((pos.start, pos.end, element_text(device).replace("\n", "\n" + own)))
+        else:
+            new_nics[device.element].append(element_text(device))
+    for element, device in matched.items():
+        if device is None:
+            edits.append(_removal(text, doc.positions[element]))
 
-    def root_ports(self, indexes: list[int], taken_slots: set[int]) -> list[RootPort]:
-        free = free_slots(self.layout.vm.machine_family, taken_slots)
-        ports = root_ports(indexes, free)
-        if not ports_fit(ports, free):
-            self.error("E0403", f"the base domain has no room on pcie.0 for {len(indexes)} more pcie-root-ports",
-                       self.doc.tag_span(self.doc.root.find("devices")),
-                       Label(self.layout.vm.name_span, "the VM"), help="free slots of pcie.0 in the base domain")
-            return []
-        return ports
+    def last(*tags: str, pci: bool = False):
+        """The last child with one of these tags (the first tag that has one), or None."""
+        for tag in tags:
+            found = [el for el in children if el.tag == tag and (not pci or el.get("type") == "pci")]
+            if found:
+                return found[-1]
+        return None
 
-    # --- the merge ---------------------------------------------------------------
-
-    def run(self) -> str | None:
-        from .backends.libvirt import controller_view, nic_view
-        from .render import render
-
-        doc = self.doc
-        if doc.root.tag != "domain" or doc.root.find("devices") is None:
-            self.error("E0004", "the base is not a libvirt <domain> with <devices>", doc.tag_span(doc.root),
-                       help="merge into a domain as `virsh dumpxml NAME` prints it")
-            return None
-        self.machine()
-        devices_el = doc.root.find("devices")
-        children = [el for el in devices_el if isinstance(el.tag, str)]
-        matched = self.match(children)
-        staying = [el for el in children if el not in matched]
-        self.clashes(staying)
-        placed, ports = self.place(staying)
-        if self.errors:
-            return None
-        kept = {id(device): self.kept(element, device) for element, device in matched.items() if device is not None}
-
-        text = doc.source.text
-        indent = _child_indent(text, doc, devices_el, children)
-        unit = indent[len(_line_indent(text, doc.positions[devices_el].start)):] or "  "
-        edits: list[tuple[int, int, str]] = []
-        replacing = {id(d): el for el, d in matched.items() if d is not None}
-
-        def element_text(device: Device) -> str:
-            nic = replace(device.nic, settings=device.nic.settings + kept.get(id(device), ()))
-            view = nic_view(replace(device, address=placed[id(device)], nic=nic))
-            view = replace(view, source_attrs=view.source_attrs + self.source_extra.get(id(device), ()))
-            return _reindent(render("libvirt/nic.xml.j2", n=view), unit)
-
-        new_nics = {"interface": [], "hostdev": []}
-        for device in self.layout.devices:
-            if id(device) in replacing:
-                el = replacing[id(device)]
-                pos = doc.positions[el]
-                own = _line_indent(text, pos.start)
-                edits.append((pos.start, pos.end, element_text(device).replace("\n", "\n" + own)))
-            else:
-                new_nics[device.element].append(element_text(device))
-        for element, device in matched.items():
-            if device is None:
-                edits.append(_removal(text, doc.positions[element]))
-
-        def last(*tags: str, pci: bool = False):
-            """The last child with one of these tags (the first tag that has one), or None."""
-            for tag in tags:
-                found = [el for el in children if el.tag == tag and (not pci or el.get("type") == "pci")]
-                if found:
-                    return found[-1]
-            return None
-
-        fallback = last("controller", "disk", "emulator")
-        anchors = {
-            "controller": last("controller", pci=True) if last("controller", pci=True) is not None else fallback,
-            "interface": last("interface") if last("interface") is not None else fallback,
-        }
-        anchors["hostdev"] = last("hostdev") if last("hostdev") is not None else anchors["interface"]
-        inserts: dict[int, list[str]] = {}
-        port_texts = [_reindent(render("libvirt/root-port.xml.j2", c=controller_view(p)), unit) for p in ports]
-        for kind, texts in (("controller", port_texts), ("interface", new_nics["interface"]),
-                            ("hostdev", new_nics["hostdev"])):
-            if not texts:
-                continue
-            anchor = anchors[kind]
-            at = doc.positions[anchor].end if anchor is not None else doc.positions[devices_el].start_tag_end
-            inserts.setdefault(at, []).extend("\n" + indent + t.replace("\n", "\n" + indent) for t in texts)
-        edits.extend((at, at, "".join(texts)) for at, texts in inserts.items())
-        first_break = text.find("\n")
-        if first_break > 0 and text[first_break - 1] == "\r":  # a CRLF file gets CRLF lines
-            edits = [(start, end, new.replace("\n", "\r\n")) for start, end, new in edits]
-        return _splice(text, edits)
+    fallback = last("controller", "disk", "emulator")
+    anchors = {
+        "controller": last("controller", pci=True) if last("controller", pci=True) is not None else fallback,
+        "interface": last("interface") if last("interface") is not None else fallback,
+    }
+    anchors["hostdev"] = last("hostdev") if last("hostdev") is not None else anchors["interface"]
+    inserts: dict[int, list[str]] = {}
+    port_texts = [_reindent(root_port_element(controller_view(p)), unit) for p in placed.root_ports]
+    for kind, texts in (("controller", port_texts), ("interface", new_nics["interface"]),
+                        ("hostdev", new_nics["hostdev"])):
+        if not texts:
+            continue
+        anchor = anchors[kind]
+        at = doc.positions[anchor].end if anchor is not None else doc.positions[devices_el].start_tag_end
+        inserts.setdefault(at, []).extend("\n" + indent + t.replace("\n", "\n" + indent) for t in texts)
+    edits.extend((at, at, "".join(texts)) for at, texts in inserts.items())
+    first_break = text.find("\n")
+    if first_break > 0 and text[first_break - 1] == "\r":  # a CRLF file gets CRLF lines
+        edits = [(start, end, new.replace("\n", "\r\n")) for start, end, new in edits]
+    return _splice(text, edits), []
 
 
 def _line_indent(text: str, offset: int) -> str:
@@ -349,7 +261,8 @@ def _child_indent(text: str, doc, devices_el, children) -> str:
 
 
 def _reindent(rendered: str, unit: str) -> str:
-    """teamc's templates indent by two spaces; use the base domain's unit instead."""
+    """teamc's templates indent by two spaces; use the base domain's unit instead (its tabs, its four
+    spaces): the one step of rendering that is the merge's own."""
     out = []
     for line in rendered.split("\n"):
         stripped = line.lstrip(" ")
@@ -382,9 +295,8 @@ def merge_into(base: SourceFile, layouts: list[VmLayout]) -> tuple[list[tuple[st
     chosen = [layout for layout in layouts if layout.vm.name == name] or (layouts if len(layouts) == 1 else [])
     merged, diagnostics = [], []
     for layout in chosen:
-        merger = _Merger(doc, layout)
-        text = merger.run()
-        diagnostics += merger.errors + merger.warnings
+        text, problems = _merge(doc, layout)
+        diagnostics += problems
         if text is not None:
             merged.append((layout.vm.name, "\ufeff" + text if base.bom else text))
     return merged, diagnostics

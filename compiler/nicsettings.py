@@ -7,21 +7,25 @@ gets of it. The parser reads the statements' keywords from the grammar (`_nic_se
 equal to `ROWS` by a test); lowering turns the words into an `Elem` with `Row.parse`; the libvirt
 backend prints the element at its place in libvirt's element order (`ORDER`); the importer reads an
 element back with `Row.words` (and keeps what no row expresses exactly as a `libvirt "<…/>"`
-pass-through); merge keeps every element of a base NIC whose tag the `.team` does not state; fmt
-prints `Row.words`; the QEMU backend asks `device_props` and `libvirt_only`; the README's settings
-table is `readme_table()`. Adding a setting is one row here (a shape and its checks) plus its tests,
-as a sqlglot dialect keeps its differences in tables rather than in branches.
+pass-through, which lowering holds to domain.rng's shape of that element, `SCHEMAS`); merge keeps
+every element of a base NIC whose tag the `.team` does not state; fmt prints `Row.words`; the QEMU
+backend asks `device_props` and `libvirt_only`; the README's settings table is `readme_table()`.
+Adding a setting is one row here (a shape and its checks) plus its tests, as a sqlglot dialect keeps
+its differences in tables rather than in branches.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-PERSISTENT_KINDS = frozenset({"user", "bridge", "network", "direct"})
+PERSISTENT_KINDS = frozenset({"user", "ethernet", "vhostuser", "bridge", "network", "direct"})
+_TAP_KINDS = frozenset({"bridge", "network"})
+_ALL = PERSISTENT_KINDS | {"hostdev"}
 VF_KINDS = frozenset({"hostdev", "network"})  # an <interface> VF: type='hostdev', or a hostdev-pool network
 
 
@@ -400,6 +404,82 @@ class PassThrough:
         return [to_xml(elem).replace("\n", " ")]
 
 
+# --- domain.rng's shape of the children of <interface> no row models --------------------------------
+
+def _ip(v: str) -> str | None:
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return "an IPv4 or IPv6 address"
+    return None
+
+
+_DEVICE_NAME = re.compile(r"[a-zA-Z0-9_.\-\\:/]+\Z")  # domain.rng's deviceName
+
+
+def _device_name(v: str) -> str | None:
+    return None if _DEVICE_NAME.match(v) else "letters, digits and `_ . - \\ : /` (domain.rng's deviceName)"
+
+
+def _one_line(v: str) -> str | None:
+    return None if v and "\n" not in v else "one non-empty line"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """An element as domain.rng has it: its attributes (each with its check), those it must have, and its child
+    elements (several of one tag allowed); no text. `tests/test_nicsettings.py` holds each against domain.rng."""
+
+    attrs: dict[str, Check]
+    required: frozenset[str] = frozenset()
+    children: dict[str, Schema] = field(default_factory=dict)
+
+    def problem(self, elem: Elem) -> tuple[str, str] | None:
+        """What domain.rng refuses in `elem`: (message, help), or None."""
+        where = f"<{elem.tag}>"
+        if elem.text is not None:
+            return f"{where} holds no text", "write it empty, with attributes only"
+        attrs = dict(elem.attrs)
+        for name, value in elem.attrs:
+            if name not in self.attrs:
+                return (f"{where} has no attribute `{name}` in libvirt's schema",
+                        "its attributes: " + ", ".join(f"`{a}`" for a in self.attrs))
+            if problem := self.attrs[name](value):
+                return f"`{value}` is not a valid `{name}` of {where}", problem
+        if missing := sorted(self.required - set(attrs)):
+            return f"{where} needs `{missing[0]}`", "libvirt's schema requires " + ", ".join(f"`{m}`" for m in missing)
+        for child in elem.children:
+            schema = self.children.get(child.tag)
+            if schema is None:
+                return (f"<{child.tag}> cannot go inside {where}", "libvirt's schema allows " + (
+                    ", ".join(f"<{c}>" for c in self.children) if self.children else "no child element there"))
+            if nested := schema.problem(child):
+                return nested
+        return None
+
+
+_IP_FAMILY = choice("ipv4", "ipv6")
+
+
+def _port(v: str) -> str | None:
+    return None if re.fullmatch(r"-?[0-9]+", v) and -1 <= int(v) <= 65535 else "a port from -1 to 65535"
+
+
+SCHEMAS: dict[str, Schema] = {
+    "guest": Schema({"dev": _device_name, "actual": _device_name}),
+    "ip": Schema({"address": _ip, "family": _IP_FAMILY, "prefix": uint(0, 128), "peer": _ip}, frozenset({"address"})),
+    "route": Schema({"family": _IP_FAMILY, "address": _ip, "netmask": _ip, "prefix": uint(0, 128), "gateway": _ip,
+                     "metric": uint(0, 2**32 - 1)}, frozenset({"address", "gateway"})),
+    "portForward": Schema({"proto": choice("tcp", "udp"), "address": _ip, "dev": _device_name}, frozenset({"proto"}),
+                          {"range": Schema({"start": _port, "end": _port, "to": _port, "exclude": YES_NO},
+                                           frozenset({"start"}))}),
+    "script": Schema({"path": _one_line}, frozenset({"path"})),
+    "downscript": Schema({"path": _one_line}, frozenset({"path"})),
+    "backenddomain": Schema({"name": _one_line}, frozenset({"name"})),
+}
+REPEATABLE = frozenset({"ip", "route", "portForward"})  # domain.rng: zeroOrMore; a pass-through each
+
+
 Shape = Attrs | Vlan | Text | Params | RootAttr | Coalesce | PassThrough
 
 
@@ -437,7 +517,9 @@ class Row:
     def xml_form(self) -> str:
         if self.tag.startswith("@"):
             return f"`{self.tag[1:]}=` on `<interface>`"
-        return "any child of `<interface>` teamc does not write itself, verbatim" if self.tag == "*" else f"`<{self.tag}>`"
+        if self.tag == "*":
+            return "any child of `<interface>` teamc does not write itself, verbatim"
+        return f"`<{self.tag}>`"
 
 
 def _vlan_refuse(elem: Elem, ctx: Context) -> Refusal | None:
@@ -455,19 +537,37 @@ def _vlan_refuse(elem: Elem, ctx: Context) -> Refusal | None:
             "`mode passthrough`, or a bridge with `virtualport openvswitch`"))
 
 
-_VPORT_TYPES = {"bridge": ("openvswitch", "midonet"), "direct": ("802.1Qbg", "802.1Qbh"), "hostdev": ("802.1Qbh",),
+# libvirt 9.0 takes (and ignores) an openvswitch or 802.1Qbg virtualport on a VF too (the oracle: the argv of
+# tests/oracle/nic-vf-accepted.xml).
+_VPORT_TYPES = {"bridge": ("openvswitch", "midonet"), "direct": ("802.1Qbg", "802.1Qbh"),
+                "hostdev": ("openvswitch", "802.1Qbg", "802.1Qbh"),
                 "network": ("openvswitch", "midonet", "802.1Qbg", "802.1Qbh")}
+# What libvirt's parser requires of each type (virNetDevVPortProfileParse: "missing profileid in <virtualport
+# type='802.1Qbh'>", tests/oracle/nic-qbh-no-profileid.args); on a `network` source the network's own
+# virtualport may supply the rest, so there it checks nothing.
+_VPORT_REQUIRED = {"802.1Qbg": ("managerid", "typeid", "typeidversion"), "802.1Qbh": ("profileid",),
+                   "midonet": ("interfaceid",)}
 
 
 def _vport_refuse(elem: Elem, ctx: Context) -> Refusal | None:
     allowed = _VPORT_TYPES.get(ctx.kind, ())
-    if elem.get("type") in allowed:
-        return None
-    return (f"a virtualport of type `{elem.get('type')}` does not fit a `{ctx.kind}` source",
-            "libvirt applies " + " or ".join(f"`{t}`" for t in allowed) + f" to a `{ctx.kind}` NIC")
+    vtype = elem.get("type") or ""
+    if vtype not in allowed:
+        return (f"a virtualport of type `{vtype}` does not fit a `{ctx.kind}` source",
+                "libvirt applies " + " or ".join(f"`{t}`" for t in allowed) + f" to a `{ctx.kind}` NIC")
+    params = elem.child("parameters")
+    missing = [p for p in _VPORT_REQUIRED.get(vtype, ()) if params is None or params.get(p) is None]
+    if missing and ctx.kind != "network":
+        return (f"a `{vtype}` virtualport needs its `{missing[0]}`",
+                f"libvirt: 'missing {missing[0]} in <virtualport type='{vtype}'>'; add " +
+                " ".join(f"`{p} VALUE`" for p in missing))
+    return None
 
 
 def _port_refuse(elem: Elem, ctx: Context) -> Refusal | None:
+    if elem.get("isolated") == "yes" and (ctx.kind not in _TAP_KINDS or ctx.role == "transient"):
+        return ("`port isolated yes` needs a bridge or network tap",
+                f"libvirt: '<port isolated='yes'/> is not supported for network interfaces with type='{ctx.kind}''")
     if elem.get("isolated") == "yes" and "virtualport" in ctx.settings:
         return ("`port isolated yes` cannot go with a virtualport",
                 "libvirt: '<port isolated='yes'/> is not supported for network interfaces with virtualport type'")
@@ -475,7 +575,8 @@ def _port_refuse(elem: Elem, ctx: Context) -> Refusal | None:
 
 
 def _filter_refuse(elem: Elem, ctx: Context) -> Refusal | None:
-    if "virtualport" in ctx.settings:
+    # libvirt checks this on the tap-backed types only; a VF takes both (and applies neither filter nor port).
+    if "virtualport" in ctx.settings and ctx.kind != "hostdev":
         return ("a filterref cannot go with a virtualport",
                 "libvirt: 'filterref is not supported for network interfaces with virtualport type'")
     return None
@@ -483,11 +584,15 @@ def _filter_refuse(elem: Elem, ctx: Context) -> Refusal | None:
 
 def _driver_refuse(elem: Elem, ctx: Context) -> Refusal | None:
     if ctx.kind == "hostdev":
-        extra = [k for k, _ in elem.attrs if k != "name"] + [c.tag for c in elem.children]
-        if extra or elem.get("name") not in (None, "vfio"):
-            return ("a VF's driver takes only `name vfio`",
-                    ("libvirt's virtio settings (queues, queue sizes, offloads, …) are for the virtio NIC; "
-                    "'multiqueue is not supported for network interfaces of type hostdev'"))
+        # A VF's <driver> is the hostdev's (name vfio); libvirt 9.0 takes the virtio-net attributes there and
+        # ignores them, except the virtio device options, which it refuses (tests/oracle/nic-vf-iommu.args).
+        if elem.get("name") not in (None, "vfio"):
+            return (f"`{elem.get('name')}` is not a VF driver",
+                    "libvirt: 'Invalid value for attribute 'name' in element 'driver''; a VF's driver is `name vfio`")
+        virtio = next((a for a in ("iommu", "ats", "packed", "page_per_vq") if elem.get(a) is not None), None)
+        if virtio is not None:
+            return (f"`driver {virtio}` is a virtio device option",
+                    f"libvirt: '{virtio} driver option is only supported for virtio devices'; set it on the virtio NIC")
         return None
     if elem.get("name") not in (None, "qemu", "vhost"):
         return (f"`{elem.get('name')}` is not a virtio-net driver", "use `name vhost` or `name qemu`")
@@ -498,14 +603,14 @@ def _driver_refuse(elem: Elem, ctx: Context) -> Refusal | None:
 
 
 def _backend_refuse(elem: Elem, ctx: Context) -> Refusal | None:
-    if elem.get("tap") and ctx.kind not in ("bridge", "network"):
-        return ("a custom tap device needs a bridge or network source",
+    if elem.get("tap") and (ctx.kind not in _TAP_KINDS | {"ethernet"} or ctx.role == "transient"):
+        return ("a custom tap device needs a bridge, network or ethernet source",
                 f"libvirt: 'custom tap device path is not supported for network interfaces of type {ctx.kind}'")
     return None
 
 
 def _target_refuse(elem: Elem, ctx: Context) -> Refusal | None:
-    if elem.get("managed") == "no":
+    if elem.get("managed") == "no" and ctx.kind != "ethernet":
         return ("an unmanaged target device needs an `ethernet` source",
                 f"libvirt: 'unmanaged target dev is not supported on interfaces of type '{ctx.kind}''")
     return None
@@ -519,7 +624,6 @@ _DRIVER = Attrs(
      "rss": ON_OFF, "rss_hash_report": ON_OFF, "iommu": ON_OFF, "ats": ON_OFF, "packed": ON_OFF,
      "page_per_vq": ON_OFF},
     {"host": _OFFLOADS_HOST, "guest": _OFFLOADS_GUEST})
-_TAP_KINDS = frozenset({"bridge", "network"})
 _BPS = uint(0, 2**32 - 1)
 _VPORT_PARAMS = {"interfaceid": name, "profileid": name, "managerid": uint(0, 255), "typeid": uint(0, 2**24 - 1),
                  "typeidversion": uint(0, 255), "instanceid": name}
@@ -536,24 +640,24 @@ ROWS: tuple[Row, ...] = (
     Row("bandwidth", "bandwidth",
         Attrs({}, {d: {"average": _BPS, "peak": _BPS, "burst": uint(0, 2**32 - 1), "floor": _BPS}
                    for d in ("inbound", "outbound")}),
-        PERSISTENT_KINDS - {"user"}, "libvirt only (tc on the host)",
+        PERSISTENT_KINDS, "libvirt only (tc on the host)",
         "bandwidth inbound average 1000 peak 5000 outbound average 128"),
-    Row("port", "port", Attrs({"isolated": YES_NO}), _TAP_KINDS, "libvirt only",
+    Row("port", "port", Attrs({"isolated": YES_NO}), _ALL, "libvirt only",
         "port isolated yes", _port_refuse),
-    Row("target", "target", Attrs({"dev": name, "managed": YES_NO}, lead="dev"), PERSISTENT_KINDS,
+    Row("target", "target", Attrs({"dev": name, "managed": YES_NO}, lead="dev"), _ALL,
         "libvirt only (the name of the host's tap or macvtap device)", "target vnet-db7", _target_refuse),
     Row("driver", "driver", _DRIVER, PERSISTENT_KINDS | {"hostdev"},
         "virtio-net-pci properties (queues: mq, vectors; rx/tx_queue_size; txmode: tx; ioeventfd; event_idx; "
         "rss; rss_hash_report: hash; iommu: iommu_platform; ats; packed; page_per_vq; offloads); `name`, "
         "`queues` on the netdev: libvirt only",
         "driver name vhost queues 4 rx_queue_size 1024", _driver_refuse),
-    Row("backend", "backend", Attrs({"tap": path, "vhost": path}), PERSISTENT_KINDS, "libvirt only",
+    Row("backend", "backend", Attrs({"tap": path, "vhost": path}), _ALL, "libvirt only",
         "backend tap /dev/net/tun vhost /dev/vhost-net", _backend_refuse),
-    Row("filterref", "filterref", Params("filter", name, "parameter"), _TAP_KINDS, "libvirt only (nwfilter)",
+    Row("filterref", "filterref", Params("filter", name, "parameter"), _ALL, "libvirt only (nwfilter)",
         "filterref clean-traffic IP 10.0.0.1", _filter_refuse),
-    Row("tune", "tune", Text({"sndbuf": uint(0, 2**63 - 1)}), frozenset({"bridge", "network", "direct"}),
+    Row("tune", "tune", Text({"sndbuf": uint(0, 2**63 - 1)}), _ALL,
         "libvirt only (the tap's send buffer)", "tune sndbuf 1600"),
-    Row("link", "link", Attrs({"state": choice("up", "down")}, lead="state"), PERSISTENT_KINDS,
+    Row("link", "link", Attrs({"state": choice("up", "down")}, lead="state"), _ALL,
         "libvirt only (set over QMP at start)", "link up"),
     Row("coalesce", "coalesce", Coalesce(), _TAP_KINDS, "libvirt only", "coalesce rx-frames 7"),
     Row("acpi", "acpi", Attrs({"index": uint(1, 16383)}, lead="index"), PERSISTENT_KINDS | {"hostdev"},
@@ -568,10 +672,11 @@ BY_TAG: dict[str, Row] = {row.tag: row for row in ROWS if row.tag != "*"}
 PASS_THROUGH = BY_KEYWORD["libvirt"]
 
 
-# What libvirt takes on the VF side (an <interface type='hostdev'> or a hostdev-pool network as the transient):
-# domain.rng's hostdev interface, less what the validation refuses for hostdev (bandwidth, filterref, backend,
-# multiqueue, tune, coalesce, port isolation, link state).
-VF_ROWS = frozenset({"vlan", "virtualport", "driver", "acpi", "trust-guest-rx-filters", "libvirt"})
+# What libvirt refuses on the VF side (an <interface type='hostdev'>, or a hostdev-pool network as the transient),
+# in its own words. It takes every other row there, most of them to ignore (queues, link, tune, filterref, …;
+# the oracle: tests/oracle/nic-vf-accepted.args); the rows' `refuse` rules say what else it refuses.
+VF_REFUSED = {"bandwidth": "bandwidth settings are not supported for hostdev interfaces",
+              "coalesce": "coalesce settings on interface type hostdev are not supported"}
 
 
 def refusal(row: Row, elem: Elem, ctx: Context) -> Refusal | None:
@@ -580,21 +685,27 @@ def refusal(row: Row, elem: Elem, ctx: Context) -> Refusal | None:
         return (f"a plain PCI <hostdev> takes no `{row.keyword}`",
                 ("libvirt's NIC settings belong to an <interface>: write the VF as `source hostdev ADDR` "
                 "(<interface type='hostdev'>) to give it a VLAN, virtualport or driver"))
-    if ctx.role == "transient" and row.keyword not in VF_ROWS:
-        return (f"`{row.keyword}` does not apply to the VF",
-                "the VF side takes " + ", ".join(f"`{k}`" for k in sorted(VF_ROWS)) + "; state it on the virtio NIC")
+    if (ctx.kind == "hostdev" or ctx.role == "transient") and elem.tag in VF_REFUSED:
+        return (f"libvirt refuses `<{elem.tag}>` on the VF",
+                f"libvirt: '{VF_REFUSED[elem.tag]}'; state it on the virtio NIC")
     if ctx.kind not in row.kinds:
-        return (f"libvirt refuses `{row.keyword}` on a `{ctx.kind}` NIC",
+        article = "an" if ctx.kind[0] in "aeiou" else "a"
+        return (f"libvirt refuses `{row.keyword}` on {article} `{ctx.kind}` NIC",
                 f"`{row.keyword}` is for " + ", ".join(f"`{k}`" for k in sorted(row.kinds)) + " sources")
-    if row.tag == "*" and ctx.role == "transient" and elem.tag not in ("vlan", "virtualport", "driver", "acpi"):
-        return (f"libvirt refuses `<{elem.tag}>` on the VF", "pass through only what a hostdev interface takes")
     return row.refuse(elem, ctx)
 
 
 def value_problem(elem: Elem) -> tuple[str, str] | None:
-    """A value in a passed-through element that its row's checks refuse (a pass-through is kept verbatim, but not
-    past the value rules libvirt and QEMU apply to it): (message, help), or None."""
+    """What a passed-through element may not be (it is kept verbatim, but not past libvirt's and QEMU's rules):
+    an element no row models in a shape domain.rng refuses (`SCHEMAS`); an element its row gives back exactly
+    (one form per setting, the statement, as `import` writes it); a value its row's checks refuse.
+    (message, help), or None."""
+    if elem.tag in SCHEMAS:
+        return SCHEMAS[elem.tag].problem(elem)
     row = BY_TAG.get(elem.tag)
+    if row is not None and (words := row.words(elem)) is not None:
+        return (f"`<{elem.tag}>` has its own statement",
+                f"write `{row.keyword} {' '.join(words)}`: `libvirt \"…\"` is for what no statement says")
     shape = row.shape if row is not None else None
     if not isinstance(shape, Attrs):
         return None
@@ -664,16 +775,24 @@ def device_props(settings: tuple[Elem, ...]) -> tuple[dict, dict]:
     return head, ({"acpi-index": int(acpi.get("index") or 0)} if acpi is not None else {})
 
 
-def libvirt_only(settings: tuple[Elem, ...]) -> list[str]:
+def libvirt_only(settings: tuple[Elem, ...], vf: bool = False) -> list[tuple[list[str], str]]:
     """The stated settings a plain QEMU command line cannot apply (they stay in the XML): everything but the
-    driver's device properties and the ACPI index; of the driver, `name` (vhost) and `queues` on the netdev."""
+    driver's device properties and the ACPI index; of the driver, `name` (vhost) and `queues` on the netdev, and
+    on a VF (`vf`, vfio-pci has no virtio-net properties) all of it.
+    Each as (its names, for W0509; its `.team` statement with the values, for the `.sh`'s comment)."""
     out = []
     for elem in settings:
-        if elem.tag == "driver":
-            out += [f"driver {a}" for a in ("name", "queues") if elem.get(a) is not None]
+        if elem.tag == "driver" and vf:
+            out.append((["driver"], " ".join(["driver", *(BY_TAG["driver"].words(elem) or [])])))
+        elif elem.tag == "driver":
+            kept = tuple((k, v) for k, v in elem.attrs if k in ("name", "queues"))
+            if kept:
+                words = BY_TAG["driver"].words(Elem("driver", kept)) or []
+                out.append(([f"driver {k}" for k, _ in kept], " ".join(["driver", *words])))
         elif elem.tag != "acpi":
+            keyword, words = statement(elem)
             row = BY_TAG.get(elem.tag)
-            out.append(row.keyword if row is not None else f"<{elem.tag}>")
+            out.append(([row.keyword if row is not None else f"<{elem.tag}>"], " ".join([keyword, *words])))
     return out
 
 

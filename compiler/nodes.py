@@ -12,7 +12,6 @@ lowering can report duplicates and the formatter can keep the user's order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from .source import Span
 
@@ -42,6 +41,7 @@ class Source:
     mode: Value | None = None  # direct: macvtap mode
     via_bridge: Value | None = None  # network: the host bridge to use in the QEMU argv
     via_vf: Value | None = None  # network (hostdev pool): the VF to use in the QEMU argv
+    portgroup: Value | None = None  # network: the network's portgroup (`<source portgroup=…/>`), libvirt only
     managed: Managed | None = None  # hostdev / pci-hostdev
 
 
@@ -106,14 +106,14 @@ class Transient:
 @dataclass(slots=True, unsafe_hash=True)
 class Team:
     name: Value
-    items: tuple[Union[Mac, Persistent, Transient], ...]
+    items: tuple[Mac | Persistent | Transient, ...]
     span: Span
 
 
 @dataclass(slots=True, unsafe_hash=True)
 class Nic:
     name: Value
-    items: tuple[Union[Mac, Model, NicSource, Teaming, Option, NicSetting], ...]
+    items: tuple[Mac | Model | NicSource | Teaming | Option | NicSetting, ...]
     span: Span
 
 
@@ -130,7 +130,7 @@ class Setting:
 @dataclass(slots=True, unsafe_hash=True)
 class Vm:
     name: Value
-    items: tuple[Union[Setting, Team, Nic], ...]
+    items: tuple[Setting | Team | Nic, ...]
     span: Span
 
 

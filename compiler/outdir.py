@@ -36,8 +36,11 @@ _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp\Z")
 
 
 class NamedText(Protocol):
-    name: str
-    text: str
+    # Read-only, so that frozen dataclasses (pipeline.Artifact) are NamedTexts.
+    @property
+    def name(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 def plain_name(name: str) -> bool:
@@ -57,50 +60,81 @@ def _output_suffixes() -> tuple[str, ...]:
     return (*sorted({s for e in registry().values() for s in e.suffixes}), *IMPORT_SUFFIXES)
 
 
-def _temporary(directory: Path, name: str, text: str, mode: int) -> Path:
-    """A new temporary file beside DIR/NAME holding `text`; never an existing file or a link."""
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _stage(dir_fd: int, name: str, data: bytes, mode: int, token: str) -> str:
+    """A new temporary file beside NAME in the folder `dir_fd`, holding `data`: never an existing file or a
+    link (O_EXCL); `token` is the random part of its name, drawn again if that name is taken."""
     while True:
-        tmp = directory / f".{name}.{secrets.token_hex(4)}.tmp"
+        tmp = f".{name}.{token}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(tmp, _CREATE, 0o600, dir_fd=dir_fd)
             break
         except FileExistsError:
-            continue
+            token = secrets.token_hex(4)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)  # exactly this mode, whatever the umask
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)  # exactly this mode, whatever the umask
+        finally:
+            os.close(fd)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink(dir_fd, tmp)
         raise
     return tmp
 
 
+def _unlink(dir_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def _replace_all(directory: Path, files: Iterable[tuple[str, str, int]]) -> None:
+    """Write each (NAME, text, mode) directly inside `directory`: all staged first, then each renamed into place.
+
+    Every name is taken relative to one descriptor of the folder, so the path is resolved once, not per
+    file, and a folder renamed meanwhile cannot send half the files elsewhere. One random token serves
+    the whole batch: the names already differ, and O_EXCL catches a clash with a leftover."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    staged: list[tuple[str, str]] = []
+    done = 0
+    name = ""
+    try:
+        token = secrets.token_hex(4)
+        for name, text, mode in files:
+            staged.append((_stage(dir_fd, name, text.encode("utf-8"), mode, token), name))
+        for tmp, name in staged:
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            done += 1
+    except OSError as err:
+        # What failed is named relative to the folder's descriptor (a temporary name): name the output.
+        err.filename, err.filename2 = str(directory / name), None
+        raise
+    finally:
+        try:
+            for tmp, _ in staged[done:]:
+                _unlink(dir_fd, tmp)
+        finally:
+            os.close(dir_fd)
+
+
 def replace_file(path: Path, text: str, mode: int = 0o644) -> None:
     """Write a file the user named (its folder must exist) atomically."""
-    tmp = _temporary(path.parent, path.name, text, mode)
-    try:
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _replace_all(path.parent, [(path.name, text, mode)])
 
 
 def write_files(directory: Path, files: Iterable[NamedText]) -> None:
-    """Write outputs directly inside `directory`: all staged first, then each renamed into place."""
+    """Write outputs directly inside `directory`, atomically each (see `_replace_all`)."""
     files = list(files)
     for file in files:
         if not plain_name(file.name):  # the pipeline names outputs after valid VMs only: a bug if it happens
             raise ValueError(f"refusing to write {file.name!r}: not a plain file name")
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for file in files:
-            mode = 0o755 if file.name.endswith(".sh") else 0o644
-            staged.append((_temporary(directory, file.name, file.text, mode), directory / file.name))
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+    _replace_all(directory, ((f.name, f.text, 0o755 if f.name.endswith(".sh") else 0o644) for f in files))
 
 
 def save_manifest(directory: Path, text: str) -> None:

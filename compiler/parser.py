@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import NamedTuple
@@ -61,7 +62,7 @@ class _Block(NamedTuple):
 
 
 class _Via(NamedTuple):
-    """`bridge X` / `vf X` after a network source."""
+    """`bridge X` / `vf X` / `portgroup X` after a network source."""
 
     field: str
     value: n.Value
@@ -90,7 +91,7 @@ class _Builder(Transformer):
         first, last = children[0], children[-1]
         start = first.start_pos if isinstance(first, _TOKENS) else first.span.start
         end = last.end_pos if isinstance(last, _TOKENS) else last.span.end
-        return Span(self.source, start, end)
+        return Span(self.source, start or 0, end or 0)  # (a token from the source always has both)
 
     @staticmethod
     def _nodes(children) -> tuple:
@@ -202,6 +203,12 @@ class _Builder(Transformer):
     def src_user(self, children):
         return self._source("user", children)
 
+    def src_ethernet(self, children):
+        return self._source("ethernet", children)
+
+    def src_vhostuser(self, children):
+        return self._source("vhostuser", children, target=children[1], mode=children[3] if len(children) > 3 else None)
+
     def src_bridge(self, children):
         return self._source("bridge", children, target=children[1])
 
@@ -216,6 +223,9 @@ class _Builder(Transformer):
 
     def via_vf(self, children):
         return _Via("via_vf", children[1], self._span(children))
+
+    def via_portgroup(self, children):
+        return _Via("portgroup", children[1], self._span(children))
 
     def src_direct(self, children):
         return self._source("direct", children, target=children[1], mode=children[3] if len(children) > 3 else None)
@@ -316,7 +326,7 @@ def _cached_plan() -> _Plan | None:
     import pickle
 
     path = _cache_path("plan")
-    if not path:
+    if not isinstance(path, str):
         return None
     try:
         with open(path, "rb") as fh:
@@ -422,7 +432,7 @@ class _Patterns(dict):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Patterns) and (self.sources, self.flags) == (other.sources, other.flags)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __reduce__(self):
         return _Patterns, (self.sources, self.flags)
@@ -458,7 +468,7 @@ def _read_grammar(lark: Lark) -> Grammar:
     lexed = [t for t in terminals if t.name not in keywords.values()]
     lexer = re.compile("|".join(f"(?P<{t.name}>{regexps[t.name]})" for t in lexed), flags)
 
-    rules: dict[str, list[list]] = {}
+    rules: dict[str, list[Sequence]] = {}
     for rule in lark.rules:
         rules.setdefault(rule.origin.name, []).append(rule.expansion)
     # FIRST sets over the rules (a fixpoint, with empty expansions), as far as the keywords go.
@@ -648,7 +658,8 @@ def _callback(builder: _Builder, method: str | None, spliced: tuple[int, ...]):
 
 def _direct_callbacks(lark: Lark, builder: _Builder) -> dict:
     """Each of Lark's rules -> its builder method, called directly rather than through Lark's wrappers."""
-    return {rule: _callback(builder, method, spliced) for rule, (method, spliced) in zip(lark.rules, _rule_calls(lark))}
+    calls = zip(lark.rules, _rule_calls(lark), strict=True)
+    return {rule: _callback(builder, method, spliced) for rule, (method, spliced) in calls}
 
 
 def _children(children: list) -> list:
@@ -692,7 +703,9 @@ def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list
     frontend = lark.parser.parser.parser
     # The stacks hold what the fast path built, which Lark's own callbacks cannot take: the error's
     # interactive parser (it only replays the parser's moves) gets callbacks that build nothing.
-    state = ParserState(ParseConf(frontend.parse_table, {rule: _discard for rule in lark.rules}, "start"), None,
+    # No lexer thread: the state only replays the parser's moves.
+    callbacks = {rule: _discard for rule in lark.rules}
+    state = ParserState(ParseConf(frontend.parse_table, callbacks, "start"), None,  # type: ignore[arg-type]
                         list(state_stack), list(value_stack))
     if tok is None:
         token = Token("$END", "", end, 0, 0, 0, 0, end)
@@ -702,7 +715,7 @@ def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list
     # accepts() makes its probe tokens through the lexer thread's `_Token`.
     lexer_thread = SimpleNamespace(_Token=Token)
     return UnexpectedToken(token, expected, state=state,
-                           interactive_parser=InteractiveParser(frontend, state, lexer_thread))
+                           interactive_parser=InteractiveParser(frontend, state, lexer_thread))  # type: ignore[arg-type]
 
 
 def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
@@ -735,7 +748,7 @@ def _parse_clean(tables: _Tables, text: str) -> n.Module:
             m = match(text, pos)
             if m is None:
                 raise _Bail
-            term, stop = m.lastgroup, m.end()
+            term, stop = m.lastgroup or "", m.end()  # (every alternative is a named group)
             if term in ignored:
                 pos = stop
                 continue
@@ -840,7 +853,7 @@ def _drive_once(parser: _Parser, source: SourceFile, recover: bool, keep_tree: b
                 state_stack.append(arg)
                 value_stack.append(tok)
                 actions = states[arg]
-                if panic and (term == "VM" or term in _SYNC and not between_vms):
+                if panic and (term == "VM" or (term in _SYNC and not between_vms)):
                     panic = between_vms = False
                 return
             size, origin, callback = arg
@@ -964,7 +977,7 @@ def _drive_once(parser: _Parser, source: SourceFile, recover: bool, keep_tree: b
                     while pos < end and text[pos] not in '"\n' and match(text, pos) is None:
                         pos += 1
                 continue
-            term = m.lastgroup
+            term = m.lastgroup or ""  # (every alternative of the lexer's regex is a named group)
             stop = m.end()
             if term == word:
                 value = m.group()
@@ -1007,7 +1020,7 @@ def _filler(candidates: list[str], accepts) -> str | None:
 
 
 def _terminal_words(lark: Lark) -> dict[str, tuple[str, ...]]:
-    words = {}
+    words: dict[str, tuple[str, ...]] = {}
     for term in lark.terminals:
         if type(term.pattern).__name__ == "PatternStr" and term.name not in _DESCRIPTIONS:
             words[term.name] = (term.pattern.value,)
@@ -1065,7 +1078,8 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
     text = source.text
     words = _terminal_words(lark)
     if isinstance(err, UnexpectedCharacters):
-        return _character_diagnostic(source, err.pos_in_stream)
+        # Lark declares pos_in_stream None on the base class; UnexpectedCharacters always sets it.
+        return _character_diagnostic(source, err.pos_in_stream)  # type: ignore[arg-type]
 
     assert isinstance(err, UnexpectedToken)
     tok = err.token
@@ -1119,7 +1133,8 @@ def _end_of_code(text: str) -> int:
     end = len(text)
     while end > 0:
         start = text.rfind("\n", 0, end) + 1
-        code = _code_re().match(text, start, end).group(0).rstrip()
+        m = _code_re().match(text, start, end)  # (it matches the empty string too, so never None)
+        code = m.group(0).rstrip() if m else ""
         if code:
             return start + len(code)
         end = start - 1

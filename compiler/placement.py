@@ -1,7 +1,7 @@
 """PCI placement rules: which guest slots exist, which are reserved, and how pcie-root-ports are numbered.
 
-Used by the layout phase (layout.py, a whole VM of its own), by the merge phase (merge.py, around the
-devices a base domain already has) and by the capacity and placement checks (checks.py). Input: the
+Used by the layout phase (layout.py: a whole VM of its own, or for a merge its NICs around the devices
+a base domain already has, `Occupied`) and by the capacity and placement checks (checks.py). Input: the
 machine family and the slots and buses already taken; output: free slots, root ports, room.
 
   q35  pcie.0 has slots 0x00-0x1f; 0x00 (host bridge) and 0x1f (ICH9 LPC, SATA, SMBus) are taken.
@@ -14,6 +14,7 @@ machine family and the slots and buses already taken; output: free slots, root p
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 MAX_SLOT = 0x1F
@@ -25,6 +26,17 @@ RESERVED_SLOTS = {
     "pc": {0x00: "the host bridge", 0x01: "the PIIX3 ISA, IDE and USB functions"},
 }
 FIRST_NIC_SLOT = {"q35": 1, "pc": 2}  # where libvirt starts placing devices on the root bus
+VIDEO_SLOT = {"q35": 0x01, "pc": 0x02}  # where libvirt puts the primary video when the domain does not place it
+
+
+@dataclass(frozen=True, slots=True)
+class Occupied:
+    """The guest PCI space that devices teamc does not lay out already hold: a base domain's, for a merge."""
+
+    addresses: frozenset[tuple[int, int, int]]  # (bus, slot, function) of each device with an address
+    controllers: frozenset[int]  # the indexes (bus numbers) of the PCI controllers
+    free_ports: tuple[int, ...]  # the pcie-root-ports with no device on their bus, lowest first
+    root_slots: frozenset[int]  # slots of the root bus that are taken (a video without an address included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,18 @@ class RootPort:
     @property
     def chassis(self) -> int:
         return self.index
+
+
+def occupied(family: str, addresses: Iterable[tuple[int, int, int]], controllers: Mapping[int, str | None],
+             unplaced_video: bool) -> Occupied:
+    """What a domain's devices hold: their (bus, slot, function) addresses, its PCI controllers (index ->
+    model), and whether it has a video device libvirt will place (on its slot of the root bus)."""
+    addresses = frozenset(addresses)
+    busy_buses = {bus for bus, _, _ in addresses if bus}
+    free_ports = tuple(sorted(i for i, model in controllers.items()
+                              if model == "pcie-root-port" and i not in busy_buses and i))
+    root_slots = {slot for bus, slot, _ in addresses if bus == 0} | ({VIDEO_SLOT[family]} if unplaced_video else set())
+    return Occupied(addresses, frozenset(controllers), free_ports, frozenset(root_slots))
 
 
 def free_slots(family: str, taken: set[int]) -> list[int]:

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .diagnostics import Diagnostic, diag
 from .source import SourceFile, Span
+
+if TYPE_CHECKING:  # lxml is imported when XML is read, not with the compiler
+    from lxml.etree import _Element
 
 _NAME = r"[^\s/>=\"'<]+"
 _TOKEN = re.compile(
@@ -51,8 +55,8 @@ class Position:
 @dataclass(slots=True)
 class XmlDocument:
     source: SourceFile
-    root: object  # lxml _Element
-    positions: dict  # lxml _Element -> Position
+    root: _Element
+    positions: dict[_Element, Position]
 
     def span(self, element) -> Span:
         pos = self.positions[element]

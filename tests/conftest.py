@@ -8,11 +8,13 @@ service does) or with TEAMC_REQUIRE_ALL=1 every tier has to run, so each skip is
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+
 from helpers import DOMAIN_RNG, ROOT
 
 pytest_plugins = ["pytester"]  # test_tiers runs a pytest of its own
@@ -43,6 +45,13 @@ def _missing_guest() -> str | None:
     return _missing_qemu()
 
 
+def _missing_lint() -> str | None:
+    absent = [tool for tool in ("ruff", "mypy") if importlib.util.find_spec(tool) is None]
+    if absent:
+        return f"needs {' and '.join(absent)} (the test extra: pip install -e '.[test]'; {INSTALL})"
+    return None
+
+
 def _missing_program(program: str, package: str):
     def missing() -> str | None:
         return None if shutil.which(program) else f"needs `{program}` (Debian package {package})"
@@ -59,8 +68,9 @@ TIERS = {
     "graphviz": ("runs Graphviz's dot", _missing_program("dot", f"graphviz; {INSTALL}")),
     "node": ("runs Node.js (editor integration)", _missing_program("node", "nodejs")),
     "nvim": ("runs Neovim (editor integration)", _missing_program("nvim", "neovim")),
-    "differential": ("random .team programs judged by libvirt's RNG, virsh and QEMU (tests/test_differential.py), "
-                     "minutes", lambda: None),
+    "lint": ("runs ruff and mypy over the code with pyproject.toml's settings (tests/test_lint.py)", _missing_lint),
+    "differential": (("random .team programs judged by libvirt's RNG, virsh and QEMU (tests/test_differential.py), "
+                      "minutes"), lambda: None),
 }
 
 

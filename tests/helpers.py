@@ -48,7 +48,7 @@ def teamc(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
 def teamc_process(*args: str, cwd: Path | None = None, env: dict | None = None, stdin: bytes | None = None):
     """Run teamc as a separate process (what a pipeline does)."""
     return subprocess.run([sys.executable, "-m", "teamc", *args], cwd=cwd or ROOT, capture_output=True,
-                          input=stdin, env={**os.environ, **(env or {})}, timeout=120)
+                          input=stdin, env={**os.environ, **(env or {})}, timeout=120, check=False)
 
 
 def check_golden(path: Path, actual: str, update: bool) -> None:
@@ -80,7 +80,7 @@ def rng_errors(xml_text: str) -> list[str]:
 def virsh_define_dumpxml(xml_path: Path, name: str) -> str:
     """Define the domain in libvirt's test driver and return its dumpxml."""
     proc = subprocess.run([VIRSH, "-q", "-c", "test:///default", f"define {xml_path}; dumpxml {name}"],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout[proc.stdout.index("<domain"):]
 
@@ -150,7 +150,7 @@ def start_qemu(argv: list[str], commands: list[dict] | None = None, timeout: int
     Returns (exit code, stderr, the QMP replies to `commands`)."""
     script = [{"execute": "qmp_capabilities"}, *(commands or []), {"execute": "quit"}]
     proc = subprocess.run([*argv, "-S", "-qmp", "stdio"], input="".join(json.dumps(c) + "\n" for c in script),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
     replies = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     answers = [r for r in replies if "return" in r or "error" in r][1:1 + len(commands or [])]
     return proc.returncode, proc.stderr, answers

@@ -7,7 +7,8 @@ import re
 import pytest
 
 import teamc
-from helpers import ROOT, teamc as run_teamc
+from helpers import ROOT
+from helpers import teamc as run_teamc
 
 SEED = ROOT / "examples" / "seed.team"
 BROKEN = "tests/cases/mac-mismatch.team"

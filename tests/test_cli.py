@@ -60,8 +60,8 @@ def test_compile_writes_files(tmp_path):
     code, out, err = teamc("compile", SEED, "examples/fleet.team", "-o", str(tmp_path / "out"))
     assert (code, out, err) == (0, "", "")
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == [".teamc-manifest.json", "QEMUGuest1.sh", "QEMUGuest1.xml", "cache.sh", "cache.xml", "edge-a.sh", "edge-a.xml",
-                     "edge-b.sh", "edge-b.xml"]
+    assert names == [".teamc-manifest.json", "QEMUGuest1.sh", "QEMUGuest1.xml", "cache.sh", "cache.xml", "edge-a.sh",
+                     "edge-a.xml", "edge-b.sh", "edge-b.xml"]
     script = tmp_path / "out" / "QEMUGuest1.sh"
     assert script.stat().st_mode & stat.S_IXUSR
     assert (ROOT / "tests/golden/compile/seed/json/QEMUGuest1.sh").read_text() == script.read_text()
@@ -187,7 +187,8 @@ def test_a_full_disk_on_standard_output(command):
     assert proc.returncode == 2 and proc.stderr.endswith("teamc: error: standard output: No space left on device\n")
 
 
-def in_unwritable_folder(tmp_path: Path, script: str, files: dict[str, str], size: str = "") -> subprocess.CompletedProcess:
+def in_unwritable_folder(tmp_path: Path, script: str, files: dict[str, str],
+                         size: str = "") -> subprocess.CompletedProcess:
     """Run `script` (sh) with `$D` a folder holding `files` that cannot be written: as root (who
     ignores permission bits) a read-only tmpfs, or with `size` a full one, mounted in a mount
     namespace of its own so that nothing outside sees it; otherwise a folder without write permission."""
@@ -226,9 +227,9 @@ def test_fmt_on_a_full_file_system(tmp_path):
 
 
 def test_import_and_reports_into_a_read_only_folder(tmp_path):
-    proc = in_unwritable_folder(tmp_path, '$TEAMC import tests/conformance/libvirt/net-virtio-teaming.xml -o "$D/teams" '
-                                f'2>&1; echo "$?"; $TEAMC check {BROKEN} --format sarif --output-file "$D/r.sarif" 2>&1; '
-                                'echo "$?"', {})
+    proc = in_unwritable_folder(tmp_path, '$TEAMC import tests/conformance/libvirt/net-virtio-teaming.xml '
+                                f'-o "$D/teams" 2>&1; echo "$?"; $TEAMC check {BROKEN} --format sarif '
+                                '--output-file "$D/r.sarif" 2>&1; echo "$?"', {})
     lines = proc.stdout.splitlines()
     assert lines[-1] == "2" and "cannot write " in lines[-2] and "/r.sarif" in lines[-2]
     assert "2" in lines and any(line.startswith("teamc: error: cannot write ") and "/teams" in line for line in lines)

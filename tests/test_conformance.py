@@ -6,13 +6,14 @@ lines of the teams: each persistent's -netdev/-device pair and each VF's
 -device, in order, in today's JSON syntax and in the older keyval syntax.
 """
 
+import itertools
 import shlex
 
 import pytest
 from lxml import etree
 
-from teamc.pipeline import Options, compile_source, load
 from helpers import TESTS, argv_from_script
+from teamc.pipeline import Options, compile_source, load
 
 CASES = TESTS / "conformance"
 FIXTURES = CASES / "libvirt"
@@ -29,7 +30,7 @@ PAIRS = [
 
 def team_lines(argv: list[str]) -> list[tuple[str, str]]:
     """The (option, value) pairs that belong to teams."""
-    pairs = list(zip(argv, argv[1:]))
+    pairs = list(itertools.pairwise(argv))
     return [(opt, val) for opt, val in pairs if opt in ("-netdev", "-device")
             and any(key in val for key in ("virtio-net-pci", "vfio-pci", "hostua-"))]
 

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from teamc.diagnostics import CODES, SLUGS
 from helpers import GOLDEN, TESTS, check_golden, teamc
+from teamc.diagnostics import CODES, SLUGS
 
 CASES = sorted([*(TESTS / "cases").glob("*.team"), *(TESTS / "cases").glob("*.xml")])
 
@@ -25,9 +25,9 @@ def test_diagnostics_golden(case, tmp_path, update_golden):
     slug = slug_of(case)
     rel = f"tests/cases/{case.name}"
     if case.suffix == ".xml":
-        code, out, err = teamc("import", rel, "-o", str(tmp_path))
+        code, _, err = teamc("import", rel, "-o", str(tmp_path))
     else:
-        code, out, err = teamc("check", rel)
+        code, _, err = teamc("check", rel)
         assert teamc("compile", rel, "-o", str(tmp_path))[2] == err
     code_of_slug = SLUGS[slug].code
     assert f"[{code_of_slug}]" in err, f"{case.name} does not show {code_of_slug}"

@@ -19,7 +19,6 @@ import sys
 import pytest
 
 from helpers import GOLDEN, ROOT
-
 from teamc.keywords import KEYWORDS
 
 GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "team.tmLanguage.json"

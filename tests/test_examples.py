@@ -2,8 +2,8 @@
 
 import pytest
 
-from teamc.pipeline import Options, compile_source, load
 from helpers import EXAMPLES, GOLDEN, check_golden
+from teamc.pipeline import Options, compile_source, load
 
 SYNTAXES = {"json": Options(), "keyval": Options(qemu_syntax="keyval")}
 

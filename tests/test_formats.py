@@ -10,9 +10,9 @@ import junitparser
 import pytest
 from lxml import etree
 
+from helpers import ROOT, TESTS, teamc, teamc_process
 from teamc.diagnostics import CODES, MACHINE_FORMATS, diag, render
 from teamc.source import SourceFile, Span
-from helpers import ROOT, TESTS, teamc, teamc_process
 
 SEED = "examples/seed.team"
 BROKEN = "tests/cases/mac-mismatch.team"

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from helpers import EXAMPLES, ROOT, teamc
 from teamc.formatter import format_source, scan_comments
 from teamc.parser import parse
 from teamc.source import SourceFile, Span
-from helpers import EXAMPLES, ROOT, teamc
 
 
 def shape(node):
@@ -50,7 +50,8 @@ def test_examples_are_formatted(example):
 
 def test_canonical_layout():
     text = ('vm a {  memory   1 GiB ;team t{persistent virtio user{mtu 9000};transient hostdev 0000:03:07.1}  # hi\n'
-            '\n\n\n  # own line\n\tnic ua-x {\r\n source  bridge "br 0"\n\n teaming persistent # why\n model virtio # how\n}'
+            '\n\n\n  # own line\n\tnic ua-x {\r\n source  bridge "br 0"\n\n teaming persistent # why\n'
+            ' model virtio # how\n}'
             '\n}; vm b {}')
     assert assert_faithful(text) == (
         "vm a {\n"
@@ -97,10 +98,10 @@ def test_empty_and_comment_only_files():
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 words = st.from_regex(r'[^\s{};#"]{1,10}', fullmatch=True)
-strings = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
-                  max_size=12)
-comment_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
-                       max_size=20)
+strings = st.text(st.characters(blacklist_categories=("Cs",),
+                                blacklist_characters="\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=12)
+comment_text = st.text(st.characters(blacklist_categories=("Cs",),
+                                     blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=20)
 
 
 @st.composite
@@ -127,7 +128,8 @@ def seps(draw):
     return text if any(c in text for c in ";\n") else text + ";"
 
 
-EMPTY, OPEN, BEFORE_BRACE, CLOSE = ["", " ", "\n"], ["", " ", "\n", "  # open\n"], [" ", "", "  "], ["", " ", "\n", ";", ";\n  "]
+EMPTY, OPEN = ["", " ", "\n"], ["", " ", "\n", "  # open\n"]
+BEFORE_BRACE, CLOSE = [" ", "", "  "], ["", " ", "\n", ";", ";\n  "]
 
 
 @st.composite
@@ -145,16 +147,17 @@ def _managed(draw) -> str:
 
 @st.composite
 def sources(draw):
-    kind = draw(st.sampled_from(["user", "bridge", "network", "direct", "hostdev", "pci-hostdev"]))
-    if kind == "user":
-        return "user"
+    kind = draw(st.sampled_from(["user", "ethernet", "bridge", "network", "direct", "vhostuser", "hostdev",
+                                 "pci-hostdev"]))
+    if kind in ("user", "ethernet"):
+        return kind
     if kind == "bridge":
         return f"bridge {draw(values())}"
     if kind == "network":
-        vias = draw(st.lists(st.sampled_from(["bridge", "vf"]), max_size=2, unique=True))
+        vias = draw(st.lists(st.sampled_from(["bridge", "vf", "portgroup"]), max_size=3, unique=True))
         return f"network {draw(values())}" + "".join(f" {via} {draw(values())}" for via in vias)
-    if kind == "direct":
-        return f"direct {draw(values())}" + (f" mode {draw(values())}" if draw(st.booleans()) else "")
+    if kind in ("direct", "vhostuser"):
+        return f"{kind} {draw(values())}" + (f" mode {draw(values())}" if draw(st.booleans()) else "")
     return f"{kind} {draw(values())}{_managed(draw)}"
 
 

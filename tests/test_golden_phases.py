@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import GOLDEN, ROOT, check_golden
 
+from helpers import GOLDEN, ROOT, check_golden
 from teamc.layout import VmLayout, layout
 from teamc.pipeline import Options, check_source, compile_source, load
 

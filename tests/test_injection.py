@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from helpers import QEMU, argv_from_script, decode_option
 from teamc.pipeline import Options, compile_source
 from teamc.source import SourceFile
-from helpers import QEMU, argv_from_script, decode_option
 
 HOSTILE = st.one_of(
     st.text(alphabet=st.sampled_from(list(",'\"<>&;$()`\\|{}#=: \n\t\x00\u00e9\u2028\ufffe-_.ab/")), min_size=1,
@@ -117,7 +117,7 @@ def test_qemu_reads_back_exactly_the_hostile_value(tmp_path, rom_source, syntax)
                '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/ua-a","property":"romfile"}}',
                '{"execute":"quit"}']
         proc = subprocess.run(["sh", str(script), "-accel", "tcg", "-S", "-qmp", "stdio"], cwd=tmp_path,
-                              input="\n".join(qmp) + "\n", capture_output=True, text=True, timeout=60)
+                              input="\n".join(qmp) + "\n", capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 0, (name, proc.stderr)
         replies = [json.loads(line) for line in proc.stdout.splitlines() if '"return"' in line]
         assert replies[1]["return"] == str(rom), name
@@ -128,13 +128,13 @@ def test_qemu_reads_back_exactly_the_hostile_value(tmp_path, rom_source, syntax)
 def test_a_hostile_emulator_path_is_one_shell_word(tmp_path):
     odd = tmp_path / "qemu $(touch pwned) 'x' \"y\"; z"
     odd.symlink_to(QEMU)
-    result, files = outputs(f"vm web {{ emulator {quote(str(odd))}\n"
-                            "  team a { persistent virtio user; transient hostdev 0000:03:07.1 } }\n", "json")
+    _, files = outputs(f"vm web {{ emulator {quote(str(odd))}\n"
+                       "  team a { persistent virtio user; transient hostdev 0000:03:07.1 } }\n", "json")
     script = tmp_path / "web.sh"
     script.write_text(files["web.sh"])
     proc = subprocess.run(["sh", str(script), "-accel", "tcg", "-S", "-qmp", "stdio"], cwd=tmp_path,
                           input='{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n', capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "pwned").exists()
     assert argv_from_script(files["web.sh"])[0] == str(odd)

@@ -3,8 +3,8 @@ addresses, QEMU ids, failover pairs), on small inline programs.
 """
 
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from teamc.checks import apply_allow, check
 from teamc.ir import PciAddress
 from teamc.layout import layout
@@ -268,7 +268,8 @@ def test_pc_nics_past_slot_0x1f_are_refused_by_the_capacity_check():
     body = "".join(f"  team t{i} {{ persistent virtio user; transient hostdev 0000:{i + 1:02x}:00.1 }}\n"
                    for i in range(16))
     assert errors(vm(body, head=PC)) == [
-        ("E0403", (1, 4), "VM `a` does not fit its guest PCI topology: the `pc` machine has 30 slots for NICs on pci.0")]
+        ("E0403", (1, 4),
+         "VM `a` does not fit its guest PCI topology: the `pc` machine has 30 slots for NICs on pci.0")]
 
 
 # --- libvirt's own placement (tests/oracle, recorded from libvirt 9.0's generator) --------------------

@@ -3,8 +3,8 @@
 import pytest
 from lxml import etree
 
-from teamc.pipeline import compile_source, load
 from helpers import EXAMPLES, TESTS, rng_errors, virsh_define_dumpxml
+from teamc.pipeline import compile_source, load
 
 pytestmark = pytest.mark.libvirt
 
@@ -74,9 +74,11 @@ def test_e0202_accepts_exactly_the_aliases_libvirt_keeps(tmp_path):
 EDGE_PROGRAMS = {
     # A plain <hostdev> VF with boot and rom: <teaming> must come before <boot>/<rom> there.
     "hostdev-boot-rom": "vm a { allow primary-boot-or-rom; allow hostdev-mac-preset\n"
-                        " team x { persistent virtio user; transient pci-hostdev 0000:03:07.1 { boot 1; rom bar off } } }",
+                        " team x { persistent virtio user; transient pci-hostdev 0000:03:07.1 { boot 1; rom bar off } }"
+                        " }",
     # Two standbys on functions 0 and 1 of one slot: function 0 carries multifunction='on'.
-    "multifunction": "vm a { team x { persistent virtio user { address 0000:00:05.0 }; transient hostdev 0000:03:07.1 }\n"
+    "multifunction": "vm a { team x { persistent virtio user { address 0000:00:05.0 }; "
+                     "transient hostdev 0000:03:07.1 }\n"
                      " team y { persistent virtio user { address 0000:00:05.1 }; transient hostdev 0000:03:07.2 } }",
 }
 

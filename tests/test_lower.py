@@ -53,7 +53,7 @@ EXPLICIT_FORM = ("vm a {\n"
 
 def _essentials(graph):
     rows = []
-    for key, spec in nics(graph):
+    for _, spec in nics(graph):
         rows.append((spec.role, spec.alias, spec.mac, spec.mac_derived, spec.source_kind, spec.source_target,
                      spec.host_address, spec.model if spec.role == PERSISTENT else None))
     return rows
@@ -221,8 +221,8 @@ def test_explicit_transient_copies_mac_regardless_of_order():
 def test_bad_mac_is_reported_and_not_derived():
     result = lowered("vm a { team up0 { mac 01:00:00:00:00:00; persistent virtio user; "
                      "transient hostdev 0000:03:07.1 } }")
-    assert summary(result) == [("E0203", (1, 23), "MAC `01:00:00:00:00:00` is a multicast address "
-                                                   "(the low bit of the first octet is set)")]
+    assert summary(result) == [("E0203", (1, 23), ("MAC `01:00:00:00:00:00` is a multicast address "
+                                                    "(the low bit of the first octet is set)"))]
     assert nic(result.graph, "a", "up0", PERSISTENT).mac is None
 
 
@@ -507,7 +507,8 @@ def test_nic_with_both_roles_is_e0307():
 
 def test_alias_characters_are_e0202():
     result = lowered('vm a { team "x y" { persistent virtio user; transient hostdev 0000:03:07.1 } }')
-    assert summary(result) == [("E0202", (1, 13), "alias `ua-x y` has characters libvirt does not keep in an alias: ' '")]
+    assert summary(result) == [
+        ("E0202", (1, 13), "alias `ua-x y` has characters libvirt does not keep in an alias: ' '")]
 
 
 def test_a_dot_in_an_alias_is_e0202():

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 import pytest_lsp
-from helpers import ROOT
 from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+from helpers import ROOT
 from teamc.formatter import format_source
 from teamc.lsp.positions import LineIndex
 from teamc.source import SourceFile
@@ -204,7 +204,7 @@ async def test_completion_offers_what_the_grammar_allows_here(client: LanguageCl
         "accel", "allow", "arch", "emulator", "machine", "memory", "nic", "team", "uuid", "vcpus"]
     text = "vm a {\n    team t { persistent virtio  }\n}\n"
     assert await complete(client, "c2.team", text, "virtio ") == [
-        "bridge", "direct", "hostdev", "network", "pci-hostdev", "user"]
+        "bridge", "direct", "ethernet", "hostdev", "network", "pci-hostdev", "user", "vhostuser"]
     text = "vm a {\n    team t { persistent virtio user; transient hostdev 0000:3b:02.1 }\n    memory 2 \n}\n"
     assert (await complete(client, "c3.team", text, "memory 2 "))[:3] == ["B", "KiB", "MiB"]
 

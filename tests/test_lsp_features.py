@@ -8,11 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lsprotocol import types as lsp
 
+from helpers import ROOT
 from teamc.keywords import KEYWORDS
 from teamc.lower import derive_mac
 from teamc.lsp.actions import fixes
@@ -172,3 +172,31 @@ def test_the_server_reports_what_teamc_compile_reports(case):
     got = analyse(case.as_uri(), str(case), source.text).with_backends().diagnostics
     assert sorted((d.code, d.span.start, d.message) for d in got) == \
         sorted((d.code, d.span.start, d.message) for d in expected if d.span is not None)
+
+
+def test_hover_shows_the_layout_the_analysis_made_and_the_emitters_output(monkeypatch):
+    """One way to a layout: hover reads the layout phase's result that the analysis kept, and renders it as
+    `--emit interfaces` and `--emit qemu` do (it laid the VM out a second time, and quoted `-device` itself)."""
+    import teamc.layout
+    from teamc.api import compile_text
+    from teamc.lsp.hover import describe_symbol
+
+    text = (ROOT / "examples/net-virtio-teaming.team").read_text()
+    analysis = analyse("file:///t.team", "t.team", text)
+    assert list(analysis.layouts.values()) == list(analysis.laid_out)
+
+    def no_second_layout(*args):
+        raise AssertionError("hover laid the VM out again")
+
+    monkeypatch.setattr(teamc.layout, "layout_vm", no_second_layout)
+    monkeypatch.setattr(teamc.layout, "layout", no_second_layout)
+    symbol = next(s for s in analysis.index.symbols if s.name == "vf0")
+    shown = describe_symbol(analysis, symbol)
+    monkeypatch.undo()
+    outputs = compile_text(text, emit=["interfaces", "qemu"]).artifacts
+    device = next(line.strip().removesuffix(" \\") for line in outputs["teaming-user.sh"].splitlines()
+                  if '"id":"hostdev0"' in line)
+    assert f"```sh\n{device}\n```" in shown
+    # The fragment leaves the guest address to libvirt; the hover shows where the layout put it.
+    fragment = outputs["teaming-user.vf0.xml"].rstrip("\n").split("\n")
+    assert f"```xml\n{chr(10).join(fragment[:-1])}\n  <address type='pci' " in shown

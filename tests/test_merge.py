@@ -8,7 +8,6 @@ nothing; conflicts with the base are diagnostics pointing into the base.
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -113,7 +112,8 @@ def test_a_setting_of_a_replaced_nic_that_the_team_does_not_state_is_kept(tmp_pa
     base.write_text(first.replace("<source bridge='br0'/>", "<source bridge='br0'/>\n      <link state='down'/>"))
     code, out, err = teamc("compile", "tests/merge/web01.team", "--into", str(base))
     assert (code, err) == (0, "")
-    assert out == first.replace("<teaming type='persistent'/>", "<teaming type='persistent'/>\n      <link state='down'/>", 1)
+    teaming = "<teaming type='persistent'/>"
+    assert out == first.replace(teaming, f"{teaming}\n      <link state='down'/>", 1)
     assert rng_errors(out) == []
 
 
@@ -226,3 +226,24 @@ def test_a_real_doctype_is_still_refused(tmp_path):
                     + (MERGE / "web01-base.xml").read_text().split("\n", 1)[1])
     code, _, err = teamc("compile", "tests/merge/web01.team", "--into", str(base))
     assert code == 1 and "error[E0004]" in err and "has a DOCTYPE" in err and ":3:1" in err
+
+
+def test_two_nics_pinned_to_one_free_root_port_of_the_base_share_it(tmp_path):
+    """Functions 0 and 1 behind one free pcie-root-port of the base are one slot, as in a compile without a
+    base; the merge's own placement took the port for the first NIC and refused the second (E0403 'not a
+    free pcie-root-port')."""
+    port = ("<controller type='pci' index='6' model='pcie-root-port'>\n      <model name='pcie-root-port'/>\n"
+            "      <target chassis='6' port='0x15'/>\n"
+            "      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x5'/>\n    </controller>\n"
+            "    <controller type='sata' index='0'>")
+    base = tmp_path / "base.xml"
+    base.write_text((MERGE / "web01-base.xml").read_text().replace("<controller type='sata' index='0'>", port, 1))
+    team = tmp_path / "web01.team"
+    team.write_text((MERGE / "web01.team").read_text()
+                    .replace("{ mtu 9000 }", "{ mtu 9000; address 0000:06:00.0 }")
+                    .replace("bridge br-storage;", "bridge br-storage { address 0000:06:00.1 };"))
+    text = merged(str(team), str(base))
+    assert "bus='0x06' slot='0x00' function='0x0' multifunction='on'/>" in text
+    assert "bus='0x06' slot='0x00' function='0x1'/>" in text
+    assert text.count("index='6'") == 1  # the base's port, no new one for bus 6
+    assert rng_errors(text) == []

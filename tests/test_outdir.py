@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, teamc, teamc_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_scale import fleet
 
+from helpers import ROOT, teamc, teamc_process
 from teamc import outdir
 from teamc.outdir import MANIFEST
+from teamc.pipeline import Artifact
+from test_scale import fleet
 
 ALL_KINDS = "xml,qemu,interfaces,json,dot"
 
@@ -195,6 +196,62 @@ def test_leftover_temporary_files_are_removed_and_nothing_else(tmp_path):
     assert set(os.listdir(out)) == {MANIFEST, "web.xml", "web.sh", ".d.xml.1a2b3c4d.tmp", *kept}
 
 
+def test_a_temporary_name_that_is_taken_is_drawn_again_never_followed(tmp_path, monkeypatch):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.write_text("keep")
+    (out / ".a.xml.aaaaaaaa.tmp").symlink_to(outside)  # what a leftover (or a hostile link) might be called
+    (out / ".b.xml.aaaaaaaa.tmp").write_text("partial")
+    tokens = iter(["aaaaaaaa", "bbbbbbbb", "cccccccc"])
+    monkeypatch.setattr(outdir.secrets, "token_hex", lambda n: next(tokens))
+    outdir.write_files(out, [Artifact("a.xml", "<a/>"), Artifact("b.xml", "<b/>")])
+    assert outside.read_text() == "keep"
+    assert (out / "a.xml").read_text() == "<a/>" and (out / "b.xml").read_text() == "<b/>"
+    assert sorted(os.listdir(out)) == [".a.xml.aaaaaaaa.tmp", ".b.xml.aaaaaaaa.tmp", "a.xml", "b.xml"]
+
+
+def test_a_batch_lands_in_the_folder_it_started_in_even_if_the_path_changes(tmp_path):
+    """Names are resolved against the folder's descriptor, not its path: a folder renamed (and its path
+    taken by a link elsewhere) while a batch is written cannot split the batch between two places."""
+    out, moved, elsewhere = tmp_path / "out", tmp_path / "moved", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+
+    class Swapping:
+        name = "b.xml"
+
+        @property
+        def text(self) -> str:  # read while the batch is being staged
+            out.rename(moved)
+            out.symlink_to(elsewhere)
+            return "<b/>"
+
+    outdir.write_files(out, [Artifact("a.xml", "<a/>"), Swapping(), Artifact("c.xml", "<c/>")])
+    assert sorted(os.listdir(moved)) == ["a.xml", "b.xml", "c.xml"]
+    assert os.listdir(elsewhere) == []
+
+
+def test_a_failed_rename_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "out"
+    (out / "b.xml").mkdir(parents=True)  # not a file: the rename onto it fails
+    (out / "b.xml" / "inside").write_text("")
+    with pytest.raises(OSError):
+        outdir.write_files(out, [Artifact("a.xml", "<a/>"), Artifact("b.xml", "<b/>"), Artifact("c.xml", "<c/>")])
+    assert sorted(os.listdir(out)) == ["a.xml", "b.xml"]
+    assert (out / "a.xml").read_text() == "<a/>"
+
+
+def test_outputs_get_their_mode_whatever_the_umask(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    old = os.umask(0o077)
+    try:
+        outdir.write_files(out, [Artifact("a.xml", "<a/>"), Artifact("a.sh", "#!/bin/sh\n")])
+    finally:
+        os.umask(old)
+    assert (out / "a.xml").stat().st_mode & 0o777 == 0o644 and (out / "a.sh").stat().st_mode & 0o777 == 0o755
+
+
 @pytest.mark.slow
 def test_a_run_killed_while_writing_is_cleaned_up_by_the_next(tmp_path):
     src, out = tmp_path / "fleet.team", tmp_path / "out"
@@ -250,7 +307,7 @@ def test_concurrent_runs_with_disjoint_inputs_keep_every_manifest_entry(tmp_path
     procs = [subprocess.Popen([sys.executable, "-m", "teamc", "compile", str(folder), "-o", str(out), "-j", "1"],
                               cwd=ROOT, stderr=subprocess.PIPE) for folder in folders]
     results = [p.communicate(timeout=120) for p in procs]
-    assert [(p.returncode, err) for p, (_, err) in zip(procs, results)] == [(0, b"")] * 3
+    assert [(p.returncode, err) for p, (_, err) in zip(procs, results, strict=True)] == [(0, b"")] * 3
     assert set(manifest(out)) == {str(f) for folder in folders for f in folder.iterdir()}
     assert len(outputs(out)) == 2 * 450
     # Every entry is trusted: nothing is compiled again.

@@ -9,10 +9,10 @@ import tomllib
 from types import SimpleNamespace
 
 import pytest
-from helpers import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import ROOT
 from teamc import nodes as n
 from teamc.parser import MAX_SYNTAX_ERRORS, grammar, parse, parse_tolerant
 from teamc.source import SourceFile

@@ -99,8 +99,8 @@ def test_depfile_lists_each_inputs_outputs(tmp_path):
     assert teamc("compile", SEED, "examples/fleet.team", "-o", str(out), "--depfile", str(dep))[0] == 0
     rules = dep.read_text().splitlines()
     assert rules == [f"{out}/QEMUGuest1.xml {out}/QEMUGuest1.sh: {SEED}",
-                     f"{out}/edge-a.xml {out}/edge-a.sh {out}/edge-b.xml {out}/edge-b.sh {out}/cache.xml "
-                     f"{out}/cache.sh: examples/fleet.team"]
+                     (f"{out}/edge-a.xml {out}/edge-a.sh {out}/edge-b.xml {out}/edge-b.sh {out}/cache.xml "
+                      f"{out}/cache.sh: examples/fleet.team")]
     assert teamc("compile", SEED, "--depfile", str(dep))[0] == 2  # needs -o
 
 
@@ -114,9 +114,9 @@ def test_make_rebuilds_only_what_changed(tmp_path):
         f"out/.stamp: $(wildcard src/*.team)\n\t{sys.executable} -m teamc compile src -o out --depfile out.d"
         " && touch out/.stamp\n-include out.d\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.run(["make", "-C", str(tmp_path)], capture_output=True, text=True, env=env)
+    first = subprocess.run(["make", "-C", str(tmp_path)], capture_output=True, text=True, env=env, check=False)
     assert first.returncode == 0, first.stderr
-    again = subprocess.run(["make", "-C", str(tmp_path)], capture_output=True, text=True, env=env)
+    again = subprocess.run(["make", "-C", str(tmp_path)], capture_output=True, text=True, env=env, check=False)
     assert "Nothing to be done" in again.stdout or "up to date" in again.stdout
 
 
@@ -147,7 +147,7 @@ def test_github_escapes_percent_and_newlines():
 
 
 def test_concise_format():
-    code, _, err = teamc("check", "tests/cases/bad-mac.team", "--format", "concise")
+    _, _, err = teamc("check", "tests/cases/bad-mac.team", "--format", "concise")
     assert err.splitlines()[0] == "tests/cases/bad-mac.team:2:18: E0203 `52:54:00:aa:00` is not a MAC address"
 
 
@@ -191,7 +191,8 @@ def test_outputs_do_not_depend_on_hash_seed_order_cwd_locale_or_time(tmp_path):
     for i, (env, order, cwd) in enumerate(variants):
         out = tmp_path / f"out{i}"
         proc = subprocess.run([sys.executable, "-m", "teamc", "compile", *order, "-o", str(out), "-j", "2"],
-                              cwd=cwd, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+                              cwd=cwd, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                              check=False)
         assert proc.returncode == 0, proc.stderr
         runs.append(tree_hashes(out))
     assert len(runs[0]) == 17
@@ -220,12 +221,13 @@ def test_bash_completion_is_valid_bash_and_knows_the_commands(tmp_path):
     assert code == 0
     path = tmp_path / "teamc.bash"
     path.write_text(script)
-    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
-    probe = subprocess.run(["bash", "-c", f'source {path}; COMP_WORDS=(teamc co); COMP_CWORD=1; _teamc; '
-                                          'echo "${COMPREPLY[@]}"'], capture_output=True, text=True)
+    assert subprocess.run(["bash", "-n", str(path)], check=False).returncode == 0
+    probe = subprocess.run(["bash", "-c", (f'source {path}; COMP_WORDS=(teamc co); COMP_CWORD=1; _teamc; '
+                                           'echo "${COMPREPLY[@]}"')], capture_output=True, text=True, check=False)
     assert probe.stdout.split() == ["compile", "completion"]
-    probe = subprocess.run(["bash", "-c", f'source {path}; COMP_WORDS=(teamc compile --qemu-s); COMP_CWORD=2; '
-                                          '_teamc; echo "${COMPREPLY[@]}"'], capture_output=True, text=True)
+    probe = subprocess.run(["bash", "-c", (f'source {path}; COMP_WORDS=(teamc compile --qemu-s); COMP_CWORD=2; '
+                                           '_teamc; echo "${COMPREPLY[@]}"')],
+                           capture_output=True, text=True, check=False)
     assert probe.stdout.split() == ["--qemu-syntax"]
 
 

@@ -26,11 +26,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from helpers import EXAMPLES, ROOT, TESTS, rng_errors, teamc
 from teamc.ir import PERSISTENT, TRANSIENT, PciAddress, nic_key, nics, partner, vms
 from teamc.parser import grammar
 from teamc.pipeline import check_source, compile_source
 from teamc.source import SourceFile
-from helpers import EXAMPLES, ROOT, TESTS, rng_errors, teamc
 
 pytestmark = pytest.mark.slow
 
@@ -107,10 +107,13 @@ INTERESTING = ["{", "}", '"', "'", "#", ";", "\n", "\r\n", "\r", "\t", "\\", " "
                "\x7f", "\u2028", "\u00e9", "\U0001f600", "\ufeff", "0000:03:07.1", "52:54:00:00:00:01", "ua-",
                "virtio", "q35", "pc", "1", "-1", "0x10", *KEYWORDS]
 
+# Text a file can hold: `st.characters()` alone also draws lone surrogates, which no UTF-8 file contains
+# (the test's own encode failed on them; undecodable bytes are 1a(ii)'s part).
+char = st.characters(codec="utf-8")
 text_inputs = st.one_of(
-    st.text(max_size=300),
-    st.lists(st.one_of(st.sampled_from(INTERESTING), st.characters(), st.text(max_size=8)), max_size=80).map(" ".join),
-    st.lists(st.one_of(st.sampled_from(INTERESTING), st.characters()), max_size=120).map("".join),
+    st.text(char, max_size=300),
+    st.lists(st.one_of(st.sampled_from(INTERESTING), char, st.text(char, max_size=8)), max_size=80).map(" ".join),
+    st.lists(st.one_of(st.sampled_from(INTERESTING), char), max_size=120).map("".join),
 )
 
 
@@ -317,7 +320,7 @@ def programs(draw):
     macs = draw(st.lists(unicast_macs(), min_size=total, max_size=total, unique=True))
     hosts = draw(st.lists(pci_hosts, min_size=total, max_size=total, unique=True))
     vms_, k = [], 0
-    for name, count in zip(names, team_counts):
+    for name, count in zip(names, team_counts, strict=True):
         bases = draw(st.lists(team_bases, min_size=count, max_size=count, unique=True))
         teams = []
         for base in bases:
@@ -463,14 +466,14 @@ def check_ir(model, text: str, keys) -> None:
     errors = [f"{d.span}: {d.code} {d.message}" for d in result.diagnostics if d.is_error]
     assert graph is not None and not errors, f"{errors}\n{text}"
     assert [vm.name for vm in vms(graph)] == [vm.name for vm in model]
-    for vm, spec in zip(model, vms(graph)):
+    for vm, spec in zip(model, vms(graph), strict=True):
         assert spec.machine == "q35" and spec.machine_family == "q35"
         assert spec.memory_kib == (vm.memory_mib or 1024) * 1024
         assert spec.vcpus == (vm.vcpus or 1)
 
     found = dict(nics(graph))
     expected = [(team, vm, pkey, tkey) for (team, vm), (pkey, tkey) in
-                zip([(t, vm) for vm in model for t in vm.teams], keys)]
+                zip([(t, vm) for vm in model for t in vm.teams], keys, strict=True)]
     assert set(found) == {k for _, _, p, t in expected for k in (p, t)}, text
     derived = set()
     for team, vm, pkey, tkey in expected:

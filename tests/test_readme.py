@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from teamc.diagnostics import CODES
 
 README = (ROOT / "README.md").read_text()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from conftest import TIERS
 from helpers import ROOT
 

@@ -8,6 +8,7 @@ runs a guest here and TCG otherwise, so the whole group also passes without KVM.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -19,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, TESTS
 
+from helpers import ROOT, TESTS
 from teamc.layout import layout
 from teamc.pipeline import check_source, load
 from teamc.verify.guest import GuestImage, build_debian_image
@@ -41,7 +42,7 @@ def image() -> GuestImage:
 
 def verify(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "teamc", "verify", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "TEAMC_CACHE": str(CACHE)})
+                          text=True, timeout=timeout, env={**os.environ, "TEAMC_CACHE": str(CACHE)}, check=False)
 
 
 def checks(team: dict) -> dict[str, str]:
@@ -65,7 +66,7 @@ def test_verification_argv_is_the_compiled_argv_with_only_the_stand_ins_swapped(
     standins = command.devices("e1000e")
     vfs = compiled.devices("vfio-pci")
     assert len(standins) == len(vfs) == 2
-    for vf, standin in zip(vfs, standins):
+    for vf, standin in zip(vfs, standins, strict=True):
         team = next(t for t in plan.teams if t.primary == vf.props["id"])
         assert {k: standin.props[k] for k in ("id", "bus", "addr", "failover_pair_id")} == {
             k: vf.props[k] for k in ("id", "bus", "addr", "failover_pair_id")}
@@ -73,7 +74,7 @@ def test_verification_argv_is_the_compiled_argv_with_only_the_stand_ins_swapped(
         netdevs = [f.props for f in command.flags if f.name == "-netdev"]
         assert {"type": "user", "id": standin.props["netdev"]} in netdevs
     assert not any(f.get("type") == "bridge" for f in command.flags)
-    assert ("-accel", "tcg") in zip(plan.argv, plan.argv[1:])
+    assert ("-accel", "tcg") in itertools.pairwise(plan.argv)
     assert any("bridge br-wan -> user networking" in c for c in plan.changes)
 
 
@@ -232,7 +233,8 @@ NEGATIVES = {
         "reboot": ("bonded in guest", MAC_MISMATCH),
     },
     "pcie.0": {
-        "boot": ("primary plugged", "QEMU did not plug hostdev0 into pcie.0: Bus 'pcie.0' does not support hotplugging"),
+        "boot": ("primary plugged",
+                 "QEMU did not plug hostdev0 into pcie.0: Bus 'pcie.0' does not support hotplugging"),
         "suspend-resume": ("bond whole", "QEMU has no hostdev0: Bus 'pcie.0' does not support hotplugging"),
         "hot-unplug": ("primary removed", ("Device 'hostdev0' not found (QEMU never plugged it into pcie.0: Bus "
                                            "'pcie.0' does not support hotplugging)")),
@@ -391,3 +393,26 @@ def test_usage_errors_exit_2(args, message):
     proc = verify(*args, "--guest-image", str(TESTS))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize("fmt,expected", [
+    ("concise", "tests/cases/mac-mismatch.team:"),
+    ("github", "::error file=tests/cases/mac-mismatch.team"),
+    ("sarif", '"ruleId": "E0308"'),
+])
+def test_diagnostics_print_as_check_prints_them(fmt, expected):
+    """verify's --format is the shared one (cli.add_diagnostic_options): every format of `teamc check`,
+    on standard error, since standard output has the verdict."""
+    proc = verify("tests/cases/mac-mismatch.team", "--format", fmt, "--guest-image", str(TESTS))
+    check = subprocess.run([sys.executable, "-m", "teamc", "check", "tests/cases/mac-mismatch.team", "--format", fmt],
+                           cwd=ROOT, capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+    assert expected in proc.stderr and proc.stderr == check.stdout + check.stderr
+
+
+def test_diagnostics_go_to_an_output_file(tmp_path):
+    report = tmp_path / "report.json"
+    proc = verify("tests/cases/mac-mismatch.team", "--format", "json", "--output-file", str(report),
+                  "--guest-image", str(TESTS))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "")
+    assert [d["code"] for d in json.loads(report.read_text())["diagnostics"]] == ["E0308"]

@@ -38,7 +38,8 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "compiler" / "__init__.p
 def run(argv: list, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     # A clean environment for the venv's tools: no PYTHONPATH / virtualenv leaking in from the test run.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "TEAMC_DEBUG")}
-    proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)
     assert proc.returncode == 0, f"{argv} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -103,7 +104,8 @@ def test_installed_module_reports_version(installed):
 def test_the_import_package_is_teamc_and_no_compiler_package_is_installed(installed):
     venv, _, cwd = installed
     code = ("import importlib, sysconfig, teamc; print(teamc.__version__, sysconfig.get_path('purelib'))\n"
-            "try:\n    importlib.import_module('.cli', 'compiler')\nexcept ModuleNotFoundError:\n    print('no compiler')")
+            "try:\n    importlib.import_module('.cli', 'compiler')\n"
+            "except ModuleNotFoundError:\n    print('no compiler')")
     proc = run([venv / "bin" / "python", "-c", code], cwd=cwd)
     version, site_packages, *rest = proc.stdout.split(maxsplit=2)
     assert (version, rest) == (VERSION, ["no compiler\n"])

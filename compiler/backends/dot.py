@@ -69,9 +69,10 @@ def dot_view(graph, vm, diagnostics) -> DotView:
         elif nic.role == TRANSIENT and nic.pairs_with is not None:
             missing = f"missing{len(placed)}"
             placed.add(missing)
-            nodes.append(DotStatement(f"{missing} [{_attrs(label=f'{nic.pairs_with}{chr(10)}(no such NIC)', style='dashed', color='red', fontcolor='red')}]"))
+            attrs = _attrs(label=f"{nic.pairs_with}\n(no such NIC)", style="dashed", color="red", fontcolor="red")
+            nodes.append(DotStatement(f"{missing} [{attrs}]"))
             edges.append(DotStatement(f"{ids[key]} -> {missing} [{_attrs(style='dashed', color='red')}]"))
-    vm_found = [d for d in diagnostics if any(within(span, vm.span) for span in (d.span, *(l.span for l in d.labels)))
+    vm_found = [d for d in diagnostics if any(within(span, vm.span) for span in (d.span, *(x.span for x in d.labels)))
                 and not any(within(d.span, nic.span) for _, nic in members)]
     label = f"VM {vm.name} ({vm.machine})" + "".join(f"\n{d.code} {d.message}" for d in vm_found)
     graph_attrs = _attrs(label=label, labelloc="t", rankdir="LR", fontname="Helvetica",

@@ -10,6 +10,7 @@ a PCI <hostdev> source, teaming, boot, rom, alias, address (domain.rng puts
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from markupsafe import Markup
 
@@ -27,6 +28,7 @@ class PciView:
     attrs: Markup
 
 
+@lru_cache(maxsize=4096)  # a fleet's VMs mostly share guest addresses: one view each, not one per NIC
 def pci_view(address: PciAddress, multifunction: bool = False) -> PciView:
     return PciView(Markup(
         f"domain='0x{address.domain:04x}' bus='0x{address.bus:02x}' slot='0x{address.slot:02x}' "
@@ -74,13 +76,18 @@ class DomainView:
     machine: str
     emulator: str
     pcie: bool
+    shared_memory: bool  # a vhost-user NIC needs the guest's memory shared with its backend (memfd)
     root_ports: tuple[ControllerView, ...]
     nics: tuple[NicView, ...]  # the <interface>s, then the <hostdev>s, as libvirt orders them
 
 
+@lru_cache(maxsize=1024)  # the root ports of one machine type are the same in every VM
 def controller_view(port: RootPort) -> ControllerView:
     return ControllerView(port.index, port.chassis, f"0x{port.port:x}",
                           pci_view(PciAddress(0, 0, port.slot, port.function), port.multifunction))
+
+
+_NO_SETTINGS = {key: Markup("") for key in ANCHORS}
 
 
 def nic_view(device: Device, placed: bool = True) -> NicView:
@@ -88,12 +95,15 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
     nic = device.nic
     kind = nic.source_kind
     source: tuple[tuple[str, str], ...] = ()
+    target = nic.source_target or ""  # (a bridge, network or direct NIC has one: lowering refuses it without)
     if kind == "bridge":
-        source = (("bridge", nic.source_target),)
+        source = (("bridge", target),)
     elif kind == "network":
-        source = (("network", nic.source_target),)
+        source = (("network", target),) + ((("portgroup", nic.portgroup),) if nic.portgroup else ())
     elif kind == "direct":
-        source = (("dev", nic.source_target), ("mode", nic.mode or "vepa"))
+        source = (("dev", target), ("mode", nic.mode or "vepa"))
+    elif kind == "vhostuser":
+        source = (("type", "unix"), ("path", target), ("mode", nic.mode or "client"))
     host = kind in ("hostdev", "pci-hostdev")
     rom: list[tuple[str, str]] = []
     if nic.rom_enabled is not None:
@@ -102,9 +112,9 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
         rom.append(("bar", nic.rom_bar))
     if nic.rom_file is not None:
         rom.append(("file", nic.rom_file))
-    groups = by_anchor(nic.settings)
-    after = {key: Markup("") for key in ANCHORS} | {key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
-             for key, elems in groups.items() if key != "@"}
+    groups = by_anchor(nic.settings) if nic.settings else {}
+    after = _NO_SETTINGS | {key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
+                            for key, elems in groups.items() if key != "@"}
     return NicView(
         attrs=tuple((e.tag[1:], e.get("value") or "") for e in groups.get("@", ())),
         after=after,
@@ -138,6 +148,7 @@ def domain_view(layout: VmLayout) -> DomainView:
         machine=vm.machine,
         emulator=vm.emulator,
         pcie=vm.machine_family == "q35",
+        shared_memory=any(d.nic.source_kind == "vhostuser" for d in layout.devices),
         root_ports=tuple(controller_view(p) for p in layout.root_ports),
         nics=tuple(nic_view(d) for d in layout.devices),
     )

@@ -25,7 +25,7 @@ from ..ir import PERSISTENT, NicSpec
 from ..layout import Device, VmLayout
 from ..nicsettings import device_props, libvirt_only
 
-JSON_FLAGS = ("-device", "-netdev")  # the flags libvirt 9.0 writes as JSON in the json syntax
+JSON_FLAGS = ("-device", "-netdev", "-object")  # the flags libvirt 9.0 writes as JSON in the json syntax
 KEYVAL_LAST = ("failover_pair_id",)  # older libvirt's keyval order (its fixtures)
 
 
@@ -73,16 +73,23 @@ def _keyval_value(value) -> str:
     return str(value).replace(",", ",,")
 
 
+# One encoder for every flag (`json.dumps` with options builds a new one per call); a flag's map holds
+# only strings, numbers and booleans, so there is no cycle to look for.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+
+
 def encode(flag: Flag, syntax: str) -> tuple[str, ...]:
     """A flag's value as QEMU reads it: () for a bare flag, else one argument."""
     props = flag.props
     if not props:
         return ()
     if syntax == "json" and flag.name in JSON_FLAGS:
-        return (json.dumps(props, separators=(",", ":"), ensure_ascii=False),)
-    keys = [k for k in props if k != flag.head and k not in KEYVAL_LAST] + [k for k in KEYVAL_LAST if k in props]
-    head = [_keyval_value(props[flag.head])] if flag.head is not None else []
-    return (",".join([*head, *(f"{key}={_keyval_value(props[key])}" for key in keys)]),)
+        return (_JSON(props),)
+    head = flag.head
+    parts = [_keyval_value(props[head])] if head is not None else []
+    parts += [f"{key}={_keyval_value(value)}" for key, value in props.items() if key != head and key not in KEYVAL_LAST]
+    parts += [f"{key}={_keyval_value(props[key])}" for key in KEYVAL_LAST if key in props]
+    return (",".join(parts),)
 
 
 def device(props: dict) -> Flag:
@@ -113,6 +120,17 @@ def _rom(nic: NicSpec) -> dict:
 def _netdev(nic: NicSpec, netdev_id: str) -> dict | None:
     if nic.source_kind == "user":
         return {"type": "user", "id": netdev_id}
+    if nic.source_kind == "vhostuser":
+        driver = nic.setting("driver")
+        queues = int(driver.get("queues") or 1) if driver is not None else 1
+        return {"type": "vhost-user", "chardev": "char" + netdev_id.removeprefix("host"),
+                **({"queues": queues} if queues > 1 else {}), "id": netdev_id}
+    if nic.source_kind == "ethernet":
+        # The host's own tap, as libvirt opens it (`<target dev managed='no'/>`: by name, no scripts); without a
+        # target QEMU makes a tap itself, as libvirt makes one (which needs CAP_NET_ADMIN either way).
+        target = nic.setting("target")
+        ifname = {"ifname": target.get("dev")} if target is not None else {}
+        return {"type": "tap", **ifname, "script": "no", "downscript": "no", "id": netdev_id}
     bridge = nic.source_target if nic.source_kind == "bridge" else nic.via_bridge
     if bridge is not None and nic.source_kind in ("bridge", "network"):
         return {"type": "bridge", "br": bridge, "id": netdev_id}
@@ -141,7 +159,8 @@ def _vfio(device: Device) -> dict:
     if nic.boot is not None:
         props["bootindex"] = nic.boot
     pair = {"failover_pair_id": device.failover_pair_id} if device.failover_pair_id else {}
-    return props | pair | _addr(device) | _rom(nic)
+    # libvirt gives a VF its `acpi-index` too, before the ROM's properties (tests/oracle/nic-vf-acpi.args).
+    return props | pair | _addr(device) | device_props(nic.settings)[1] | _rom(nic)
 
 
 def _unexpressible(device: Device) -> Diagnostic | None:
@@ -166,19 +185,43 @@ def _unexpressible(device: Device) -> Diagnostic | None:
     return None
 
 
+def _libvirt_only(nic: NicSpec) -> list[tuple[list[str], str]]:
+    """`nicsettings.libvirt_only` of the NIC's settings, and its network's portgroup (libvirt resolves it)."""
+    portgroup = [(["portgroup"], f"portgroup {nic.portgroup}")] if nic.portgroup is not None else []
+    vf = nic.source_kind in ("hostdev", "pci-hostdev") or nic.role != PERSISTENT
+    # An ethernet NIC's tap is the command line's `ifname`; a vhost-user netdev takes the queues.
+    settings = tuple(e for e in nic.settings if not (nic.source_kind == "ethernet" and e.tag == "target"))
+    if nic.source_kind == "vhostuser":
+        settings = tuple(e._replace(attrs=tuple(a for a in e.attrs if a[0] != "queues")) if e.tag == "driver" else e
+                         for e in settings)
+    return portgroup + libvirt_only(settings, vf)
+
+
 def libvirt_only_settings(layout: VmLayout) -> list[Diagnostic]:
     """W0509 for each NIC whose stated settings only libvirt applies: the QEMU command line goes without them."""
     out = []
     for device in layout.devices:
         nic = device.nic
-        missing = libvirt_only(nic.settings)
+        missing = [name for names, _ in _libvirt_only(nic) for name in names]
         if missing:
+            span = nic.source_span if nic.portgroup is not None else (
+                nic.setting_spans[0] if nic.setting_spans else nic.span)
             out.append(diag("W0509", f"the QEMU command line cannot apply {', '.join(f'`{m}`' for m in missing)} of "
-                                     f"{nic.label}; only libvirt does", nic.setting_spans[0] if nic.setting_spans
-                            else nic.span,
+                                     f"{nic.label}; only libvirt does", span,
                             help="start the VM with libvirt (the XML has them), or `allow libvirt-only-setting` if "
                                  "the QEMU command line is for testing"))
     return out
+
+
+def libvirt_only_notes(layout: VmLayout) -> list[str]:
+    """What W0509 says, as the `.sh` states it: `DEVICE-ID: STATEMENT` per libvirt-only setting, in device order.
+    The values come from the user's `.team`; a control character (a newline would end the shell comment) is
+    written as a space, so the note is one comment line whatever the value."""
+    notes = []
+    for device in layout.devices:
+        for _, text in _libvirt_only(device.nic):
+            notes.append("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in f"{device.qemu_id}: {text}"))
+    return notes
 
 
 def unexpressible(layout: VmLayout) -> list[Diagnostic]:
@@ -190,11 +233,18 @@ def qemu_command(layout: VmLayout) -> QemuCommand:
     vm = layout.vm
     if unexpressible(layout):
         return QemuCommand(vm.name, vm.emulator, ())
+    # vhost-user needs the guest's memory shared with its backend: libvirt's <memoryBacking> memfd/shared is
+    # this memory backend (tests/oracle/nic-vhostuser.args).
+    shared = any(d.nic.source_kind == "vhostuser" for d in layout.devices)
+    backend = {"memory-backend": "pc.ram"} if shared else {}
     flags: list[Flag] = [
         Flag("-name", {"guest": vm.name, "debug-threads": True}),
-        Flag("-machine", {"type": vm.machine, "usb": False, "dump-guest-core": False}, "type"),
+        Flag("-machine", {"type": vm.machine, "usb": False, "dump-guest-core": False, **backend}, "type"),
         Flag("-accel", {"accel": vm.accel}, "accel"),
         Flag("-m", {"size": f"{vm.memory_kib}k"}),
+        *([Flag("-object", {"qom-type": "memory-backend-memfd", "id": "pc.ram", "share": True,
+                            "x-use-canonical-path-for-ramblock-id": False, "size": vm.memory_kib * 1024},
+                "qom-type")] if shared else []),
         Flag("-smp", {"cpus": vm.vcpus, "sockets": vm.vcpus, "cores": 1, "threads": 1}, "cpus"),
         Flag("-uuid", {"uuid": vm.uuid}, "uuid"),
         Flag("-display", {"type": "none"}, "type"),
@@ -214,7 +264,13 @@ def qemu_command(layout: VmLayout) -> QemuCommand:
             vfio.append(placed)
             continue
         netdev_id = "host" + placed.qemu_id
-        flags.append(netdev(_netdev(placed.nic, netdev_id)))
+        if placed.nic.source_kind == "vhostuser":
+            server = {"server": True} if placed.nic.mode == "server" else {}
+            flags.append(Flag("-chardev", {"backend": "socket", "id": "char" + placed.qemu_id,
+                                           "path": placed.nic.source_target, **server}, "backend"))
+        backend_props = _netdev(placed.nic, netdev_id)
+        assert backend_props is not None  # else unexpressible() (W0505) returned early
+        flags.append(netdev(backend_props))
         flags.append(device(_virtio_net(placed, netdev_id)))
     flags.extend(device(_vfio(placed)) for placed in vfio)
     return QemuCommand(vm.name, vm.emulator, tuple(flags))

@@ -34,6 +34,12 @@ class Subject:
     diagnostics: tuple[Diagnostic, ...]  # the file's, for kinds that describe them
     layout: VmLayout | None  # the VM's layout; None for an analysis kind, which runs without one
 
+    def laid_out(self) -> VmLayout:
+        """The layout, for a kind that is not an analysis kind (the pipeline gives those one)."""
+        if self.layout is None:
+            raise ValueError(f"VM `{self.vm.name}` has no layout: only an analysis kind runs without one")
+        return self.layout
+
 
 @dataclass(frozen=True, slots=True)
 class Emitter:

@@ -29,8 +29,6 @@ class Fix:
 def fixes(analysis: Analysis) -> list[Fix]:
     out = []
     for d in analysis.diagnostics:
-        if d.span is None:
-            continue
         fix = _fix(analysis, d)
         if fix is not None:
             out.append(fix)
@@ -39,6 +37,8 @@ def fixes(analysis: Analysis) -> list[Fix]:
 
 def _fix(analysis: Analysis, d: Diagnostic) -> Fix | None:
     span = d.span
+    if span is None:
+        return None
     if d.code == "E0308" and d.labels and MAC_RE.match(span.text) and MAC_RE.match(d.labels[0].span.text):
         mac = d.labels[0].span.text
         return Fix(d, f"Copy the partner's MAC {mac}", ((span.start, span.end, mac),))

@@ -1,6 +1,7 @@
 """One document's analysis: the compiler's phases run over its text, and an index of its names.
 
-`analyse` runs parse (with recovery) -> lower -> check, the same phases as `teamc check`. A VM that holds a
+`analyse` runs parse (with recovery) -> lower -> check and layout, the same phases as `teamc check`, and keeps
+the layouts they gave (hover shows what a team compiles to from them). A VM that holds a
 syntax error is *poisoned*: its later-phase diagnostics are dropped, because the placeholders recovery put in
 it (an empty value, a closing brace) would only make noise. The result is immutable; the server swaps whole
 analyses, so no handler sees a half-built one.
@@ -12,13 +13,15 @@ import bisect
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
 
+import networkx as nx
+
 from .. import nodes as n
 from ..checks import apply_allow
 from ..diagnostics import Diagnostic
+from ..layout import VmLayout
 from ..lower import lower, team_alias
 from ..parser import parse_tolerant
-from ..pipeline import _no_cyclic_gc as no_cyclic_gc
-from ..pipeline import check_and_lay_out
+from ..pipeline import Options, check_and_lay_out, emitter_diagnostics, no_cyclic_gc
 from ..source import SourceFile, Span
 
 
@@ -92,41 +95,31 @@ class Analysis:
     version: int | None
     source: SourceFile
     module: n.Module | None
-    graph: object | None  # the lowered IR (networkx DiGraph), None when recovery gave up
+    graph: nx.DiGraph | None  # the lowered IR, None when recovery gave up
     diagnostics: tuple[Diagnostic, ...]
     syntax_errors: int
     index: Index = field(repr=False)
     backends_done: bool = False
+    laid_out: tuple[VmLayout, ...] = field(default=(), repr=False)  # the layout phase's result (check_and_lay_out)
 
     @cached_property
-    def layouts(self) -> dict:
+    def layouts(self) -> dict[str, VmLayout]:
         """VM name -> its device layout, for the VMs without errors (hover shows what they compile to)."""
-        from ..ir import vms
-        from ..layout import layout_vm
-
-        if self.graph is None:
+        if self.syntax_errors:
             return {}
         failed = {s.vm for s in self.index.symbols for d in self.diagnostics
                   if d.is_error and s.kind == "vm" and d.span is not None
                   and s.span.start <= d.span.start <= s.span.end}
-        out = {}
-        for vm in vms(self.graph):
-            if vm.name not in failed and self.syntax_errors == 0:
-                out[vm.name] = layout_vm(self.graph, vm)
-        return out
-
+        return {layout.vm.name: layout for layout in self.laid_out if layout.vm.name not in failed}
 
     def with_backends(self) -> Analysis:
-        """This analysis plus the diagnostics of the QEMU backend (`teamc compile`'s W0504, W0505, W0509) for the VMs
-        that lay out. It costs as much again as the checks, so the server publishes it second."""
+        """This analysis plus what the output kinds of `teamc compile` tell (the QEMU backend's W0504, W0505,
+        W0509) for the VMs that lay out. It costs as much again as the checks, so the server publishes it second."""
         if self.backends_done:
             return self
-        from ..backends.qemu import libvirt_only_settings, unexpressible
-
         with no_cyclic_gc():
-            found = [d for layout in self.layouts.values()
-                     for d in unexpressible(layout) or libvirt_only_settings(layout)]
-            if found:
+            found = emitter_diagnostics(list(self.layouts.values()), Options())
+            if found and self.graph is not None:  # (there are layouts only with a graph)
                 found = apply_allow(self.graph, found)
         diagnostics = tuple(sorted((*self.diagnostics, *found), key=Diagnostic.sort_key))
         return replace(self, diagnostics=diagnostics, backends_done=True)
@@ -142,10 +135,12 @@ def _analyse(uri: str, name: str, text: str, version: int | None) -> Analysis:
     parsed = parse_tolerant(source)
     diagnostics = list(parsed.diagnostics)
     graph = None
+    layouts: list[VmLayout] = []
     if parsed.module is not None:
         lowered = lower(parsed.module)
         graph = lowered.graph
-        later = apply_allow(graph, [*lowered.diagnostics, *check_and_lay_out(graph)[0]])
+        found, layouts = check_and_lay_out(graph)
+        later = apply_allow(graph, [*lowered.diagnostics, *found])
         # An error at a VM's first token (`vm`) is where recovery closed the VM before it.
         poisoned = [vm.span for vm in parsed.module.vms
                     if any(vm.span.start < at <= vm.span.end for at in parsed.error_offsets)]
@@ -153,7 +148,7 @@ def _analyse(uri: str, name: str, text: str, version: int | None) -> Analysis:
                         if d.span is None or not any(p.start <= d.span.start <= p.end for p in poisoned)]
     diagnostics.sort(key=Diagnostic.sort_key)
     return Analysis(uri, version, source, parsed.module, graph, tuple(diagnostics), len(parsed.diagnostics),
-                    build_index(parsed.module))
+                    build_index(parsed.module), laid_out=tuple(layouts))
 
 
 def build_index(module: n.Module | None) -> Index:

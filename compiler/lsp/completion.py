@@ -75,8 +75,8 @@ def complete(analysis: Analysis, current_text: str, offset: int, vfs=None) -> li
     word = word_at(current_text, offset)
     start = word[0] if word and word[0] < offset else offset
     keywords, others = expected_words(SourceFile(analysis.source.name, current_text[:start]))
-    out = [Candidate(k, "keyword", KEYWORDS[k].syntax if k in KEYWORDS else "", KEYWORDS[k].doc if k in KEYWORDS else "")
-           for k in sorted(keywords)]
+    out = [Candidate(k, "keyword", KEYWORDS[k].syntax if k in KEYWORDS else "",
+                     KEYWORDS[k].doc if k in KEYWORDS else "") for k in sorted(keywords)]
     if keywords and keywords <= set(UNIT_WORDS):
         out = [Candidate(k, "unit") for k in UNIT_WORDS if k in keywords]
     if "WORD" in others:
@@ -123,7 +123,7 @@ def _macs(analysis: Analysis, offset: int, vm: str | None) -> list[Candidate]:
     for key, nic in nics(analysis.graph, vm):
         if not nic.span.start <= offset <= nic.span.end:
             continue
-        others = [partner(analysis.graph, key)] + transients_of(analysis.graph, key)
+        others = [partner(analysis.graph, key), *transients_of(analysis.graph, key)]
         for other in filter(None, others):
             theirs = analysis.graph.nodes[other]["nic"]
             if theirs.mac and not theirs.mac_derived:

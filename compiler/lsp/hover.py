@@ -1,8 +1,9 @@
 """textDocument/hover: a diagnostic's explanation, a keyword's docs, or what a team or NIC compiles to.
 
-What a team or NIC compiles to comes from the real backends: the VM's layout, the libvirt `<interface>` /
-`<hostdev>` element (`backends.libvirt.nic_view` through the same template `--emit interfaces` uses) and
-the `-device` argument of the QEMU command line (`backends.qemu.qemu_command`).
+What a team or NIC compiles to comes from the compile path itself: the layout the analysis's layout phase
+gave (`Analysis.layouts`), the libvirt `<interface>` / `<hostdev>` element as `--emit interfaces` renders
+it (`emitters.interfaces.nic_element`), and its `-device` flag of the QEMU command line as the `qemu`
+emitter quotes it for the shell (`emitters.qemu.shell_line`).
 """
 
 from __future__ import annotations
@@ -84,14 +85,14 @@ def describe_symbol(analysis: Analysis, symbol: Symbol) -> str:
         return text
     from ..backends.libvirt import nic_view
     from ..backends.qemu import encode, qemu_command
-    from ..render import render
+    from ..emitters.interfaces import nic_element
+    from ..emitters.qemu import shell_line
 
     devices = [d for d in layout.devices if d.nic.name == symbol.name]
     command = qemu_command(layout)  # JSON syntax, as `teamc compile` writes by default
-    by_id = {flag.props.get("id"): encode(flag, "json")[0] for flag in command.devices()}
     for device in devices:
-        xml = render("libvirt/nic.xml.j2", n=nic_view(device))
-        text += f"\n\n{device.nic.label}:\n\n```xml\n{xml}\n```"
-        if device.qemu_id in by_id:
-            text += f"\n\n```sh\n-device '{by_id[device.qemu_id]}'\n```"
+        text += f"\n\n{device.nic.label}:\n\n```xml\n{nic_element(nic_view(device))}\n```"
+        flag = command.device(device.qemu_id)
+        if flag is not None:
+            text += f"\n\n```sh\n{shell_line((flag.name, *encode(flag, 'json')))}\n```"
     return text

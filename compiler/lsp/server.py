@@ -71,7 +71,7 @@ class TeamcServer(LanguageServer):
     def markdown(self) -> bool:
         hover_caps = self.client_capabilities.text_document and self.client_capabilities.text_document.hover
         formats = hover_caps.content_format if hover_caps else None
-        return bool(formats) and lsp.MarkupKind.Markdown in formats
+        return formats is not None and lsp.MarkupKind.Markdown in formats
 
     def document_changes(self) -> bool:
         workspace = self.client_capabilities.workspace
@@ -279,7 +279,7 @@ def on_document_symbol(ls: TeamcServer, params: lsp.DocumentSymbolParams):
     kinds = {"vm": lsp.SymbolKind.Module, "team": lsp.SymbolKind.Struct, "nic": lsp.SymbolKind.Field}
     caps = ls.client_capabilities.text_document
     hierarchical = bool(caps and caps.document_symbol and caps.document_symbol.hierarchical_document_symbol_support)
-    out = []
+    out: list[lsp.DocumentSymbol | lsp.SymbolInformation] = []
     for vm, members in navigation.outline(analysis):
         if hierarchical:
             children = [lsp.DocumentSymbol(name=s.name, detail=detail(s), kind=kinds[s.kind],
@@ -316,8 +316,8 @@ def on_code_action(ls: TeamcServer, params: lsp.CodeActionParams) -> list[lsp.Co
     analysis = ls.current(params.text_document.uri)
     lines = ls.lines(analysis)
     first, last = lines.offset(params.range.start), lines.offset(params.range.end)
-    found = [f for f in actions.fixes(analysis)
-             if f.diagnostic.span.start <= last and first <= max(f.diagnostic.span.end, f.diagnostic.span.start)]
+    found = [f for f in actions.fixes(analysis) if (span := f.diagnostic.span) is not None
+             and span.start <= last and first <= max(span.end, span.start)]
     out = []
     for fix in found:
         d = fix.diagnostic

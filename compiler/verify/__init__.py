@@ -32,6 +32,8 @@ SCENARIO_NAMES = ("boot", "suspend-resume", "hot-unplug", "hot-plug", "abort-mig
 
 
 def add_parser(subparsers) -> None:
+    from ..cli import add_allow_option, add_diagnostic_options
+
     p = subparsers.add_parser(
         "verify", help="boot the compiled teams in a real guest (VFs emulated) and prove they fail over",
         description="Compile FILE, replace each VF by an emulated e1000e stand-in, boot a small Linux guest in "
@@ -69,11 +71,10 @@ def add_parser(subparsers) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the verdict as JSON on standard output")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
-    out.add_argument("--format", choices=("human", "concise", "json"), default="human",
-                     help="how compiler diagnostics are printed on standard error (default: human)")
-    checks = p.add_argument_group("compiler checks")
-    checks.add_argument("--allow", action="append", default=[], metavar="CODE",
-                        help="downgrade an allowable check to a warning, as for compile")
+    checks = p.add_argument_group("compiler diagnostics", "the checks of `teamc check`, printed as it prints them "
+                                                           "(on standard error: standard output has the verdict)")
+    add_diagnostic_options(checks)
+    add_allow_option(checks)
     checks.add_argument("--force", action="append", default=[], metavar="CODE",
                         help="verify only: go on despite this error so that QEMU and the guest show what it does "
                              f"({', '.join(sorted(FORCIBLE))}); nothing is written")
@@ -83,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..cli import UsageError, allowed_codes
-    from ..diagnostics import lookup
+    from ..diagnostics import CODES, lookup
 
-    if args.kernel and not args.modules or args.modules and not args.kernel:
+    if (args.kernel and not args.modules) or (args.modules and not args.kernel):
         raise UsageError("--kernel and --modules go together")
     if args.guest_image and args.kernel:
         raise UsageError("give either --guest-image or --kernel/--modules, not both")
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.force:
         code = lookup(name)
         if code is None or code.code not in FORCIBLE:
-            choices = ", ".join(f"{c} ({lookup(c).slug})" for c in sorted(FORCIBLE))
+            choices = ", ".join(f"{c} ({CODES[c].slug})" for c in sorted(FORCIBLE))
             raise UsageError(f"--force {name}: verify can go on only despite {choices}")
         forced.add(code.code)
 
@@ -127,8 +128,9 @@ def _verify(args, allow: set, forced: set) -> int:
     import sys
     from pathlib import Path
 
-    from ..layout import layout
-    from ..pipeline import Options, check_source, load
+    from ..cli import print_diagnostics
+    from ..diagnostics import sorted_unique
+    from ..pipeline import Options, lay_out_source, load
     from . import report
     from .guest import GuestError, GuestImage, build_debian_image, default_cache, image_from_kernel
     from .kvm import probe_kvm
@@ -165,16 +167,15 @@ def _verify(args, allow: set, forced: set) -> int:
 
         raise UsageError(f"cannot read {args.file}: {error.strerror or error}") from error
     if read_errors:
-        _print_diagnostics(read_errors, args.format)
+        print_diagnostics(read_errors, args, inputs=[source.name])
         return EXIT_FAILED
-    graph, result = check_source(source, Options(allow=frozenset(allow | forced)))
-    _print_diagnostics(result.diagnostics, args.format)
+    graph, result, layouts = lay_out_source(source, Options(allow=frozenset(allow | forced)))
+    print_diagnostics(sorted_unique(result.diagnostics), args, inputs=[source.name])
     if graph is None or result.failed:
         return EXIT_FAILED
     for code in sorted(forced):
         err.write(f"teamc verify: {code} forced: compile would refuse this input; {FORCIBLE[code]}, "
                   "let us see it\n")
-    layouts = layout(graph)
     names = [vm_layout.vm.name for vm_layout in layouts]
     unknown = [name for name in args.vm if name not in names]
     if unknown:
@@ -211,22 +212,3 @@ def _verify(args, allow: set, forced: set) -> int:
     sys.stdout.write(report.as_json(results, path) if args.json else report.human(results, path))
     return EXIT_OK if results and all(r.proven for r in results) else EXIT_FAILED
 
-
-def _print_diagnostics(diagnostics, fmt: str) -> None:
-    """Diagnostics on stderr, as `teamc check` prints them (without colour)."""
-    import sys
-
-    from ..diagnostics import render_concise, render_human, render_json, sorted_unique
-
-    diagnostics = sorted_unique(diagnostics)
-    if fmt == "json":
-        sys.stderr.write(render_json(diagnostics))
-        return
-    for d in diagnostics:
-        sys.stderr.write(render_human(d) + "\n" if fmt == "human" else render_concise(d))
-    if fmt == "human" and diagnostics:
-        errors = sum(d.is_error for d in diagnostics)
-        warnings = len(diagnostics) - errors
-        parts = [f"{errors} error{'s' * (errors != 1)}"] if errors else []
-        parts += [f"{warnings} warning{'s' * (warnings != 1)}"] if warnings else []
-        sys.stderr.write(f"teamc: {', '.join(parts)}\n")

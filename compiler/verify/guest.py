@@ -167,7 +167,7 @@ def default_cache() -> Path:
 
 def _run(argv: list[str], cwd: Path | None = None, timeout: int = 600) -> str:
     try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError as err:
         raise GuestError(f"`{argv[0]}` is not available ({err.strerror}); building the guest image needs a "
                          "Debian-like host with apt, or use --kernel K --modules DIR") from err
@@ -212,14 +212,16 @@ def _extract_from_deb(deb: Path, wanted, dest: Path) -> list[Path]:
     """Stream the .deb's data archive and keep only the members `wanted(name)` accepts
     (the kernel package unpacks to ~400 MB; the guest needs ~9 MB of it)."""
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None  # stdout=PIPE
     kept = []
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
             for member in archive:
                 name = member.name.removeprefix("./")
-                if member.isfile() and wanted(name):
+                src = archive.extractfile(member) if member.isfile() and wanted(name) else None
+                if src is not None:  # (a regular file always has its data)
                     target = dest / Path(name).name
-                    with archive.extractfile(member) as src, open(target, "wb") as out:
+                    with src, open(target, "wb") as out:
                         shutil.copyfileobj(src, out)
                     kept.append(target)
     finally:
@@ -237,7 +239,7 @@ def _pack(root: Path, busybox: Path, output: Path) -> None:
         names.append(str(path.relative_to(root)))
     os.utime(root, (0, 0))
     proc = subprocess.run([str(busybox), "cpio", "-o", "-H", "newc", "-R", "0:0"], cwd=root,
-                          input="\n".join(names).encode() + b"\n", capture_output=True, timeout=120)
+                          input="\n".join(names).encode() + b"\n", capture_output=True, timeout=120, check=False)
     if proc.returncode != 0 or not proc.stdout:
         raise GuestError(f"busybox cpio failed: {proc.stderr.decode(errors='replace').strip()}")
     with open(output, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
@@ -367,7 +369,7 @@ def build_debian_image(cache: Path, rebuild: bool = False, log=lambda message: N
         debs = _download([package, DEBIAN_BUSYBOX], work)
         unpacked = work / "unpacked"
         unpacked.mkdir()
-        module_re = re.compile(r"lib/modules/[^/]+/kernel/.*/(%s)\.ko$" % "|".join(MODULES))
+        module_re = re.compile(rf"lib/modules/[^/]+/kernel/.*/({'|'.join(MODULES)})\.ko$")
         files = _extract_from_deb(debs[package], lambda n: n.startswith("boot/vmlinuz-") or module_re.search(n),
                                   unpacked)
         kernel = next((f for f in files if f.name.startswith("vmlinuz-")), None)
@@ -384,7 +386,8 @@ def build_debian_image(cache: Path, rebuild: bool = False, log=lambda message: N
         version = _deb_version(debs[package])
         bb_version = _deb_version(debs[DEBIAN_BUSYBOX])
         return _write_image(folder, kernel, bb[0], modules, f"Debian {package} {version}",
-                            {"kernel_package": f"{package} {version}", "busybox_package": f"{DEBIAN_BUSYBOX} {bb_version}"})
+                            {"kernel_package": f"{package} {version}",
+                             "busybox_package": f"{DEBIAN_BUSYBOX} {bb_version}"})
 
 
 def _decompressed(path: Path, dest: Path) -> Path:

@@ -128,7 +128,7 @@ def traffic(ticks: list[Tick], t: TeamPlan, kind: str, when) -> Verdict | None:
     first, last = run[0], run[-1]
     m0, m1 = first.master(t.mac), last.master(t.mac)
     a, b = first.slave(m0, kind), last.slave(m1, kind)
-    if a is None or b is None or a.name != b.name:
+    if a is None or b is None or m1 is None or a.name != b.name:
         return None
     if b.tx - a.tx < MIN_PACKETS or b.rx - a.rx < MIN_PACKETS:
         return None
@@ -172,7 +172,7 @@ def bonded(q: Qemu, command: QemuCommand, t: TeamPlan, since: Mark, watch: Watch
                       f"(stand-in for {t.primary})"), lines + [f"guest: {master.line()}"]
     strays = [i for i in tick.ifaces.values()
               if i.kind == "pci" and i.mac == t.primary_mac and i.name not in tick.enslaved()]
-    if watch.held("stray-primary", bool(strays) and master is not None, now) > SETTLE:
+    if watch.held("stray-primary", bool(strays) and master is not None, now) > SETTLE and master is not None:
         stray = strays[0]
         return "fail", (f"no bond: the guest did not enslave {stray.name} (stand-in for {t.primary}, MAC "
                         f"{stray.mac}) to failover master {master.name} (MAC {master.mac}); net_failover pairs "

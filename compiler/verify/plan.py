@@ -4,7 +4,8 @@
   the VF's id, bus, addr, MAC and `failover_pair_id`, with `romfile=""` (no option ROM: a
   ROM ramblock the hidden primary of the migration target lacks would make it refuse the
   migration) and its own user-networking backend (the VF's wire);
-- a bridge backend (`-netdev bridge`) becomes user networking with the same id;
+- a bridge backend (`-netdev bridge`), a tap (`ethernet`) or a vhost-user backend (whose `-chardev`
+  socket goes, as there is no backend on it here) becomes user networking with the same id;
 - the accelerator becomes TCG when KVM is not usable (or when asked).
 
 Everything else — machine, memory, root ports, the standby with `failover=on`, ids, buses,
@@ -123,8 +124,7 @@ def plan_vm(vm_layout, accel: str = "auto", qemu: str | None = None, kvm_check=N
             emulator = "qemu-system-x86_64"
             changes.append(f"emulator {compiled.emulator} -> {emulator} (the guest kernel is x86_64; the devices "
                            "are the same)")
-        if shutil.which(emulator) is None and shutil.which("qemu-system-x86_64"):
-            found = shutil.which("qemu-system-x86_64")
+        if shutil.which(emulator) is None and (found := shutil.which("qemu-system-x86_64")):
             changes.append(f"emulator {emulator} (not on this machine) -> {found}")
             emulator = found
     check = (lambda: kvm_check(emulator)) if kvm_check else None
@@ -140,12 +140,15 @@ def verification_command(compiled: QemuCommand, primary_macs: dict[str, str], ac
     """Apply the substitutions described in the module docstring to a compiled command."""
     changes = [] if changes is None else changes
     out: list[Flag] = []
+    vhost_user = {f.props["chardev"] for f in compiled.flags if f.name == "-netdev" and f.props["type"] == "vhost-user"}
     for flag in compiled.flags:
+        if flag.name == "-chardev" and flag.props.get("id") in vhost_user:
+            continue
         if flag.name == "-accel":
             flag = flag.with_props({"accel": accel})
-        elif flag.name == "-netdev" and flag.props["type"] in ("bridge", "tap"):
+        elif flag.name == "-netdev" and flag.props["type"] in ("bridge", "tap", "vhost-user"):
             props = flag.props
-            where = props.get("br") or props.get("ifname") or ""
+            where = props.get("br") or props.get("ifname") or props.get("chardev") or ""
             changes.append(f"{props['id']}: {props['type']} {where} -> user networking".replace("  ", " "))
             flag = flag.with_props({"type": "user", "id": props["id"]})
         elif flag.name == "-device" and flag.props["driver"] == "vfio-pci":

@@ -49,7 +49,8 @@ class Qemu:
         console, report, pings = folder / "console.log", folder / "guest-report.log", folder / "guest-pings.log"
         serial = []
         for name, path in (("console", console), ("report", report), ("pings", pings)):
-            serial += ["-chardev", f"file,id=teamc-{name},path={_chardev_path(path)}", "-serial", f"chardev:teamc-{name}"]
+            serial += ["-chardev", f"file,id=teamc-{name},path={_chardev_path(path)}",
+                       "-serial", f"chardev:teamc-{name}"]
         self.argv = [
             *argv,
             "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", KERNEL_CMDLINE,
@@ -60,7 +61,7 @@ class Qemu:
         ]
         self.guest = Guest(role, console, report, pings)
         self.proc: subprocess.Popen | None = None
-        self.qmp: Qmp | None = None
+        self._qmp: Qmp | None = None
         self.started = 0.0
 
     def start(self, timeout: float) -> None:
@@ -70,7 +71,14 @@ class Qemu:
                                          start_new_session=True, preexec_fn=_die_with_parent)
         _LIVE.add(self.proc)
         self.started = time.monotonic()
-        self.qmp = Qmp(str(self.qmp_path), timeout=timeout, alive=self.alive)
+        self._qmp = Qmp(str(self.qmp_path), timeout=timeout, alive=self.alive)
+
+    @property
+    def qmp(self) -> Qmp:
+        """The QMP connection: there once start() returned."""
+        if self._qmp is None:
+            raise QmpError("no QMP connection")
+        return self._qmp
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -86,9 +94,9 @@ class Qemu:
         return [line for line in self.stderr().splitlines() if line.strip() and "has no peer" not in line]
 
     def events(self) -> None:
-        if self.qmp is not None and self.alive():
+        if self._qmp is not None and self.alive():
             try:
-                self.qmp.poll()
+                self._qmp.poll()
             except QmpError:
                 pass
 
@@ -99,16 +107,14 @@ class Qemu:
 
     def mark(self) -> Mark:
         self.events()
-        return replace(self.guest.mark(), events=len(self.qmp.events) if self.qmp else 0)
+        return replace(self.guest.mark(), events=len(self._qmp.events) if self._qmp else 0)
 
     def execute(self, command: str, arguments: dict | None = None, timeout: float = 20.0):
-        if self.qmp is None:
-            raise QmpError("no QMP connection")
         return self.qmp.execute(command, arguments, timeout=timeout)
 
     def stop(self) -> None:
-        if self.qmp is not None:
-            self.qmp.close()
+        if self._qmp is not None:
+            self._qmp.close()
         if self.proc is None:
             return
         if self.proc.poll() is None:

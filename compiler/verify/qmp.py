@@ -46,6 +46,8 @@ class Qmp:
                 time.sleep(0.05)
         self._sock = sock
         greeting = self._message(deadline)
+        if greeting is None:
+            raise QmpError(f"QEMU sent no QMP greeting at {path}")
         if "QMP" not in greeting:
             raise QmpError(f"not a QMP greeting: {greeting}")
         self.greeting = greeting["QMP"]
@@ -85,7 +87,7 @@ class Qmp:
         """Run a command; return its `return` value or raise QmpError with QEMU's description."""
         self._next_id += 1
         ident = f"teamc-{self._next_id}"
-        request = {"execute": command, "id": ident}
+        request: dict[str, object] = {"execute": command, "id": ident}
         if arguments:
             request["arguments"] = arguments
         try:

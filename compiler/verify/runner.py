@@ -49,6 +49,7 @@ def verify_vm(plan: VmPlan, image: GuestImage, settings: Settings, progress: Pro
                 else:
                     scenario.boot = "fresh boot"
             else:
+                assert previous is not None  # the VM runs, so an earlier scenario started it
                 scenario.boot = f"same VM as {previous.name}"
             run.begin(scenario)
             SCENARIOS[name][1](run)
@@ -97,8 +98,8 @@ def _judge_stream(run: Run, scenario: ScenarioResult) -> None:
     for team in scenario.teams:
         t = team.team
         check = team.check("traffic stream")
-        master = next((tk.master(t.mac).name for tk in sorted(ticks, key=lambda tk: tk.at, reverse=True)
-                       if tk.master(t.mac)), None)
+        masters = (tk.master(t.mac) for tk in sorted(ticks, key=lambda tk: tk.at, reverse=True))
+        master = next((m.name for m in masters if m), None)
         if master is None:
             why = f"no failover master for {t.mac} in the guest: nothing to ping through"
             (check.skip if team.failure else check.fail)(why)

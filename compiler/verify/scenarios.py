@@ -158,7 +158,7 @@ def on_primary(q, mark: Mark):
 
 
 def suspend_resume(run: Run) -> None:
-    q = run.q
+    q = run.current()
     mark = q.mark()
 
     def paused(now: float) -> Verdict | None:
@@ -200,7 +200,7 @@ def suspend_resume(run: Run) -> None:
 
 
 def reboot(run: Run) -> None:
-    q = run.q
+    q = run.current()
     mark = q.mark()
     try:
         # QEMU runs with -no-reboot (a guest that resets by itself has failed); this reset is asked for.
@@ -227,7 +227,7 @@ def reboot(run: Run) -> None:
 
 
 def hot_unplug(run: Run) -> None:
-    q = run.q
+    q = run.current()
     mark = q.mark()
     refused: dict[str, str] = {}
     for team in run.teams_in_play():
@@ -254,10 +254,11 @@ def hot_unplug(run: Run) -> None:
         t = team.team
         ticks = q.guest.ticks[mark.ticks:]
         verdict = standby_carried(ticks, t, minimum=3)
-        if verdict is None and ticks and ticks[-1].master(t.mac) is None and watch.held("no-master", True, now) > SETTLE:
+        if (verdict is None and ticks and ticks[-1].master(t.mac) is None
+                and watch.held("no-master", True, now) > SETTLE):
             why = "" if standby_has_failover(run.plan.command, t.standby) else f" ({t.standby} has no failover=on)"
-            return "fail", f"no failover master for {t.mac} in the guest{why}: no bond to move the pings to the standby", [
-                f"guest: {i.line()}" for i in ticks[-1].ifaces.values()]
+            message = f"no failover master for {t.mac} in the guest{why}: no bond to move the pings to the standby"
+            return "fail", message, [f"guest: {i.line()}" for i in ticks[-1].ifaces.values()]
         return verdict
 
     run.steps(q, [
@@ -269,7 +270,7 @@ def hot_unplug(run: Run) -> None:
 
 
 def hot_plug(run: Run) -> None:
-    q = run.q
+    q = run.current()
     if not run.primaries_removed:
         _remove_first(run, q)
     mark = q.mark()
@@ -325,13 +326,13 @@ def _remove_first(run: Run, q) -> None:
 
 
 def migrate(run: Run) -> None:
-    dest = migration.live(run, run.q, "destination")
+    dest = migration.live(run, run.current(), "destination")
     if dest is not None:
         run.q = dest
 
 
 def migrate_back(run: Run) -> None:
-    dest = migration.live(run, run.q, "destination")
+    dest = migration.live(run, run.current(), "destination")
     if dest is None:
         return
     run.q = dest
@@ -341,13 +342,13 @@ def migrate_back(run: Run) -> None:
 
 
 def postcopy(run: Run) -> None:
-    dest = migration.live(run, run.q, "destination", postcopy=True)
+    dest = migration.live(run, run.current(), "destination", postcopy=True)
     if dest is not None:
         run.q = dest
 
 
 def abort_migration(run: Run) -> None:
-    source = run.q
+    source = run.current()
     mark = source.mark()
     try:
         bandwidth = source.execute("query-migrate-parameters").get("max-bandwidth")
@@ -404,7 +405,7 @@ def abort_migration(run: Run) -> None:
 
 
 def save_restore(run: Run) -> None:
-    source = run.q
+    source = run.current()
     mark = source.mark()
     image = run.session.folder / "saved-vm.img"
     try:
@@ -425,7 +426,8 @@ def save_restore(run: Run) -> None:
         if mig.status != "completed":
             return "fail", f"the save to {image.name} {migration.describe(mig.info)}", source.warnings()[-3:]
         size = image.stat().st_size if image.exists() else 0
-        return "ok", f"QEMU migrated the VM into {image.name} ({size / 2**20:.0f} MiB): {migration.describe(mig.info)}", []
+        done = migration.describe(mig.info)
+        return "ok", f"QEMU migrated the VM into {image.name} ({size / 2**20:.0f} MiB): {done}", []
     if not run.vm_step(source, "saved", saved, "the migration to the file to complete", hook):
         return
     source.stop()  # as `virsh save` leaves it: the VM exists only in the file now

@@ -42,7 +42,9 @@ class Tick:
     def master(self, mac: str) -> Iface | None:
         return next((i for i in self.ifaces.values() if i.kind == "failover" and i.mac == mac), None)
 
-    def slave(self, master: Iface, kind: str) -> Iface | None:
+    def slave(self, master: Iface | None, kind: str) -> Iface | None:
+        if master is None:  # no failover master, so no slave of it
+            return None
         for name in master.lowers:
             iface = self.ifaces.get(name)
             if iface is not None and iface.kind == kind:

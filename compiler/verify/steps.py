@@ -43,7 +43,7 @@ class Run:
         self.session, self.plan, self.image, self.settings, self.progress = session, plan, image, settings, progress
         self.q: Qemu | None = None  # the QEMU the VM runs in now
         self.primaries_removed = False  # hot-unplug left them out
-        self.result: ScenarioResult | None = None
+        self.result: ScenarioResult  # the scenario being run: begin() sets it before any step
         self.started = 0.0
         self.deadline = 0.0
         self.qemus: list[Qemu] = []  # every QEMU the current scenario involves, polled together
@@ -54,6 +54,12 @@ class Run:
         self.deadline = self.started + self.settings.timeout
         self.qemus = [self.q] if self.q is not None else []
         self.progress.begin(f"{self.plan.vm} {result.name}: ")
+
+    def current(self) -> Qemu:
+        """The QEMU the VM runs in now: a scenario runs only after a boot started one."""
+        if self.q is None:
+            raise RuntimeError("a scenario ran on a VM that was not started")
+        return self.q
 
     def qemu(self, role: str, incoming: bool = False) -> Qemu:
         q = self.session.qemu(self.plan.argv, self.image, role, incoming)

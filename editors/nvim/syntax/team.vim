@@ -16,8 +16,8 @@ syn match teamRole "\%(^\|[{;]\)\s*\zs\%(persistent\|transient\)\ze\s"
 syn match teamTeaming "\%(^\|[{;]\)\s*\zs\<teaming\>\ze\s" nextgroup=teamTeamingRole skipwhite
 syn match teamTeamingRole "\%(persistent\|transient\)" contained nextgroup=teamReference skipwhite
 syn match teamReference "[^[:space:]{};#\"]\+" contained
-syn match teamSourceKind "\s\zs\%(user\|bridge\|network\|direct\|hostdev\|pci-hostdev\)\ze\%(\s\|;\|}\|$\)"
-syn match teamOption "\s\zs\%(mode\|vf\|bar\|file\|enabled\)\ze\s"
+syn match teamSourceKind "\s\zs\%(user\|ethernet\|vhostuser\|bridge\|network\|direct\|hostdev\|pci-hostdev\)\ze\%(\s\|;\|}\|$\)"
+syn match teamOption "\s\zs\%(mode\|vf\|portgroup\|bar\|file\|enabled\)\ze\s"
 syn match teamMac "\<\x\x\%(:\x\x\)\{5}\>"
 syn match teamPci "\<\%(\x\{1,8}:\)\=\x\{1,4}:\x\{1,4}\.\x\{1,2}\>"
 syn match teamNumber "\s\zs\d\+\ze\%(\s\|;\|}\|$\)"
