@@ -90,7 +90,7 @@ class Figure:
     def text(self) -> str:
         if len(self.times) == 1:
             return f"{self.median:.3f} s"
-        return f"{self.median:.3f} s ({min(self.times):.3f}–{max(self.times):.3f})"
+        return f"{self.median:.3f} s ({min(self.times):.3f}-{max(self.times):.3f})"
 
 
 def measure(argv: list[str], runs: int, before=None) -> Figure:
@@ -195,12 +195,12 @@ def main() -> None:
         row('python -c "import lark, networkx"', floor.text())
         row("teamc check examples/seed.team", seed.text(), seed.peak)
         targets.append(f"`teamc check examples/seed.team`: {statistics.median(ratios):.2f}x the import floor "
-                       f"(quartiles {ratios[len(ratios) // 4]:.2f}–{ratios[3 * len(ratios) // 4]:.2f}; "
+                       f"(quartiles {ratios[len(ratios) // 4]:.2f}-{ratios[3 * len(ratios) // 4]:.2f}; "
                        "target <= 1.3x)")
 
         for name, seconds in in_child("phases", big, args.runs).items():
             row(f"in one process, {name} of {big:,} VMs (CPU)",
-                f"{statistics.median(seconds):.3f} s ({min(seconds):.3f}–{max(seconds):.3f})")
+                f"{statistics.median(seconds):.3f} s ({min(seconds):.3f}-{max(seconds):.3f})")
         floor_regex = in_child("regex", big, args.runs)
         row(f"regex tokenizer pass over the {big:,}-VM file ({10 * big:,} lines)", f"{floor_regex:.3f} s")
 
