@@ -43,7 +43,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    lark, builder = parser._parser()[:2]
+    fast_parser = parser._parser()
+    lark, builder = fast_parser.lark, fast_parser.builder
     for vms in (1000, 10000):
         source = SourceFile(f"fleet-{vms}.team", fleet(vms))
         module, diags = parser.parse(source)

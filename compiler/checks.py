@@ -1,13 +1,14 @@
 """Check phase: IR graph -> diagnostics (`check`), and laid-out VMs -> diagnostics (`check_layouts`).
 
-Each rule is a pure function over the graph that yields diagnostics; `check`
-runs them all. What depends on where the NICs land (does the VM fit its guest
+Each rule is a pure function that yields diagnostics; `check` gathers what the
+rules read of the graph once (`Links`: one pass over its nodes and one over its
+links) and runs them all. What depends on where the NICs land (does the VM fit its guest
 PCI topology) is judged on the layout phase's result by `check_layouts`;
 `apply_allow` applies the `allow` downgrades. Relations between
-NICs use networkx: out-edges for the one target of a transient, in-degrees for
-shared persistents, `simple_cycles` for reference loops (only over links from a
-transient to a transient, the only edges a loop can use), and a union-find over
-the pairs-with edges for "one team".
+NICs: the out-link of a transient names its one target, the in-links of a persistent
+count who shares it, networkx's `simple_cycles` finds reference loops (only over links from a
+transient to a transient, the only links a loop can use), and following the links to
+their end says "one team".
 """
 
 from __future__ import annotations
@@ -24,10 +25,76 @@ if TYPE_CHECKING:
     from .merge import BaseDomain
 
 from .diagnostics import Diagnostic, Label, diag
-from .ir import HOSTDEV_KINDS, PERSISTENT, TRANSIENT, VIRTIO_MODELS, NicSpec, nics, partner, transients_of, vms
+from .ir import HOSTDEV_KINDS, PERSISTENT, TRANSIENT, VIRTIO_MODELS, NicSpec, VmSpec, vms
 from .placement import MAX_SLOT, RESERVED_SLOTS, free_slots, ports_fit, root_port_room
 
-Rule = Callable[[nx.DiGraph], Iterator[Diagnostic]]
+
+class Links:
+    """What the rules read of the graph, gathered in one pass over its nodes and one over its links.
+
+    Each rule walks these lists and maps instead of asking networkx NIC by NIC (a 10,000-VM file has
+    40,000 NICs, and a view per NIC per rule cost most of the check phase). The lists keep the graph's
+    order (source order), so every rule reports in the order it did when it read the graph itself."""
+
+    __slots__ = ("by_vm", "cycles", "graph", "in_cycle", "nics", "partner", "sources", "specs", "teams",
+                 "transient_links", "vms")
+
+    def __init__(self, graph: nx.DiGraph) -> None:
+        self.graph = graph
+        self.nics: list[tuple[tuple, NicSpec]] = []  # (key, spec) of every NIC, in source order
+        self.vms: list[VmSpec] = []
+        self.by_vm: dict[str, list[tuple[tuple, NicSpec]]] = {}  # a VM's NICs, in source order
+        self.specs: dict[tuple, NicSpec] = {}
+        for key, data in graph.nodes(data=True):
+            if data["kind"] == "nic":
+                nic = self.specs[key] = data["nic"]
+                self.nics.append((key, nic))
+                self.by_vm.setdefault(nic.vm, []).append((key, nic))
+            else:
+                self.vms.append(data["vm"])
+                self.by_vm.setdefault(data["vm"].name, [])
+        specs = self.specs
+        self.partner: dict[tuple, tuple] = {}  # transient -> the NIC it pairs with (its out-link)
+        self.sources: dict[tuple, list[tuple]] = {}  # NIC -> the transients that name it
+        self.teams: list[tuple[NicSpec, NicSpec]] = []  # (transient, persistent) of each well-formed team
+        # The pairs-with links whose target is itself transient: the only links a loop can use (a persistent
+        # NIC has no outgoing link). In a valid file there are none.
+        self.transient_links: list[tuple[tuple, tuple]] = []
+        for u, v, data in graph.edges(data=True):
+            if data.get("kind") == "pairs-with":
+                self.partner.setdefault(u, v)
+                self.sources.setdefault(v, []).append(u)
+                t, p = specs[u], specs[v]
+                if p.role == PERSISTENT:
+                    self.teams.append((t, p))
+                else:
+                    self.transient_links.append((u, v))
+        for v, named in self.sources.items():
+            if len(named) > 1:  # in the order they were linked, as `graph.in_edges` gives them
+                named[:] = [u for u, attrs in graph.pred[v].items() if attrs.get("kind") == "pairs-with"]
+        # Reference loops among transients: `simple_cycles` over the transient-to-transient links.
+        self.cycles: list[list] = list(nx.simple_cycles(nx.DiGraph(self.transient_links))) \
+            if self.transient_links else []
+        self.in_cycle: dict[tuple, int] = {key: i for i, cycle in enumerate(self.cycles) for key in cycle}
+
+    def spec(self, key: tuple) -> NicSpec:
+        return self.specs[key]
+
+    def transients_of(self, key: tuple) -> list[tuple]:
+        return self.sources.get(key, [])
+
+    def team_of(self, key: tuple) -> object:
+        """One NIC standing for the team `key` belongs to: NICs joined by pairs-with links are one team.
+
+        A NIC has at most one out-link, so every NIC of a team leads, link by link, to the one NIC of the team
+        without an out-link (its persistent) or into the team's one loop, which stands for itself by its index."""
+        in_cycle, partner = self.in_cycle, self.partner
+        while key in partner and key not in in_cycle:
+            key = partner[key]
+        return in_cycle.get(key, key)
+
+
+Rule = Callable[[Links], Iterator[Diagnostic]]
 RULES: list[Rule] = []
 
 
@@ -36,45 +103,12 @@ def rule(fn: Rule) -> Rule:
     return fn
 
 
-def _spec(graph: nx.DiGraph, key) -> NicSpec:
-    return graph.nodes[key]["nic"]
-
-
-def _teams(graph: nx.DiGraph):
-    """(transient, persistent) of every pairs-with edge whose target is persistent: the well-formed teams
-    (a transient target is E0304 / E0305 already)."""
-    for src, dst, data in graph.edges(data=True):
-        if data.get("kind") == "pairs-with":
-            t, p = _spec(graph, src), _spec(graph, dst)
-            if p.role == PERSISTENT:
-                yield t, p
-
-
-def _transient_links(graph: nx.DiGraph) -> nx.DiGraph:
-    """The pairs-with edges whose target is itself transient: the only edges a loop can use
-    (a persistent NIC has no outgoing edge). In a valid file this graph is empty."""
-    nodes = graph.nodes
-    return nx.DiGraph(
-        (u, v) for u, v, data in graph.edges(data=True)
-        if data.get("kind") == "pairs-with" and nodes[v]["nic"].role != PERSISTENT
-    )
-
-
-def _cycles(graph: nx.DiGraph) -> list[list]:
-    links = _transient_links(graph)
-    return list(nx.simple_cycles(links)) if links else []
-
-
-def _cycle_members(graph: nx.DiGraph) -> set:
-    return {key for cycle in _cycles(graph) for key in cycle}
-
-
 # --- roles and forms --------------------------------------------------------
 
 
 @rule
-def persistent_alias(graph):
-    for _, nic in nics(graph):
+def persistent_alias(links: Links):
+    for _, nic in links.nics:
         if nic.role == PERSISTENT and nic.alias is None:
             yield diag("E0201", f"{nic.label} needs an alias that starts with `ua-`", nic.name_span,
                        help=f"rename it `ua-{nic.name}`: libvirt drops a user alias without that prefix, "
@@ -82,8 +116,8 @@ def persistent_alias(graph):
 
 
 @rule
-def persistent_is_virtio(graph):
-    for _, nic in nics(graph):
+def persistent_is_virtio(links: Links):
+    for _, nic in links.nics:
         if nic.role != PERSISTENT:
             continue
         if nic.source_kind in HOSTDEV_KINDS:
@@ -97,8 +131,8 @@ def persistent_is_virtio(graph):
 
 
 @rule
-def transient_is_hostdev(graph):
-    for _, nic in nics(graph):
+def transient_is_hostdev(links: Links):
+    for _, nic in links.nics:
         if nic.role == TRANSIENT and nic.source_kind not in (*HOSTDEV_KINDS, "network"):
             yield diag("E0302", f"{nic.label} must be a hostdev, not a `{nic.source_kind}` interface",
                        nic.source_span,
@@ -106,8 +140,8 @@ def transient_is_hostdev(graph):
 
 
 @rule
-def options_apply(graph):
-    for _, nic in nics(graph):
+def options_apply(links: Links):
+    for _, nic in links.nics:
         kind = nic.source_kind
         if nic.managed_span is not None and kind not in HOSTDEV_KINDS:
             yield diag("E0105", f"`managed` applies to host devices, not to a `{kind}` source", nic.managed_span,
@@ -147,29 +181,29 @@ def options_apply(graph):
 
 
 @rule
-def transient_targets(graph):
-    in_cycle = _cycle_members(graph)
-    for key, nic in nics(graph):
+def transient_targets(links: Links):
+    in_cycle = links.in_cycle
+    for key, nic in links.nics:
         if nic.role != TRANSIENT or nic.pairs_with is None or key in in_cycle:
             continue
-        target = partner(graph, key)
+        target = links.partner.get(key)
         if target is None:
             yield diag("E0303", f"{nic.label} names `{nic.pairs_with}`, which is not a NIC of VM `{nic.vm}`",
                        nic.pairs_with_span, help="name the persistent NIC's alias, e.g. `teaming transient ua-…`")
-        elif _spec(graph, target).role == TRANSIENT:
-            other = _spec(graph, target)
+        elif links.spec(target).role == TRANSIENT:
+            other = links.spec(target)
             yield diag("E0304", f"{nic.label} names {other.label}, which is itself transient", nic.pairs_with_span,
                        Label(other.role_spans[0] if other.role_spans else other.span, "declared transient here"),
                        help="a transient must name the persistent (virtio) NIC of its team")
 
 
 @rule
-def teaming_cycles(graph):
-    cycles = _cycles(graph)
-    order = {key: i for i, key in enumerate(graph.nodes)} if cycles else {}
+def teaming_cycles(links: Links):
+    cycles = links.cycles
+    order = {key: i for i, key in enumerate(links.graph.nodes)} if cycles else {}
     for cycle in cycles:
         members = sorted(cycle, key=order.__getitem__)
-        specs = [_spec(graph, key) for key in members]
+        specs = [links.spec(key) for key in members]
         first = specs[0]
         if len(members) == 1:
             yield diag("E0305", f"{first.label} names itself as its persistent partner", first.pairs_with_span,
@@ -182,11 +216,11 @@ def teaming_cycles(graph):
 
 
 @rule
-def one_transient_per_persistent(graph):
-    for key, nic in nics(graph):
-        sources = transients_of(graph, key)
+def one_transient_per_persistent(links: Links):
+    for key, nic in links.nics:
+        sources = links.transients_of(key)
         if nic.role == PERSISTENT and len(sources) > 1:
-            specs = [_spec(graph, s) for s in sources]
+            specs = [links.spec(s) for s in sources]
             yield diag("E0306", f"{len(specs)} transients name {nic.label}", specs[1].pairs_with_span,
                        *(Label(s.pairs_with_span or s.span, f"{s.label} names it here")
                          for s in [specs[0], *specs[2:]]),
@@ -195,9 +229,9 @@ def one_transient_per_persistent(graph):
 
 
 @rule
-def persistent_has_transient(graph):
-    for key, nic in nics(graph):
-        if nic.role == PERSISTENT and not transients_of(graph, key) and nic.team is None:
+def persistent_has_transient(links: Links):
+    for key, nic in links.nics:
+        if nic.role == PERSISTENT and not links.transients_of(key) and nic.team is None:
             yield diag("W0501", f"{nic.label} has no transient partner", nic.name_span,
                        help="add a transient NIC that names it, or drop `teaming persistent` "
                             "(a lone virtio NIC belongs in the base domain)")
@@ -207,8 +241,8 @@ def persistent_has_transient(graph):
 
 
 @rule
-def mac_mismatch(graph):
-    for t, p in _teams(graph):
+def mac_mismatch(links: Links):
+    for t, p in links.teams:
         if t.mac and p.mac and t.mac != p.mac:
             yield diag("E0308", f"{t.label} has MAC {t.mac} but its partner {p.label} has {p.mac}",
                        t.mac_span or t.span, Label(p.mac_span or p.span, "partner's MAC"),
@@ -220,9 +254,9 @@ def _tags(vlan) -> str:
 
 
 @rule
-def pair_network(graph):
+def pair_network(links: Links):
     """The two NICs of a team must land on one network after a failover: their VLANs, and the standby's link."""
-    for t, p in _teams(graph):
+    for t, p in links.teams:
         tv, pv = t.setting("vlan"), p.setting("vlan")
         if tv is not None and pv is not None and tv != pv:
             yield diag("E0312", f"{t.label} is on VLAN {_tags(tv)} but its partner {p.label} on VLAN {_tags(pv)}",
@@ -248,15 +282,11 @@ def pair_network(graph):
 
 
 @rule
-def mac_unique(graph):
-    teams: nx.utils.UnionFind[tuple] = nx.utils.UnionFind()  # NICs linked by pairs-with edges form one team
-    for u, v, data in graph.edges(data=True):
-        if data.get("kind") == "pairs-with":
-            teams.union(u, v)
+def mac_unique(links: Links):
     by_mac: dict[str, dict] = defaultdict(dict)
-    for key, nic in nics(graph):
+    for key, nic in links.nics:
         if nic.mac and nic.role:
-            by_mac[nic.mac].setdefault(teams[key], nic)
+            by_mac[nic.mac].setdefault(links.team_of(key), nic)
     for mac, owners in by_mac.items():
         if len(owners) > 1:
             first, *rest = owners.values()
@@ -266,9 +296,9 @@ def mac_unique(graph):
 
 
 @rule
-def vf_unique(graph):
+def vf_unique(links: Links):
     seen: dict = {}
-    for _, nic in nics(graph):
+    for _, nic in links.nics:
         if nic.role == TRANSIENT and nic.host_address is not None:
             if nic.host_address in seen:
                 first = seen[nic.host_address]
@@ -280,8 +310,8 @@ def vf_unique(graph):
 
 
 @rule
-def hostdev_warnings(graph):
-    for _, nic in nics(graph):
+def hostdev_warnings(links: Links):
+    for _, nic in links.nics:
         if nic.role != TRANSIENT:
             continue
         if nic.source_kind == "pci-hostdev":
@@ -303,10 +333,10 @@ VIRTIO_NET_ROM = "efi-virtio.rom"
 
 
 @rule
-def fw_cfg_rom_unique(graph):
-    for vm in vms(graph):
+def fw_cfg_rom_unique(links: Links):
+    for vm in links.vms:
         by_name: dict[str, list[NicSpec]] = defaultdict(list)
-        for _, nic in nics(graph, vm.name):
+        for _, nic in links.by_vm[vm.name]:
             # With `rom bar off`, QEMU puts a cold-plugged device's ROM into fw_cfg as genroms/NAME.
             # (A VF is hot-plugged: a ROM there is E0105 instead.)
             if nic.role == PERSISTENT and nic.rom_bar == "off" and nic.rom_enabled is not False:
@@ -321,10 +351,10 @@ def fw_cfg_rom_unique(graph):
 
 
 @rule
-def boot_order_unique(graph):
-    for vm in vms(graph):
+def boot_order_unique(links: Links):
+    for vm in links.vms:
         by_order: dict[int, list[NicSpec]] = defaultdict(list)
-        for _, nic in nics(graph, vm.name):
+        for _, nic in links.by_vm[vm.name]:
             if nic.boot is not None:
                 by_order[nic.boot].append(nic)
         for order, same in by_order.items():
@@ -339,11 +369,11 @@ def boot_order_unique(graph):
 
 
 @rule
-def machine_hosts_team(graph):
-    for vm in vms(graph):
+def machine_hosts_team(links: Links):
+    for vm in links.vms:
         if vm.machine_family != "pc":
             continue
-        teamed = [nic for _, nic in nics(graph, vm.name) if nic.role]
+        teamed = [nic for _, nic in links.by_vm[vm.name] if nic.role]
         if teamed:
             yield diag("E0401", f"VM `{vm.name}` puts a team on the i440fx machine `{vm.machine}`",
                        vm.machine_span or vm.name_span,
@@ -352,9 +382,9 @@ def machine_hosts_team(graph):
 
 
 @rule
-def guest_placement(graph):
-    for vm in vms(graph):
-        pinned = [(nic.guest_address, nic) for _, nic in nics(graph, vm.name) if nic.guest_address is not None]
+def guest_placement(links: Links):
+    for vm in links.vms:
+        pinned = [(nic.guest_address, nic) for _, nic in links.by_vm[vm.name] if nic.guest_address is not None]
         by_slot: dict = defaultdict(list)
         # Every pinned function 0, also of a NIC refused below, so that one mistake is reported once.
         has_function_zero = {(a.bus, a.slot) for a, _ in pinned if a.function == 0}
@@ -420,7 +450,8 @@ def guest_placement(graph):
 
 
 def check(graph: nx.DiGraph) -> list[Diagnostic]:
-    return [d for run in RULES for d in run(graph)]
+    links = Links(graph)
+    return [d for run in RULES for d in run(links)]
 
 
 def check_layouts(layouts: list[VmLayout]) -> list[Diagnostic]:

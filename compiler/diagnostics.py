@@ -7,7 +7,6 @@ Phases return lists of diagnostics; the CLI sorts, dedupes and renders them.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -229,6 +228,8 @@ def to_json(d: Diagnostic) -> dict:
 
 def render_json(diagnostics: list[Diagnostic]) -> str:
     """Schema version 1, documented in docs/outputs.md ("Diagnostics as JSON")."""
+    import json
+
     return json.dumps({"version": 1, "diagnostics": [to_json(d) for d in diagnostics]}, indent=2) + "\n"
 
 
@@ -252,6 +253,8 @@ def render_github(d: Diagnostic) -> str:
 
 def render_sarif(diagnostics: list[Diagnostic]) -> str:
     """A SARIF 2.1.0 log with one run; every registered code is a rule."""
+    import json
+
     from . import __version__
 
     rules = list(CODES.values())
@@ -364,6 +367,7 @@ def render_gitlab(diagnostics: list[Diagnostic]) -> str:
     """A GitLab Code Quality report (`artifacts:reports:codequality`): a JSON array of issues,
     each with a fingerprint that stays the same while the problem does."""
     import hashlib
+    import json
 
     issues = []
     seen: dict[str, int] = {}

@@ -62,7 +62,9 @@ def _is_vfio(nic: NicSpec) -> bool:
     return nic.role == TRANSIENT and nic.source_kind in ("hostdev", "pci-hostdev", "network")
 
 
-def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
+def layout_vm(graph: nx.DiGraph, vm: VmSpec, partners: dict[tuple, tuple] | None = None) -> VmLayout:
+    """`partners`: every transient -> the NIC it pairs with (`layout` gathers them in one pass over the links;
+    without it, each transient asks the graph)."""
     members = nics(graph, vm.name)
     interfaces = [(k, nic) for k, nic in members if _element(nic) == "interface"]
     hostdevs = [(k, nic) for k, nic in members if _element(nic) == "hostdev"]
@@ -118,7 +120,10 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
     def device(key, nic: NicSpec) -> Device:
         addr = addresses[key]
         bus_id = (f"pci.{addr.bus}" if addr.bus else "pcie.0") if q35 else "pci.0"
-        target = partner(graph, key)
+        if nic.role != TRANSIENT:
+            target = None  # only a transient has a pairs-with link
+        else:
+            target = partners.get(key) if partners is not None else partner(graph, key)
         pair = ids.get(target) if target is not None and graph.nodes[target]["nic"].role == PERSISTENT else None
         multifunction = addr.function == 0 and (addr.bus, addr.slot) in shared_slots
         return Device(nic, _element(nic), addr, bus_id, ids[key], pair, multifunction)
@@ -132,7 +137,8 @@ def layout_vm(graph: nx.DiGraph, vm: VmSpec) -> VmLayout:
 
 
 def layout(graph: nx.DiGraph) -> list[VmLayout]:
-    return [layout_vm(graph, vm) for vm in vms(graph)]
+    partners = {u: v for u, v, data in graph.edges(data=True) if data.get("kind") == "pairs-with"}
+    return [layout_vm(graph, vm, partners) for vm in vms(graph)]
 
 
 def layout_around(layout: VmLayout, base: Occupied) -> VmLayout:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid as uuidlib
 from dataclasses import dataclass, replace
 from typing import TypedDict
 
@@ -28,9 +27,6 @@ from .ir import (
     PciAddress,
     VmSpec,
     nic_key,
-    nics,
-    partner,
-    transients_of,
     vm_key,
 )
 from .keywords import UNIT_BYTES as UNITS
@@ -45,7 +41,7 @@ NIC_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 VM_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-]*\Z")
 MAC_RE = re.compile(r"([0-9A-Fa-f]{2})(:[0-9A-Fa-f]{2}){5}\Z")
 UUID_RE = re.compile(r"[0-9A-Fa-f]{8}-?([0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}\Z")
-TEAMC_NAMESPACE = uuidlib.UUID("6f1c1f4e-2a57-4c1e-9d8e-7465616d6301")
+TEAMC_NAMESPACE = bytes.fromhex("6f1c1f4e2a574c1e9d8e7465616d6301")  # the UUID 6f1c1f4e-2a57-4c1e-9d8e-7465616d6301
 
 MACVTAP_MODES = ("vepa", "bridge", "private", "passthrough")
 # libvirt's own schema patterns (domaincommon.rng): a bridge name, and a host device name.
@@ -76,7 +72,17 @@ def derive_mac(vm: str, alias: str) -> str:
 
 
 def derive_uuid(vm: str) -> str:
-    return str(uuidlib.uuid5(TEAMC_NAMESPACE, vm))
+    """`str(uuid.uuid5(TEAMC_NAMESPACE, vm))` (RFC 4122 version 5), made here: importing `uuid` (and with
+    it `platform`) cost every `teamc check` 2 ms."""
+    octets = bytearray(hashlib.sha1(TEAMC_NAMESPACE + vm.encode()).digest()[:16])
+    octets[6] = octets[6] & 0x0F | 0x50  # version 5
+    octets[8] = octets[8] & 0x3F | 0x80  # the RFC 4122 variant
+    return _uuid_text(octets.hex())
+
+
+def _uuid_text(h: str) -> str:
+    """32 lowercase hex digits as a UUID's text, as `str(uuid.UUID(...))` writes it."""
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def team_alias(name: str) -> str:
@@ -120,9 +126,20 @@ class _TeamFields(TypedDict):
 
 
 class _Lowerer:
+    """Lowers a module. The graph's nodes and links are gathered in lists, in the order they are
+    made (source order), and the graph is built from them in bulk at the end (`graph`)."""
+
     def __init__(self) -> None:
         self.diags: list[Diagnostic] = []
-        self.graph: nx.DiGraph = nx.DiGraph()
+        self.nodes: list[tuple[tuple, dict]] = []
+        self.links: list[tuple[tuple, tuple, dict]] = []
+        self.vm_nics: dict[tuple, dict] = {}  # the current VM's NICs so far: key -> node attributes
+
+    def graph(self) -> nx.DiGraph:
+        graph: nx.DiGraph = nx.DiGraph()
+        graph.add_nodes_from(self.nodes)
+        graph.add_edges_from(self.links)
+        return graph
 
     def error(self, code: str, message: str, span: Span | None, *labels: Label, help: str | None = None) -> None:
         self.diags.append(diag(code, message, span, *labels, help=help))
@@ -248,7 +265,7 @@ class _Lowerer:
         uuid = derive_uuid(name)
         if setting := get("uuid"):
             if UUID_RE.match(setting.value.text):
-                uuid = str(uuidlib.UUID(setting.value.text))
+                uuid = _uuid_text(setting.value.text.replace("-", "").lower())
             else:
                 self.error("E0205", f"`{setting.value.text}` is not a UUID", setting.value.span,
                            help="write a UUID like c7a5fdbd-edaf-9455-926a-d65c16db1809, or omit it to derive one")
@@ -277,7 +294,8 @@ class _Lowerer:
                       memory_kib=memory_kib, vcpus=vcpus or 1, emulator=emulator, accel=accel,
                       allowed=frozenset(allowed), span=vm.span, name_span=vm.name.span,
                       machine_span=machine_span, allow_spans=tuple(allow_spans))
-        self.graph.add_node(vm_key(name), kind="vm", vm=spec)
+        self.nodes.append((vm_key(name), {"kind": "vm", "vm": spec}))
+        self.vm_nics = {}
 
         names: dict[str, Span] = {}
         aliases: dict[str, Span] = {}
@@ -290,28 +308,36 @@ class _Lowerer:
 
     def resolve(self, vm: str) -> None:
         """Link explicit transients to their persistent NIC; share or derive MACs."""
-        explicit = [(key, spec) for key, spec in nics(self.graph, vm) if key[3] == ""]
-        by_name = {key[2]: key for key, spec in nics(self.graph, vm) if key[3] != TRANSIENT}
-        by_alias = {spec.alias: key for key, spec in nics(self.graph, vm) if spec.alias and key[3] != TRANSIENT}
+        nodes = self.vm_nics
+        explicit = [(key, attrs["nic"]) for key, attrs in nodes.items() if key[3] == ""]
+        if not explicit:
+            return  # teams are linked and given their MAC as they are lowered
+        by_name = {key[2]: key for key in nodes if key[3] != TRANSIENT}
+        by_alias = {attrs["nic"].alias: key for key, attrs in nodes.items()
+                    if attrs["nic"].alias and key[3] != TRANSIENT}
+        partner: dict[tuple, tuple] = {}
+        named_by: dict[tuple, list[tuple]] = {}  # the transients that name a NIC, in link order
         for key, spec in explicit:
             if spec.role == TRANSIENT and spec.pairs_with is not None:
                 target = by_name.get(spec.pairs_with) or by_alias.get(spec.pairs_with)
                 if target is not None:
-                    self.graph.add_edge(key, target, kind="pairs-with")
+                    self.links.append((key, target, {"kind": "pairs-with"}))
+                    partner[key] = target
+                    named_by.setdefault(target, []).append(key)
         # Persistents first, so that a transient without a MAC copies its partner's.
         for key, spec in sorted(explicit, key=lambda item: item[1].role == TRANSIENT):
             if spec.mac is not None or spec.mac_span is not None:
                 continue
-            if spec.role == TRANSIENT and (target := partner(self.graph, key)) is not None:
-                source = self.graph.nodes[target]["nic"]
+            if spec.role == TRANSIENT and (target := partner.get(key)) is not None:
+                source = nodes[target]["nic"]
             else:
-                source = next((self.graph.nodes[t]["nic"] for t in transients_of(self.graph, key)
-                               if self.graph.nodes[t]["nic"].mac_span is not None), None)
+                source = next((nodes[t]["nic"] for t in named_by.get(key, ()) if nodes[t]["nic"].mac_span is not None),
+                              None)
             if source is not None and source.mac is not None:
                 mac, derived = source.mac, source.mac_derived
             else:
                 mac, derived = derive_mac(vm, spec.alias or spec.name), True
-            self.graph.nodes[key]["nic"] = replace(spec, mac=mac, mac_derived=derived)
+            nodes[key]["nic"] = replace(spec, mac=mac, mac_derived=derived)
 
     def memory(self, setting: n.Setting) -> int | None:
         if setting.unit is None:
@@ -407,8 +433,8 @@ class _Lowerer:
                            role_spans=(trans.span,), **common, **fields)
             self.add_nic(nic_key(vm.name, name, TRANSIENT), spec)
             if pers:
-                self.graph.add_edge(nic_key(vm.name, name, TRANSIENT), nic_key(vm.name, name, PERSISTENT),
-                                    kind="pairs-with")
+                self.links.append((nic_key(vm.name, name, TRANSIENT), nic_key(vm.name, name, PERSISTENT),
+                                   {"kind": "pairs-with"}))
 
     def nic(self, vm: VmSpec, nic: n.Nic, names: dict, aliases: dict) -> None:
         name = nic.name.text
@@ -459,8 +485,9 @@ class _Lowerer:
         self.add_nic(nic_key(vm.name, name), spec)
 
     def add_nic(self, key: tuple, spec: NicSpec) -> None:
-        self.graph.add_node(key, kind="nic", nic=spec)
-        self.graph.add_edge(key, vm_key(spec.vm), kind="belongs-to")
+        attrs = self.vm_nics[key] = {"kind": "nic", "nic": spec}
+        self.nodes.append((key, attrs))
+        self.links.append((key, vm_key(spec.vm), {"kind": "belongs-to"}))
 
     def source_fields(self, src: n.Source) -> _NicFields:
         fields: _NicFields = {"source_kind": src.kind, "source_span": src.span}
@@ -517,6 +544,8 @@ class _Lowerer:
                            Label(stated[elem.tag][1].span, "first given here"), help="keep one of the two statements")
                 continue
             stated[elem.tag] = (elem, stmt)
+        if not stated:
+            return {}  # most NICs state no setting: the spec's defaults are the empty table
         kind = source.kind
         context = ns.Context(kind, role, source.mode.text if source.mode else None,
                              {elem.tag: elem for elem, _ in stated.values()})
@@ -590,4 +619,4 @@ class Lowered:
 def lower(module: n.Module) -> Lowered:
     lowerer = _Lowerer()
     lowerer.module(module)
-    return Lowered(lowerer.graph, lowerer.diags)
+    return Lowered(lowerer.graph(), lowerer.diags)

