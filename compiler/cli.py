@@ -283,7 +283,8 @@ def _run(argv: list[str], held) -> int:
         output = Path(args.output) if getattr(args, "output", None) else None
         if output is not None:  # one run at a time in a folder, from reading its manifest to writing it
             held.enter_context(batch.locked(output))
-        cached = batch.Manifest.load(output).reusable(paths, options) if output else {}
+        manifest = batch.Manifest.load(output) if output else None
+        cached = manifest.reusable(paths, options) if manifest else {}
         results = batch.run_batch(args.command, paths, options, args.jobs, cached, output)
     except (UsageError, batch.InputError) as err:
         parser.error(str(err))  # exits with status 2
@@ -310,15 +311,15 @@ def _run(argv: list[str], held) -> int:
         if len(merged) != 1:
             vms = ", ".join(vm for r in results for vm, _ in r.vms)
             if output is not None:  # take back what the workers wrote for this refused run
-                batch.finish_outputs(output, results, {r.source.name for r in results}, options)
+                batch.finish_outputs(output, results, {r.source.name for r in results}, options, manifest)
             parser.error(f"--into {args.into}: {len(merged)} VMs to merge ({', '.join(merged) or 'none'} of {vms}); "
                          "name the VM like the base domain's <name>, or compile one VM")
     if args.command == "compile":
         if output is not None:
             try:
-                batch.finish_outputs(output, results, failed, options)
+                batch.finish_outputs(output, results, failed, options, manifest)
                 if args.depfile:
-                    _write_text(Path(args.depfile), batch.depfile_text(output, results))
+                    _write_text(Path(args.depfile), batch.depfile_text(output, results, manifest))
             except OSError as err:
                 parser.error(f"cannot write {err.filename or output}: {err.strerror or err}")
         else:  # after errors, only what describes the input (json, dot)

@@ -24,6 +24,7 @@ import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -54,6 +55,7 @@ def output_name(name: str) -> bool:
     return plain_name(name) and name.endswith(_output_suffixes())
 
 
+@cache  # the emitters are fixed for the process; names are checked by the thousand (a manifest's)
 def _output_suffixes() -> tuple[str, ...]:
     from .emitters import registry
 

@@ -234,3 +234,22 @@ def test_import_and_reports_into_a_read_only_folder(tmp_path):
     assert lines[-1] == "2" and "cannot write " in lines[-2] and "/r.sarif" in lines[-2]
     assert "2" in lines and any(line.startswith("teamc: error: cannot write ") and "/teams" in line for line in lines)
     assert "internal error" not in proc.stdout
+
+
+@pytest.mark.parametrize("arg", ["{d}", "{d}/", "{d}/./a", ".", "./", "a", "./a/", "a//b"])
+def test_a_folder_gives_its_team_files_as_pathlib_names_them(tmp_path, monkeypatch, arg):
+    # The scandir walk that replaced Path.rglob names and picks the same files: hidden ones, a link to a
+    # file, not a link to a folder (not entered), not a broken link or a folder named *.team.
+    from teamc.batch import expand_inputs
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".h").mkdir()
+    (tmp_path / "a" / "dir.team").mkdir()
+    for name in ("x.team", "a/y.team", "a/b/z.team", ".h/w.team", "a/.team", "a/other.txt"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "a" / "linked").symlink_to(tmp_path / "a" / "b")
+    (tmp_path / "link.team").symlink_to(tmp_path / "x.team")
+    (tmp_path / "broken.team").symlink_to(tmp_path / "nowhere")
+    monkeypatch.chdir(tmp_path)
+    path = arg.format(d=tmp_path)
+    assert expand_inputs([path]) == sorted(str(p) for p in Path(path).rglob("*.team") if p.is_file())
