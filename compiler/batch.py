@@ -37,6 +37,7 @@ from .pipeline import (
     plan_compile,
     read_input,
 )
+from .source import SourceFile
 
 MANIFEST_VERSION = 1
 
@@ -214,15 +215,12 @@ def run_batch(command: str, paths: list[str], options: Options, jobs: int,
     else:
         fresh = [_work(job) for job in job_list]
     by_path = dict(zip(todo, fresh, strict=True))
-    return [by_path[p] if p in by_path else _from_cache(p, cached[p]) for p in paths]
+    with no_cyclic_gc():  # bookkeeping by the ten thousand holds no cycles: see Manifest.load
+        return [by_path[p] if p in by_path else _from_cache(p, cached[p]) for p in paths]
 
 
 def _from_cache(path: str, entry: dict) -> FileResult:
-    from .source import SourceFile
-
-    result = FileResult(SourceFile(path, ""), [], cached=True)
-    result.vms = [(name, None) for name in entry["vms"]]
-    return result
+    return FileResult(SourceFile(path, ""), [], cached=True, vms=[(name, None) for name in entry["vms"]])
 
 
 # --- the output folder ----------------------------------------------------------
@@ -239,7 +237,10 @@ class Manifest:
         path = directory / MANIFEST
         problem: str | None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            # A manifest of 10,000 inputs is as many entries; the cyclic collector would walk them again
+            # and again while they are made (half the time of a rebuild's bookkeeping), and they hold no cycles.
+            with no_cyclic_gc():
+                data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return cls(directory, {})
         except (OSError, ValueError) as err:
@@ -308,28 +309,29 @@ def finish_outputs(directory: Path, results: list[FileResult], failed: set[str],
     them too) and stale names, and record each good input in `manifest` (the one the run started from,
     still the folder's: the folder is locked) and save it."""
     manifest = manifest or Manifest.load(directory, warn=False)
-    opts = options_key(options)
-    # What this run produced stays, even if the manifest lists it for another input: a VM that moved
-    # from one file to another was just written by its new file.
-    fresh: set[str] = set()
-    stale: set[str] = set()
-    for result in results:
-        path = result.source.name
-        old = manifest.entries.get(path, {}).get("outputs", [])
-        stale.update(old)
-        if path in failed:
-            fresh.update(result.analysis_names)  # --emit json/dot describe the errors
-            stale.update(result.written)
-            manifest.entries.pop(path, None)
-        elif result.cached:
-            fresh.update(old)
-        else:
-            fresh.update(result.written)
-            if path != "<stdin>":
-                manifest.entries[path] = {"key": result.key, "stamp": result.stamp, "options": opts,
-                                          "outputs": result.written, "vms": [vm for vm, _ in result.vms]}
-    remove_outputs(directory, sorted(stale - fresh))
-    manifest.save()
+    with no_cyclic_gc():  # see Manifest.load
+        opts = options_key(options)
+        # What this run produced stays, even if the manifest lists it for another input: a VM that moved
+        # from one file to another was just written by its new file.
+        fresh: set[str] = set()
+        stale: set[str] = set()
+        for result in results:
+            path = result.source.name
+            old = manifest.entries.get(path, {}).get("outputs", [])
+            stale.update(old)
+            if path in failed:
+                fresh.update(result.analysis_names)  # --emit json/dot describe the errors
+                stale.update(result.written)
+                manifest.entries.pop(path, None)
+            elif result.cached:
+                fresh.update(old)
+            else:
+                fresh.update(result.written)
+                if path != "<stdin>":
+                    manifest.entries[path] = {"key": result.key, "stamp": result.stamp, "options": opts,
+                                              "outputs": result.written, "vms": [vm for vm, _ in result.vms]}
+        remove_outputs(directory, sorted(stale - fresh))
+        manifest.save()
 
 
 def depfile_text(directory: Path, results: list[FileResult], manifest: Manifest | None = None) -> str:
