@@ -733,6 +733,7 @@ def test_a_misplaced_keyword_names_the_block_the_grammar_puts_it_in():
         assert err(f"{word} x").help == f"`{word}` belongs inside a `team NAME {{ … }}` block", word
 
 
+@pytest.mark.slow  # 40 MB inputs
 @pytest.mark.parametrize("body", ["x" * 40_000_000, "\\/" * 10_000_000, "a\\\"" * 5_000_000],
                          ids=["plain", "escapes", "escaped-quotes"])
 def test_a_long_quoted_string_compiles_in_memory_linear_in_its_size(tmp_path, body):

@@ -53,12 +53,14 @@ def chunk_counts(monkeypatch) -> list[int]:
     return seen
 
 
+@pytest.mark.slow  # 800 VMs, compiled with one job and with two
 def test_a_file_at_the_threshold_is_split_and_compiles_as_with_one_job(tmp_path, chunk_counts):
     one, two = run_both(tmp_path, fleet(2 * batch.SPLIT_MIN_VMS), 2)
     assert chunk_counts == [1, 2]
     assert one == two and one[0] == 0 and len(one[3]) == 4 * batch.SPLIT_MIN_VMS + 1
 
 
+@pytest.mark.slow  # 799 VMs, twice
 def test_a_small_file_is_not_split(tmp_path, chunk_counts):
     one, two = run_both(tmp_path, fleet(2 * batch.SPLIT_MIN_VMS - 1), 2)
     assert chunk_counts == [1, 1] and one == two
