@@ -489,28 +489,25 @@ def check_base(layout: VmLayout, base: BaseDomain) -> list[Diagnostic]:
                                  "family", base.machine_span, label,
                         help=f"write `machine {base.machine}` in the .team file (with `allow pc-machine-team` "
                              "for pc), or move the base domain to the VM's machine"))
-    aliases = {d.nic.alias: d.nic for d in layout.devices if d.nic.alias}
-    for other in base.devices:
-        if other.alias in aliases:
-            nic = aliases[other.alias]
-            out.append(diag("E0102", f"alias `{other.alias}` is already used by the base domain's {other.description}",
-                            other.alias_span, Label(nic.alias_span or nic.name_span, nic.label),
-                            help="rename the team, or the base device's alias"))
-    macs = {d.nic.mac: d.nic for d in layout.devices if d.nic.mac}
-    vfs = {d.nic.host_address: d.nic for d in layout.devices if d.nic.host_address}
-    for other in base.devices:
-        if other.mac in macs:
-            nic = macs[other.mac]
-            out.append(diag("E0309", f"MAC {other.mac} is also used by the base domain's {other.description}",
-                            other.mac_span, Label(nic.mac_span or nic.name_span, nic.label),
-                            help="every NIC of a guest needs its own MAC; change one of them"))
-        if other.host_address in vfs:
-            nic = vfs[other.host_address]
-            out.append(diag("E0310", f"host VF {other.host_address} is also assigned by the base domain's "
-                                     f"{other.description}", other.host_address_span,
-                            Label(nic.host_address_span or nic.name_span, nic.label),
-                            help="a VF can be assigned to one guest NIC only; pick another VF or drop the base's"))
+    for field, code, says, help in _BASE_CLASHES:
+        ours = {value: d.nic for d in layout.devices if (value := getattr(d.nic, field))}
+        for other in base.devices:
+            if (value := getattr(other, field)) in ours:
+                nic = ours[value]
+                out.append(diag(code, says.format(value, other.description), getattr(other, f"{field}_span"),
+                                Label(getattr(nic, f"{field}_span") or nic.name_span, nic.label), help=help))
     return out + _base_room(layout, base)
+
+
+# What a team may not share with a device the base keeps: (field of both, code, message, help).
+_BASE_CLASHES = (
+    ("alias", "E0102", "alias `{}` is already used by the base domain's {}",
+     "rename the team, or the base device's alias"),
+    ("mac", "E0309", "MAC {} is also used by the base domain's {}",
+     "every NIC of a guest needs its own MAC; change one of them"),
+    ("host_address", "E0310", "host VF {} is also assigned by the base domain's {}",
+     "a VF can be assigned to one guest NIC only; pick another VF or drop the base's"),
+)
 
 
 def _base_room(layout: VmLayout, base: BaseDomain) -> list[Diagnostic]:

@@ -361,15 +361,21 @@ def test_an_ethernet_standby_gives_libvirts_device(tmp_path):
     assert ours == theirs and '"type":"tap"' in args
 
 
-@pytest.mark.parametrize("statement,words", [
-    ("vlan 42", "refuses `vlan` on an `ethernet` NIC"),  # oracle: vlan tag not supported for this connection type
-    ("coalesce rx-frames 7", "refuses `coalesce`"),  # oracle: coalesce settings on interface type ethernet
-    ("port isolated yes", "type='ethernet'"),  # oracle: <port isolated='yes'/> is not supported ... 'ethernet'
-    ("virtualport openvswitch", "refuses `virtualport`"),  # oracle: <virtualport> element unsupported for ethernet
+@pytest.mark.parametrize("source,statement,words", [
+    # the oracle's words in each comment
+    ("ethernet", "vlan 42", "refuses `vlan` on an `ethernet` NIC"),  # vlan tag not supported for this connection type
+    ("ethernet", "coalesce rx-frames 7", "refuses `coalesce`"),  # coalesce settings on interface type ethernet
+    ("ethernet", "port isolated yes", "type='ethernet'"),  # <port isolated='yes'/> is not supported ... 'ethernet'
+    ("ethernet", "virtualport openvswitch", "refuses `virtualport`"),  # <virtualport> element unsupported for ethernet
+    ("vhostuser /run/s0", "vlan 42", "refuses `vlan`"),  # vlan tag not supported for this connection type
+    ("vhostuser /run/s0", "coalesce rx-frames 7", "refuses `coalesce`"),  # coalesce settings on ... vhostuser
+    ("vhostuser /run/s0", "port isolated yes", "type='vhostuser'"),  # <port isolated='yes'/> ... 'vhostuser'
+    ("vhostuser /run/s0", "backend tap /dev/net/tun", "custom tap device path"),  # the same words
+    ("vhostuser /run/s0", "virtualport openvswitch", "refuses `virtualport`"),  # <virtualport> element unsupported
 ])
-def test_libvirts_refusals_on_an_ethernet_standby(statement, words, tmp_path):
+def test_libvirts_refusals_on_an_ethernet_or_vhostuser_standby(source, statement, words, tmp_path):
     src = tmp_path / "x.team"
-    src.write_text(f"vm web {{\n team up0 {{ persistent virtio ethernet {{ {statement} }}; "
+    src.write_text(f"vm web {{\n team up0 {{ persistent virtio {source} {{ {statement} }}; "
                    "transient hostdev 0000:03:07.1 }\n}\n")
     status, _, err = teamc("check", str(src))
     assert status == 1 and "error[E0206]" in err and words in err, err
@@ -444,21 +450,6 @@ def test_qemu_starts_a_vhostuser_vms_verification_command():
     assert any(f.name == "-object" and f.props["share"] is True for f in verify.flags)
     code, stderr, _ = start_qemu(verify.argv("json"))
     assert code == 0, stderr
-
-
-@pytest.mark.parametrize("statement,words", [
-    ("vlan 42", "refuses `vlan`"),  # oracle: vlan tag not supported for this connection type
-    ("coalesce rx-frames 7", "refuses `coalesce`"),  # oracle: coalesce settings on interface type vhostuser
-    ("port isolated yes", "type='vhostuser'"),  # oracle: <port isolated='yes'/> is not supported ... 'vhostuser'
-    ("backend tap /dev/net/tun", "custom tap device path"),  # oracle: the same words
-    ("virtualport openvswitch", "refuses `virtualport`"),  # oracle: <virtualport> element unsupported for vhostuser
-])
-def test_libvirts_refusals_on_a_vhostuser_standby(statement, words, tmp_path):
-    src = tmp_path / "x.team"
-    src.write_text(f"vm web {{\n team up0 {{ persistent virtio vhostuser /run/s0 {{ {statement} }}; "
-                   "transient hostdev 0000:03:07.1 }\n}\n")
-    status, _, err = teamc("check", str(src))
-    assert status == 1 and "error[E0206]" in err and words in err, err
 
 
 @pytest.mark.parametrize("source,code,words", [
