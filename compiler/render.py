@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cache
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from markupsafe import Markup
@@ -67,23 +68,15 @@ def _environment() -> Environment:
     return env
 
 
-_ENVIRONMENT: Environment | None = None
-_TEMPLATES: dict[str, Template] = {}
-
-
+@cache
 def environment() -> Environment:
     """The process's one environment, made on first use (`teamc check` never renders)."""
-    global _ENVIRONMENT
-    if _ENVIRONMENT is None:
-        _ENVIRONMENT = _environment()
-    return _ENVIRONMENT
+    return _environment()
 
 
+@cache
 def template(name: str) -> Template:
-    found = _TEMPLATES.get(name)
-    if found is None:
-        found = _TEMPLATES[name] = environment().get_template(name)
-    return found
+    return environment().get_template(name)
 
 
 def render(name: str, **context) -> str:
