@@ -225,17 +225,13 @@ def _merge(doc, layout: VmLayout) -> tuple[str | None, list[Diagnostic]]:
     edits.extend((at, at, "".join(texts)) for at, texts in inserts.items())
     warnings = []
     if any(d.nic.source_kind == "vhostuser" for d in placed.devices) and not shares_memory(doc.root):
-        sharing = _share_memory(doc, unit)
-        if sharing is not None:
-            edits.append(sharing)
-        else:
+        private = _private_memory(doc.root)
+        if private is None:
+            edits.append(_share_memory(doc, unit))
+        else:  # the base's own choice, kept
             vhost = next(d.nic for d in placed.devices if d.nic.source_kind == "vhostuser")
-            cell = next((c for c in doc.root.findall("cpu/numa/cell") if c.get("memAccess") not in (None, "shared")),
-                        None)
-            blame = (doc.attr_span(cell, "memAccess") if cell is not None
-                     else doc.attr_span(doc.root.find("memoryBacking/access"), "mode"))
             warnings.append(diag("W0510", "the base domain keeps its memory private, and the vhost-user NIC needs "
-                                          "it shared with its backend", blame,
+                                          "it shared with its backend", doc.attr_span(*private),
                                  Label(vhost.source_span, "this vhost-user NIC"), help=SHARE_MEMORY_HELP))
     first_break = text.find("\n")
     if first_break > 0 and text[first_break - 1] == "\r":  # a CRLF file gets CRLF lines
@@ -243,27 +239,40 @@ def _merge(doc, layout: VmLayout) -> tuple[str | None, list[Diagnostic]]:
     return _splice(text, edits), warnings
 
 
-def _share_memory(doc, unit: str) -> tuple[int, int, str] | None:
-    """The edit that shares a base's memory with a vhost-user backend as compile's own domain does: a
-    <memoryBacking> after <currentMemory> (or <memory>), or an <access mode='shared'/> added to one that
-    states no access. None when the base states an access of its own (or a NUMA cell's), which is kept."""
+def _private_memory(domain) -> tuple[object, str] | None:
+    """Where a domain whose memory is not shared says so, as (element, attribute): a NUMA cell's
+    `memAccess`, else `<memoryBacking><access mode>`; None when it says nothing (private by default)."""
+    cell = next((c for c in domain.findall("cpu/numa/cell") if c.get("memAccess") not in (None, "shared")), None)
+    if cell is not None:
+        return cell, "memAccess"
+    access = domain.find("memoryBacking/access")
+    return (access, "mode") if access is not None else None
+
+
+def _share_memory(doc, unit: str) -> tuple[int, int, str]:
+    """The edit that shares a base's memory (one that states no access) with a vhost-user backend as
+    compile's own domain does: a memfd <memoryBacking> after <currentMemory> (or <memory>) in place of
+    none or of an empty one, else an <access mode='shared'/> added to it."""
     root, text = doc.root, doc.source.text
+
+    def whole(indent: str) -> str:
+        return (f"<memoryBacking>\n{indent}{unit}<source type='memfd'/>\n{indent}{unit}<access mode='shared'/>\n"
+                f"{indent}</memoryBacking>")
+
     backing = root.find("memoryBacking")
-    if (backing is not None and backing.find("access") is not None) or any(
-            cell.get("memAccess") not in (None, "shared") for cell in root.findall("cpu/numa/cell")):
-        return None
-    if backing is None:
-        anchor = next((el for tag in ("currentMemory", "memory", "name") if (el := root.find(tag)) is not None), None)
-        at = doc.positions[anchor].end if anchor is not None else doc.positions[root].start_tag_end
-        indent = _line_indent(text, doc.positions[anchor].start) if anchor is not None else unit
-        body = f"\n{indent}{unit}<source type='memfd'/>\n{indent}{unit}<access mode='shared'/>\n{indent}"
-        return at, at, f"\n{indent}<memoryBacking>{body}</memoryBacking>"
-    pos = doc.positions[backing]
+    if backing is not None:
+        pos = doc.positions[backing]
+        indent = _line_indent(text, pos.start)
+        if pos.content_end < 0:  # <memoryBacking/>
+            return pos.start, pos.end, whole(indent)
+        return pos.content_end, pos.content_end, f"{unit}<access mode='shared'/>\n{indent}"
+    anchor = next((el for tag in ("currentMemory", "memory", "name") if (el := root.find(tag)) is not None), None)
+    if anchor is None:
+        at = doc.positions[root].start_tag_end
+        return at, at, f"\n{unit}{whole(unit)}"
+    pos = doc.positions[anchor]
     indent = _line_indent(text, pos.start)
-    if pos.content_end < 0:  # <memoryBacking/>
-        body = f"\n{indent}{unit}<source type='memfd'/>\n{indent}{unit}<access mode='shared'/>\n{indent}"
-        return pos.start, pos.end, f"<memoryBacking>{body}</memoryBacking>"
-    return pos.content_end, pos.content_end, f"{unit}<access mode='shared'/>\n{indent}"
+    return pos.end, pos.end, f"\n{indent}{whole(indent)}"
 
 
 def _line_indent(text: str, offset: int) -> str:
