@@ -27,7 +27,6 @@ from pathlib import Path
 from . import __version__
 from .outdir import MANIFEST, lock, output_name, remove_outputs, save_manifest, write_files
 from .pipeline import (
-    EmitWork,
     FileResult,
     Options,
     check_source,
@@ -85,13 +84,6 @@ def _team_files(folder: str, prefix: str) -> Iterator[str]:
                 yield prefix + entry.name
 
 
-# Each chunk of a split file gets at least this many VMs. Emitting and writing one VM takes ~0.2 ms, and a
-# worker costs 40-60 ms (the fork, its pool, its first writes to the pages it shares with the parent): on
-# the reference machine, two chunks of 200 VMs took 108 ms against 83 ms in one process, of 400 VMs 121 ms
-# against 165 ms. A file of fewer than twice this many VMs is emitted in the one process.
-SPLIT_MIN_VMS = 400
-
-
 def _work(job: tuple[str, str, Options, bytes | None, Path | None, int]) -> FileResult:
     command, path, options, data, out_dir, split = job
     stamp: list[int] = []
@@ -103,73 +95,45 @@ def _work(job: tuple[str, str, Options, bytes | None, Path | None, int]) -> File
             raise InputError(f"cannot read {path}: {err.strerror or err}") from err
     source, read_errors = decode_input("<stdin>" if path == "-" else path, data)
     if read_errors:
-        result = FileResult(source, read_errors)
-    elif command == "check":
-        result = check_source(source, options)[1]
-    elif out_dir is not None:
-        # Written here, in the worker (or the workers of the file's chunks), so that -j also spreads
-        # the file writing; the parent removes them again if the input turns out to fail (--werror,
-        # a VM in two inputs). After errors only what describes the input (json, dot) is written.
+        return FileResult(source, read_errors)
+    if command == "check":
+        return _in_parts(command, source, options, split, None) or check_source(source, options)[1]
+    if out_dir is None:
+        return compile_source(source, options)
+    # Written here, in the worker (or the processes of the file's runs), so that -j also spreads the file
+    # writing; the parent removes them again if the input turns out to fail (--werror, a VM in two
+    # inputs). After errors only what describes the input (json, dot) is written.
+    result = _in_parts(command, source, options, split, out_dir)
+    if result is None:
         with no_cyclic_gc():
             result, work = plan_compile(source, options)
-            written = [a.name for a in result.artifacts]
-            analysis: list[str] = []
+            analysis, rendered = work.emit() if work is not None else ([], [])
             try:
-                write_files(out_dir, result.artifacts)
-                if work is not None:
-                    analysis, rendered = _emit(work, split, out_dir)
-                    written = [*analysis, *written, *rendered]
-                    work.release()
+                write_files(out_dir, [*result.artifacts, *analysis, *rendered])
             except OSError as err:
                 raise InputError(f"cannot write {err.filename or out_dir}: {err.strerror or err}") from err
+            if work is not None:
+                work.release()
+        result.analysis_names = [a.name for a in analysis]
+        result.written = [*result.analysis_names, *(a.name for a in result.artifacts), *(a.name for a in rendered)]
         result.artifacts = []
-        result.written = written
-        result.analysis_names = analysis
-        if path != "-":
-            result.key = content_key(data, options)  # the bytes just compiled, not a second read
-            result.stamp = stamp
-    else:
-        result = compile_source(source, options)
+    if path != "-":
+        result.key = content_key(data, options)  # the bytes just compiled, not a second read
+        result.stamp = stamp
     return result
 
 
-# The work of the file being split, for the forked chunk workers, which inherit it rather than unpickle it.
-_SPLITTING: tuple[EmitWork, Path] | None = None
+def _in_parts(command: str, source: SourceFile, options: Options, jobs: int, out_dir: Path | None) -> FileResult | None:
+    """The file compiled (or checked) as runs of its VMs in up to `jobs` processes (`parts.py`); None if
+    it is to be compiled in one."""
+    if jobs < 2 or options.into is not None:
+        return None
+    from .parts import compile_parts  # only with parallel work (`teamc check` starts faster without it)
 
-
-def _emit(work: EmitWork, split: int, out_dir: Path) -> tuple[list[str], list[str]]:
-    """Emit and write the file's VMs, in `split` chunks in parallel if it has enough of them: the names
-    written, (analysis ones, rendered ones), in the order one process writes them."""
-    global _SPLITTING
-    chunks = min(split, work.size // SPLIT_MIN_VMS)
-    if chunks < 2 or work.options.into is not None:
-        return _write_chunk(work, 0, 1, out_dir)
-    import multiprocessing  # only when there is parallel work (`teamc check` starts faster without it)
-    from concurrent.futures import ProcessPoolExecutor
-
-    if "fork" not in multiprocessing.get_all_start_methods():  # the workers inherit the work, unpickled
-        return _write_chunk(work, 0, 1, out_dir)
-
-    _SPLITTING = (work, out_dir)
     try:
-        with ProcessPoolExecutor(max_workers=chunks - 1, mp_context=multiprocessing.get_context("fork")) as pool:
-            others = [pool.submit(_split_chunk, chunk, chunks) for chunk in range(1, chunks)]
-            parts = [_write_chunk(work, 0, chunks, out_dir), *(f.result() for f in others)]
-    finally:
-        _SPLITTING = None
-    return [n for analysis, _ in parts for n in analysis], [n for _, rendered in parts for n in rendered]
-
-
-def _split_chunk(chunk: int, chunks: int) -> tuple[list[str], list[str]]:
-    assert _SPLITTING is not None, "a chunk worker forked outside _emit"
-    work, out_dir = _SPLITTING
-    return _write_chunk(work, chunk, chunks, out_dir)
-
-
-def _write_chunk(work: EmitWork, chunk: int, chunks: int, out_dir: Path) -> tuple[list[str], list[str]]:
-    analysis, rendered = work.emit(chunk, chunks)
-    write_files(out_dir, [*analysis, *rendered])
-    return [a.name for a in analysis], [a.name for a in rendered]
+        return compile_parts(command, source, options, jobs, out_dir)
+    except OSError as err:
+        raise InputError(f"cannot write {err.filename or out_dir}: {err.strerror or err}") from err
 
 
 def options_key(options: Options) -> str:

@@ -363,6 +363,17 @@ def parse(source: SourceFile) -> tuple[n.Module | None, list[Diagnostic]]:
     return (None, result.diagnostics) if result.diagnostics else (result.module, [])
 
 
+def parse_part(source: SourceFile, start: int, end: int) -> n.Module | None:
+    """The VMs of `source.text[start:end]`, parsed as a file of their own would be (spans stay offsets in the
+    whole text); None at a syntax error, which only `parse` of the whole file describes as `teamc` reports it."""
+    parser = _parser()
+    parser.builder.source = source
+    try:
+        return _parse_clean(parser.tables, source.text, start, end)
+    except _Bail:
+        return None
+
+
 class Parsed(NamedTuple):
     """What a recovering parse gives: the module (None only when recovery gave up), the syntax
     diagnostics, and the offsets of the errors (the blocks around them hold synthetic values)."""
@@ -733,19 +744,20 @@ def expected_words(source: SourceFile) -> tuple[set[str], set[str]]:
     return keywords, {t for t in expect if t not in fill or t in ("LBRACE", "RBRACE")}
 
 
-def _parse_clean(tables: _Tables, text: str) -> n.Module:
+def _parse_clean(tables: _Tables, text: str, pos: int = 0, end: int | None = None) -> n.Module:
     """The fast path for a file without syntax errors (most files, every time): Lark's tables driven by
     the lexer with no bookkeeping for recovery, the builder's methods called as each rule is reduced.
-    At the first error it gives up (`_Bail`), and `_drive` parses the file again to describe it."""
+    At the first error it gives up (`_Bail`), and `_drive` parses the file again to describe it.
+    `text[pos:end]` is what is parsed, as a file of its own (`parse_part`); spans are offsets in `text`."""
     states, keywords, word, ignored = tables.states, tables.keywords, tables.grammar.word, tables.grammar.ignored
     match = tables.grammar.lexer.match
     state_stack = [tables.start]
     value_stack: list = []
     actions = states[tables.start]
-    pos, end = 0, len(text)
+    end = len(text) if end is None else end
     while True:
         if pos < end:
-            m = match(text, pos)
+            m = match(text, pos, end)
             if m is None:
                 raise _Bail
             term, stop = m.lastgroup or "", m.end()  # (every alternative is a named group)

@@ -20,7 +20,7 @@ from .checks import apply_allow, check, check_layouts
 from .diagnostics import Diagnostic, diag
 from .ir import TRANSIENT, nics, vms
 from .lower import lower
-from .parser import parse
+from .parser import parse, parse_part
 from .source import SourceFile, Span
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -142,16 +142,47 @@ def _check_source(source: SourceFile, options: Options) -> tuple[nx.DiGraph | No
     result = FileResult(source, diagnostics)
     if module is None:
         return None, result, []
-    lowered = lower(module)
-    graph = lowered.graph
-    _apply_vf(graph, options, result)
-    found, layouts = check_and_lay_out(graph)
-    result.diagnostics = apply_allow(graph, [*diagnostics, *lowered.diagnostics, *found], options.allow)
-    result.vms = [(vm.name, vm.name_span) for vm in vms(graph)]
+    graph, layouts = _check_module(module, options, result)
     if result.failed:
         return graph, result, []
     result.diagnostics.extend(apply_allow(graph, emitter_diagnostics(layouts, options), options.allow))
     return graph, result, layouts
+
+
+def _check_module(module, options: Options, result: FileResult) -> tuple[nx.DiGraph, list]:
+    """Lower, check and lay out a parsed module: its graph and layouts; the diagnostics and VMs go
+    into `result`."""
+    lowered = lower(module)
+    graph = lowered.graph
+    _apply_vf(graph, options, result)
+    found, layouts = check_and_lay_out(graph)
+    result.diagnostics = apply_allow(graph, [*result.diagnostics, *lowered.diagnostics, *found], options.allow)
+    result.vms = [(vm.name, vm.name_span) for vm in vms(graph)]
+    return graph, layouts
+
+
+@dataclass
+class Part:
+    """A run of whole VMs of a file (`text[start:end]`), checked as a file of those VMs alone would be
+    (`parts.py` compiles a large file as such runs in several processes)."""
+
+    graph: nx.DiGraph
+    result: FileResult  # its diagnostics (not those of the emitters), VMs and VFs used
+    layouts: list
+    emitter_diagnostics: list[Diagnostic]  # those of its layouts (none after errors): the file's if it passes
+    names: set[str]  # every VM name it defines, even one that lower refused (E0101 is about names)
+
+
+def check_part(source: SourceFile, options: Options, start: int, end: int) -> Part | None:
+    """Parse, lower, check and lay out `source.text[start:end]`; None at a syntax error. Call it with cyclic
+    GC off."""
+    module = parse_part(source, start, end)
+    if module is None:
+        return None
+    result = FileResult(source, [])
+    graph, layouts = _check_module(module, options, result)
+    extra = [] if result.failed else apply_allow(graph, emitter_diagnostics(layouts, options), options.allow)
+    return Part(graph, result, layouts, extra, {vm.name.text for vm in module.vms})
 
 
 def emitter_diagnostics(layouts: list, options: Options) -> list[Diagnostic]:
@@ -167,7 +198,7 @@ def compile_source(source: SourceFile, options: Options = Options()) -> FileResu
     with no_cyclic_gc():
         result, work = plan_compile(source, options)
         if work is not None:
-            analysis, rendered = work.emit(0, 1)
+            analysis, rendered = work.emit()
             result.artifacts = [*analysis, *result.artifacts, *rendered]
             work.release()
         return result
@@ -195,22 +226,17 @@ class EmitWork:
         VMs); emptied, its nodes are freed by reference counting at once."""
         self.graph.clear()
 
-    def emit(self, chunk: int, chunks: int) -> tuple[list[Artifact], list[Artifact]]:
-        """The artifacts of the `chunk`-th of `chunks` equal runs of VMs: (analysis ones, rendered ones)."""
+    def emit(self) -> tuple[list[Artifact], list[Artifact]]:
+        """The artifacts of its VMs: (analysis ones, rendered ones)."""
         from .emitters import Subject, selected
 
         emitters = selected(self.options.emit)
         analysis = [e for e in emitters if e.analysis]
         output = [e for e in emitters if not e.analysis]
-        return ([a for vm in _run_of(self.described, chunk, chunks) for e in analysis
+        return ([a for vm in self.described for e in analysis
                  for a in e.emit(Subject(self.graph, vm, self.diagnostics, None), self.options)],
-                [a for vm_layout in _run_of(self.laid_out, chunk, chunks) for e in output
+                [a for vm_layout in self.laid_out for e in output
                  for a in e.emit(Subject(self.graph, vm_layout.vm, self.diagnostics, vm_layout), self.options)])
-
-
-def _run_of(items: list, chunk: int, chunks: int) -> list:
-    """The `chunk`-th of `chunks` consecutive runs of `items`, as equal as can be."""
-    return items[len(items) * chunk // chunks:len(items) * (chunk + 1) // chunks]
 
 
 def plan_compile(source: SourceFile, options: Options) -> tuple[FileResult, EmitWork | None]:
@@ -219,24 +245,32 @@ def plan_compile(source: SourceFile, options: Options) -> tuple[FileResult, Emit
     graph, result, layouts = _check_source(source, options)
     if graph is None:
         return result, None
-    diagnostics = tuple(result.diagnostics)
+    if result.failed:
+        return result, emit_work(graph, result.diagnostics, [], options)
+    if options.into is not None and "xml" in options.emit:
+        from .merge import merge_into
+
+        merged, merge_diagnostics = merge_into(options.into, layouts)
+        diagnostics = tuple(result.diagnostics)  # the analysis kinds describe the file without the merge's
+        result.diagnostics.extend(apply_allow(graph, merge_diagnostics, options.allow))
+        if result.failed:
+            return result, emit_work(graph, diagnostics, [], options)
+        result.artifacts.extend(Artifact(f"{name}.xml", text) for name, text in merged)
+        return result, emit_work(graph, diagnostics, layouts, options)
+    return result, emit_work(graph, result.diagnostics, layouts, options)
+
+
+def emit_work(graph: nx.DiGraph, diagnostics, layouts: list, options: Options) -> EmitWork:
+    """What is left to emit of a checked graph with these diagnostics: `layouts` are rendered (none after
+    errors), and the analysis kinds describe every VM but those whose name is refused."""
+    diagnostics = tuple(diagnostics)
     # Outputs are named after their VM: one whose name is refused (`../x`, `/abs`) gets no file at all.
     refused = {(d.span.start, d.span.end) for d in diagnostics if d.code == "E0205" and d.is_error and d.span}
     from .emitters import selected
 
     describing = any(e.analysis for e in selected(options.emit))
     described = [vm for vm in vms(graph) if describing and (vm.name_span.start, vm.name_span.end) not in refused]
-    if result.failed:
-        return result, EmitWork(graph, diagnostics, described, [], options)
-    if options.into is not None and "xml" in options.emit:
-        from .merge import merge_into
-
-        merged, merge_diagnostics = merge_into(options.into, layouts)
-        result.diagnostics.extend(apply_allow(graph, merge_diagnostics, options.allow))
-        if result.failed:
-            return result, EmitWork(graph, diagnostics, described, [], options)
-        result.artifacts.extend(Artifact(f"{name}.xml", text) for name, text in merged)
-    return result, EmitWork(graph, diagnostics, described, layouts, options)
+    return EmitWork(graph, diagnostics, described, layouts, options)
 
 
 def read_input(path: str) -> bytes:

@@ -1,15 +1,18 @@
-"""One large file split across the `-j` workers: outputs, manifest and diagnostics byte-identical to `-j 1`.
+"""One large file compiled as runs of its VMs by the `-j` processes (compiler/parts.py): outputs, manifest
+and diagnostics byte-identical to `-j 1`.
 
-The parent checks the whole file (so every rule across VMs — names, MACs, host VFs — sees every VM) and
-the workers emit and write chunks of its VMs; these tests compile the same file both ways and compare
-everything a run leaves: exit code, standard output and error, and every file of the output folder with
-its mode.
+Each run is checked on its own, and the parent compares what the checks across VMs compare (names,
+MACs, host VFs); a file where one of those is in two runs, or with a syntax error, is compiled in one
+process. These tests compile the same file both ways and compare everything a run leaves: exit code,
+standard output and error, and every file of the output folder with its mode.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
+from bisect import bisect_right
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import teamc
-from teamc import batch, pipeline
+from teamc import parts
 from test_scale import fleet
 
 ALL_KINDS = "xml,qemu,interfaces,json,dot"
@@ -41,29 +44,30 @@ def run_both(tmp_path: Path, text: str, jobs: int, *args: str) -> tuple[tuple, t
 
 @pytest.fixture
 def chunk_counts(monkeypatch) -> list[int]:
-    """How many chunks the parent split a file into (it emits chunk 0 itself)."""
+    """Per compile of a file with -j: into how many runs it was compiled (1: in one process)."""
     seen: list[int] = []
-    emit = pipeline.EmitWork.emit
+    compile_parts = parts._compile_parts
 
-    def spy(self, chunk: int, chunks: int):
-        seen.append(chunks)
-        return emit(self, chunk, chunks)
+    def spy(command, source, options, jobs, out_dir):
+        result = compile_parts(command, source, options, jobs, out_dir)
+        seen.append(1 if result is None else len(parts.cuts(source.text, jobs)) - 1)
+        return result
 
-    monkeypatch.setattr(pipeline.EmitWork, "emit", spy)
+    monkeypatch.setattr(parts, "_compile_parts", spy)
     return seen
 
 
 @pytest.mark.slow  # 800 VMs, compiled with one job and with two
 def test_a_file_at_the_threshold_is_split_and_compiles_as_with_one_job(tmp_path, chunk_counts):
-    one, two = run_both(tmp_path, fleet(2 * batch.SPLIT_MIN_VMS), 2)
-    assert chunk_counts == [1, 2]
-    assert one == two and one[0] == 0 and len(one[3]) == 4 * batch.SPLIT_MIN_VMS + 1
+    one, two = run_both(tmp_path, fleet(2 * parts.MIN_VMS), 2)
+    assert chunk_counts == [2]  # (-j 1 does not try)
+    assert one == two and one[0] == 0 and len(one[3]) == 4 * parts.MIN_VMS + 1
 
 
 @pytest.mark.slow  # 799 VMs, twice
 def test_a_small_file_is_not_split(tmp_path, chunk_counts):
-    one, two = run_both(tmp_path, fleet(2 * batch.SPLIT_MIN_VMS - 1), 2)
-    assert chunk_counts == [1, 1] and one == two
+    one, two = run_both(tmp_path, fleet(2 * parts.MIN_VMS - 1), 2)
+    assert chunk_counts == [1] and one == two
 
 
 def _mutate(text: str, vms: int, what: str, i: int, j: int) -> str:
@@ -97,19 +101,31 @@ def _mutate(text: str, vms: int, what: str, i: int, j: int) -> str:
        kinds=st.sampled_from([ALL_KINDS, "xml,qemu", "json"]), werror=st.booleans())
 def test_split_outputs_and_diagnostics_equal_one_job(tmp_path_factory, monkeypatch, vms, jobs, data, what, kinds,
                                                      werror):
-    monkeypatch.setattr(batch, "SPLIT_MIN_VMS", 1)  # every VM its own chunk's worth: as many chunks as jobs
+    monkeypatch.setattr(parts, "MIN_VMS", 1)  # every VM a run's worth: as many runs as jobs
     i = data.draw(st.integers(0, vms - 2))
     j = data.draw(st.integers(i + 1, vms - 1))
     text = _mutate(fleet(vms), vms, what, i, j)
     tmp = tmp_path_factory.mktemp("split")
     seen: list[int] = []
-    emit = pipeline.EmitWork.emit
-    monkeypatch.setattr(pipeline.EmitWork, "emit", lambda self, chunk, chunks: seen.append(chunks) or emit(self, chunk,
-                                                                                                          chunks))
+    compile_parts = parts._compile_parts
+
+    def spy(command, source, options, jobs, out_dir):
+        result = compile_parts(command, source, options, jobs, out_dir)
+        seen.append(0 if result is None else len(parts.cuts(source.text, jobs)) - 1)
+        return result
+
+    monkeypatch.setattr(parts, "_compile_parts", spy)
     one, many = run_both(tmp, text, jobs, "--emit", kinds, *(["--werror"] if werror else []))
     assert one == many
-    if what == "none":
-        assert seen == [1, min(jobs, vms)]
+    checked = [teamc("check", str(tmp / "fleet.team"), "-j", str(j), *(["--werror"] if werror else []))
+               for j in (1, jobs)]
+    assert checked[0] == checked[1]
+    # In runs when no two runs share a name, MAC or VF; in one process (0) after a syntax error.
+    bounds = parts.cuts(text, jobs)
+    starts = [m.start() for m in re.finditer(r"^vm ", text, re.M)]
+    apart = bisect_right(bounds, starts[i]) != bisect_right(bounds, starts[j])
+    shared = what in ("duplicate-mac", "duplicate-vm", "duplicate-vf") and apart
+    assert seen == [0 if what == "syntax" or shared else min(jobs, vms)] * 2  # the compile's, the check's
     expected = {"duplicate-mac": "E0309", "duplicate-vm": "E0101", "duplicate-vf": "E0310", "bad-mac": "E0203",
                 "syntax": "E0001", "pool-warning": "W0504" if "qemu" in kinds else None}.get(what)
     if expected:
@@ -117,7 +133,7 @@ def test_split_outputs_and_diagnostics_equal_one_job(tmp_path_factory, monkeypat
 
 
 def test_a_write_error_in_a_chunk_worker_is_reported_as_with_one_job(tmp_path, monkeypatch):
-    monkeypatch.setattr(batch, "SPLIT_MIN_VMS", 1)
+    monkeypatch.setattr(parts, "MIN_VMS", 1)
     src = tmp_path / "fleet.team"
     src.write_text(fleet(4))
     runs = []
@@ -130,3 +146,27 @@ def test_a_write_error_in_a_chunk_worker_is_reported_as_with_one_job(tmp_path, m
         assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
     assert runs[0] == runs[1] and runs[0][0] == 2
     assert runs[0][2].endswith("teamc: error: cannot write OUT/vm000003.xml: Is a directory\n")  # not a temporary
+
+
+def test_a_run_that_fails_is_a_bug_report_and_no_run_waits_for_ever(tmp_path, monkeypatch):
+    """A run's process that raises: the parent raises it (exit 3, a bug), and the runs still waiting for
+    the parent's verdict see their pipe closed and end (a run holding a copy of another's pipe would wait)."""
+    monkeypatch.setattr(parts, "MIN_VMS", 1)
+    check_part = parts.check_part
+
+    def failing(source, options, start, end):
+        if start > 0:
+            raise ValueError("boom")
+        return check_part(source, options, start, end)
+
+    monkeypatch.setattr(parts, "check_part", failing)
+    src = tmp_path / "fleet.team"
+    src.write_text(fleet(3))
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("a run waited for ever"))
+    signal.alarm(60)
+    try:
+        code, _, stderr = teamc("compile", str(src), "-o", str(tmp_path / "out"), "-j", "3")
+    finally:
+        signal.alarm(0)
+    assert code == 3 and "internal error: ValueError: boom" in stderr
+    assert not [name for name in os.listdir(tmp_path / "out") if not name.startswith(".")]
