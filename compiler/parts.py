@@ -71,7 +71,7 @@ def _compile_parts(command: str, source: SourceFile, options: Options, jobs: int
     if len(bounds) < 3 or "fork" not in multiprocessing.get_all_start_methods():
         return None  # too small; or no fork (the runs' processes inherit the text rather than unpickle it)
     context = multiprocessing.get_context("fork")
-    workers = []
+    workers: list[tuple] = []
     try:
         for start, end in pairwise(bounds):
             ours, theirs = context.Pipe()

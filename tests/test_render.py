@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from teamc import render
 from teamc.backends.libvirt import domain_view
+from teamc.emitters.domain_xml import domain_xml
 from teamc.layout import layout
 from teamc.pipeline import check_source, load
 
@@ -21,7 +22,7 @@ def test_a_domain_is_one_template_with_no_lookup_per_render(monkeypatch):
     graph, result = check_source(load(WEB)[0])
     assert not result.failed
     views = [domain_view(vm_layout) for vm_layout in layout(graph)]
-    first = [render.render("libvirt/domain.xml.j2", d=v) for v in views]
+    first = [domain_xml(v) for v in views]
     assert "<interface" in first[0] and "model='pcie-root-port'>" in first[0]
 
     def refuse(*args, **kwargs):
@@ -30,7 +31,7 @@ def test_a_domain_is_one_template_with_no_lookup_per_render(monkeypatch):
     # Once loaded, rendering a domain neither looks an included template up nor checks one on disk.
     monkeypatch.setattr(type(render.environment()), "_load_template", refuse)
     monkeypatch.setattr(render._InliningLoader, "get_source", refuse)
-    assert [render.render("libvirt/domain.xml.j2", d=v) for v in views] == first
+    assert [domain_xml(v) for v in views] == first
     assert render.environment().auto_reload is False
 
 
@@ -53,7 +54,7 @@ LINE_BREAKS = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u
        blank=st.booleans())
 def test_the_indent_filter_gives_what_jinjas_own_gives(text, markup, width, first, blank):
     value = Markup(text) if markup else text
-    ours, theirs = render._indent(value, width, first, blank), do_indent(value, width, first, blank)
+    ours, theirs = render.indent(value, width, first, blank), do_indent(value, width, first, blank)
     assert ours == theirs and type(ours) is type(theirs)
 
 

@@ -60,7 +60,8 @@ class NicView:
     alias: str | None
     address: PciView | None  # None in a fragment for `virsh attach-device`: libvirt places it
     # The table's settings (compiler/nicsettings.py): attributes of the element, and per template anchor
-    # (`nicsettings.ANCHORS`) the elements that follow it, as XML the table serialised (values escaped there).
+    # (`nicsettings.ANCHORS`) the elements that follow it, as XML the table serialised (values escaped there);
+    # None for a NIC without settings.
     attrs: tuple[tuple[str, str], ...] = ()
     after: dict[str, Markup] | None = None
 
@@ -114,7 +115,7 @@ def nic_view(device: Device, placed: bool = True) -> NicView:
         rom.append(("file", nic.rom_file))
     groups = by_anchor(nic.settings) if nic.settings else {}
     after = _NO_SETTINGS | {key: Markup("".join("\n  " + to_xml(e).replace("\n", "\n  ") for e in elems))
-                            for key, elems in groups.items() if key != "@"}
+                            for key, elems in groups.items() if key != "@"} if groups else None
     return NicView(
         attrs=tuple((e.tag[1:], e.get("value") or "") for e in groups.get("@", ())),
         after=after,

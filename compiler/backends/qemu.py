@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import cache
 
 from ..diagnostics import Diagnostic, diag
 from ..ir import PERSISTENT, NicSpec
 from ..layout import Device, VmLayout
 from ..nicsettings import device_props, libvirt_only
+from ..placement import RootPort
 
 JSON_FLAGS = ("-device", "-netdev", "-object")  # the flags libvirt 9.0 writes as JSON in the json syntax
 KEYVAL_LAST = ("failover_pair_id",)  # older libvirt's keyval order (its fixtures)
@@ -34,7 +36,9 @@ class Flag:
     """One option of the command line: `-device` with its properties, `-accel` with `{"accel": "kvm"}`."""
 
     name: str
-    props: dict = field(default_factory=dict)  # ordered; values str, int or bool (on/off in keyval)
+    # Ordered; values str, int or bool (on/off in keyval). Never changed in place: VMs share flags (`_shared`),
+    # so a rewrite makes a new flag (`with_props`).
+    props: dict = field(default_factory=dict)
     head: str | None = None  # the key whose value leads bare in keyval (`driver`, `type`); None: all key=value
 
     def get(self, key: str, default=None):
@@ -78,8 +82,28 @@ def _keyval_value(value) -> str:
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
+# Flags that are the same in many VMs of a fleet (the fixed ones, a machine type's, a root port's) are made
+# once (`_shared`) and each is encoded once per syntax: by identity, each kept here with its encodings.
+_SHARED: dict[int, tuple[Flag, dict[str, tuple[str, ...]]]] = {}
+
+
+def _shared(flag: Flag) -> Flag:
+    _SHARED[id(flag)] = (flag, {})
+    return flag
+
+
 def encode(flag: Flag, syntax: str) -> tuple[str, ...]:
     """A flag's value as QEMU reads it: () for a bare flag, else one argument."""
+    shared = _SHARED.get(id(flag))
+    if shared is not None and shared[0] is flag:
+        encoded = shared[1].get(syntax)
+        if encoded is None:
+            encoded = shared[1][syntax] = _encode(flag, syntax)
+        return encoded
+    return _encode(flag, syntax)
+
+
+def _encode(flag: Flag, syntax: str) -> tuple[str, ...]:
     props = flag.props
     if not props:
         return ()
@@ -236,28 +260,19 @@ def qemu_command(layout: VmLayout) -> QemuCommand:
     # vhost-user needs the guest's memory shared with its backend: libvirt's <memoryBacking> memfd/shared is
     # this memory backend (tests/oracle/nic-vhostuser.args).
     shared = any(d.nic.source_kind == "vhostuser" for d in layout.devices)
-    backend = {"memory-backend": "pc.ram"} if shared else {}
     flags: list[Flag] = [
         Flag("-name", {"guest": vm.name, "debug-threads": True}),
-        Flag("-machine", {"type": vm.machine, "usb": False, "dump-guest-core": False, **backend}, "type"),
-        Flag("-accel", {"accel": vm.accel}, "accel"),
-        Flag("-m", {"size": f"{vm.memory_kib}k"}),
+        _machine(vm.machine, shared),
+        _accel(vm.accel),
+        _memory(vm.memory_kib),
         *([Flag("-object", {"qom-type": "memory-backend-memfd", "id": "pc.ram", "share": True,
                             "x-use-canonical-path-for-ramblock-id": False, "size": vm.memory_kib * 1024},
                 "qom-type")] if shared else []),
-        Flag("-smp", {"cpus": vm.vcpus, "sockets": vm.vcpus, "cores": 1, "threads": 1}, "cpus"),
+        _smp(vm.vcpus),
         Flag("-uuid", {"uuid": vm.uuid}, "uuid"),
-        Flag("-display", {"type": "none"}, "type"),
-        Flag("-no-user-config"),
-        Flag("-nodefaults"),
+        *_FIXED,
+        *map(_root_port, layout.root_ports),
     ]
-    for port in layout.root_ports:
-        props = {"driver": "pcie-root-port", "port": port.port, "chassis": port.chassis, "id": port.id,
-                 "bus": "pcie.0"}
-        if port.multifunction:
-            props["multifunction"] = True
-        props["addr"] = f"0x{port.slot:x}" if port.function == 0 else f"0x{port.slot:x}.0x{port.function:x}"
-        flags.append(device(props))
     vfio = []
     for placed in layout.devices:
         if placed.nic.source_kind in ("hostdev", "pci-hostdev") or placed.nic.role != PERSISTENT:
@@ -274,3 +289,38 @@ def qemu_command(layout: VmLayout) -> QemuCommand:
         flags.append(device(_virtio_net(placed, netdev_id)))
     flags.extend(device(_vfio(placed)) for placed in vfio)
     return QemuCommand(vm.name, vm.emulator, tuple(flags))
+
+
+_FIXED = tuple(_shared(flag) for flag in (Flag("-display", {"type": "none"}, "type"), Flag("-no-user-config"),
+                                          Flag("-nodefaults")))
+
+
+@cache  # one flag for each machine type of the fleet, and so on below
+def _machine(machine: str, shared_memory: bool) -> Flag:
+    backend = {"memory-backend": "pc.ram"} if shared_memory else {}
+    return _shared(Flag("-machine", {"type": machine, "usb": False, "dump-guest-core": False, **backend}, "type"))
+
+
+@cache
+def _accel(accel: str) -> Flag:
+    return _shared(Flag("-accel", {"accel": accel}, "accel"))
+
+
+@cache
+def _memory(kib: int) -> Flag:
+    return _shared(Flag("-m", {"size": f"{kib}k"}))
+
+
+@cache
+def _smp(vcpus: int) -> Flag:
+    return _shared(Flag("-smp", {"cpus": vcpus, "sockets": vcpus, "cores": 1, "threads": 1}, "cpus"))
+
+
+@cache
+def _root_port(port: RootPort) -> Flag:
+    props: dict = {"driver": "pcie-root-port", "port": port.port, "chassis": port.chassis, "id": port.id,
+                   "bus": "pcie.0"}
+    if port.multifunction:
+        props["multifunction"] = True
+    props["addr"] = f"0x{port.slot:x}" if port.function == 0 else f"0x{port.slot:x}.0x{port.function:x}"
+    return _shared(device(props))
