@@ -106,20 +106,27 @@ def _work(job: tuple[str, str, Options, bytes | None, Path | None, int]) -> File
     result = _in_parts(command, source, options, split, out_dir)
     if result is None:
         with no_cyclic_gc():
-            result, work = plan_compile(source, options)
-            analysis, rendered = work.emit() if work is not None else ([], [])
-            try:
-                write_files(out_dir, [*result.artifacts, *analysis, *rendered])
-            except OSError as err:
-                raise InputError(f"cannot write {err.filename or out_dir}: {err.strerror or err}") from err
-            if work is not None:
-                work.release()
-        result.analysis_names = [a.name for a in analysis]
-        result.written = [*result.analysis_names, *(a.name for a in result.artifacts), *(a.name for a in rendered)]
-        result.artifacts = []
+            result = _compile_into(out_dir, source, options)
     if path != "-":
         result.key = content_key(data, options)  # the bytes just compiled, not a second read
         result.stamp = stamp
+    return result
+
+
+def _compile_into(out_dir: Path, source: SourceFile, options: Options) -> FileResult:
+    """Compile and write the file's outputs in this process; call it with cyclic GC off. What it made is
+    freed (by reference counting) as it returns: after that, no collection walks it."""
+    result, work = plan_compile(source, options)
+    analysis, rendered = work.emit() if work is not None else ([], [])
+    try:
+        write_files(out_dir, [*result.artifacts, *analysis, *rendered])
+    except OSError as err:
+        raise InputError(f"cannot write {err.filename or out_dir}: {err.strerror or err}") from err
+    if work is not None:
+        work.release()
+    result.analysis_names = [a.name for a in analysis]
+    result.written = [*result.analysis_names, *(a.name for a in result.artifacts), *(a.name for a in rendered)]
+    result.artifacts = []
     return result
 
 

@@ -641,8 +641,19 @@ class _Tables:
             self.bare_states[state] = bare
         self.grammar = plan.grammar
         self.keywords = self.grammar.keywords
+        self.skipping_lexer = _skipping(self.grammar)
         # The placeholder recovery feeds for each terminal: a keyword's own text, else nothing.
         self.fill_text = self.grammar.texts
+
+
+def _skipping(grammar: Grammar) -> re.Pattern[str]:
+    """The lexer of the clean loop: the blanks before a token are read by the token's match (one match a
+    token, not two after a blank). The blanks are the ignored terminals a space matches; where no token
+    follows them (the end, or what no terminal reads), the match gives them back to their own terminal,
+    so it reads what `grammar.lexer` reads, token for token. The tokens' positions are the same, but for
+    a line break's after a carriage return (unseen: a line break is in no AST node)."""
+    blanks = "|".join(grammar.patterns[t].pattern for t in sorted(grammar.ignored) if grammar.patterns[t].match(" "))
+    return re.compile(f"(?:{blanks})?(?:{grammar.lexer.pattern})", grammar.lexer.flags)
 
 
 def _rule_calls(lark: Lark) -> tuple[tuple[str | None, tuple[int, ...]], ...]:
@@ -750,7 +761,7 @@ def _parse_clean(tables: _Tables, text: str, pos: int = 0, end: int | None = Non
     At the first error it gives up (`_Bail`), and `_drive` parses the file again to describe it.
     `text[pos:end]` is what is parsed, as a file of its own (`parse_part`); spans are offsets in `text`."""
     states, keywords, word, ignored = tables.states, tables.keywords, tables.grammar.word, tables.grammar.ignored
-    match = tables.grammar.lexer.match
+    match = tables.skipping_lexer.match
     state_stack = [tables.start]
     value_stack: list = []
     actions = states[tables.start]
@@ -764,12 +775,12 @@ def _parse_clean(tables: _Tables, text: str, pos: int = 0, end: int | None = Non
             if term in ignored:
                 pos = stop
                 continue
-            value = m.group()
+            value = m.group(term)  # (after the blanks the match began with)
             if term == word:
                 term = keywords.get(value, word)
                 if term not in actions:
                     term = word
-            tok = _Tok(term, value, pos, stop)
+            tok = _Tok(term, value, stop - len(value), stop)
         else:
             term, tok, stop = "$END", None, end
         while True:

@@ -1,7 +1,7 @@
 """One large file compiled by several processes (`-j`), with the diagnostics, the outputs and the
 manifest entry one process gives.
 
-The file is cut between VMs, at lines that start one, into runs of about equal size, one per job. Each
+The file is cut between VMs, at lines that start one, into runs of as many VMs, one per job. Each
 run is parsed, lowered, checked and laid out in a forked process of its own exactly as a file of those
 VMs alone would be (`pipeline.check_part`). Every check relates NICs
 of one VM, but for three that compare VMs with one another: E0101 (VM names), E0309 (the MACs of
@@ -25,7 +25,6 @@ import io
 import multiprocessing
 import pickle
 import re
-from bisect import bisect_left
 from contextlib import suppress
 from itertools import pairwise
 from pathlib import Path
@@ -48,13 +47,12 @@ _VM_LINE = re.compile(r'^(?=[ \t]*vm[ \t"])', re.M)
 
 def cuts(text: str, jobs: int, min_vms: int | None = None) -> list[int]:
     """Where to cut `text` into runs of whole VMs: [0, ..., len(text)], as many runs as `jobs` (each at
-    least `min_vms` VMs, by default MIN_VMS) and of about equal size."""
+    least `min_vms` VMs, by default MIN_VMS), of as many VMs each as can be."""
     starts = [m.start() for m in _VM_LINE.finditer(text)]
     runs = min(jobs, len(starts) // (MIN_VMS if min_vms is None else min_vms))
     if runs < 2:
         return [0, len(text)]
-    inner = sorted({starts[min(bisect_left(starts, len(text) * i // runs), len(starts) - 1)] for i in range(1, runs)})
-    return [0, *(cut for cut in inner if cut > 0), len(text)]
+    return [0, *(starts[len(starts) * i // runs] for i in range(1, runs)), len(text)]
 
 
 def compile_parts(command: str, source: SourceFile, options: Options, jobs: int,

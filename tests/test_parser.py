@@ -6,6 +6,7 @@ texts, span texts, codes, line:col and messages.
 
 import re
 import tomllib
+from itertools import pairwise
 from types import SimpleNamespace
 
 import pytest
@@ -573,6 +574,32 @@ def test_the_clean_path_gives_up_exactly_where_the_recovering_path_reports(token
     clean, recovered = _clean_and_recovering(" ".join(tokens))
     assert (clean is None) == bool(recovered.diagnostics)
     assert clean is None or clean == recovered.module
+
+
+def test_runs_of_whole_vms_parse_to_the_whole_files_vms():
+    """`parse_part`, what a run of a file compiled in parts parses: cut at each VM's line, the runs' VMs are
+    the whole file's, spans and all; a cut inside a VM does not parse."""
+    from teamc.parser import parse_part
+    from teamc.parts import cuts
+
+    # Besides the tree's files: VMs after comments, indented, quoted, on one line with `;`, with CRLF.
+    mixed = ('# a fleet\r\nvm a { team t { persistent virtio user; transient hostdev 0000:01:00.1 } }\r\n'
+             '\r\n  # b\r\n  vm "b" {\r\n  memory 1 GiB\r\n}\r\nvm\tc {}; vm d {}\r\n\tvm e {\r\n}  \r\n')
+    checked = 0
+    for name, text in [("mixed", mixed), *((str(p), p.read_bytes().decode("utf-8", errors="replace"))
+                                           for p in _lark_files())]:
+        source = SourceFile(name, text)
+        path = name
+        whole, _ = parse(source)
+        bounds = cuts(source.text, 1000, min_vms=1)
+        if whole is None or len(bounds) < 3:
+            continue
+        runs = [parse_part(source, start, end) for start, end in pairwise(bounds)]
+        assert [vm for run in runs for vm in run.vms] == list(whole.vms), path
+        inside = source.text.index("{", bounds[1]) + 1  # just inside the second run's first VM
+        assert parse_part(source, 0, inside) is None and parse_part(source, inside, len(source.text)) is None
+        checked += 1
+    assert checked > 5
 
 
 # --- the grammar is the only source of tokens ------------------------------------------
