@@ -1,21 +1,23 @@
 """One large file compiled by several processes (`-j`), with the diagnostics, the outputs and the
 manifest entry one process gives.
 
-The file is cut between VMs, at lines that start one, into runs of as many VMs, one per job. Each
-run is parsed, lowered, checked and laid out in a forked process of its own exactly as a file of those
-VMs alone would be (`pipeline.check_part`). Every check relates NICs
-of one VM, but for three that compare VMs with one another: E0101 (VM names), E0309 (the MACs of
-teamed NICs) and E0310 (host VFs). The parent compares what each run holds of those (`_fleet_keys`):
-when no name, MAC or VF is in two runs, each of those checks has seen, in its run, all it would have
-seen in the whole file, so the runs' diagnostics together are the file's. Otherwise, or after a
-syntax error (whose recovery and limit are the whole file's), the file is compiled in one process
-(`compile_parts` returns None).
+The file is cut between VMs, at lines that start one, into runs of as many VMs, one per job. Each run
+is parsed, lowered, checked and laid out in a forked process of its own, exactly as a file of those VMs
+alone would be (`pipeline.check_part`). Every check relates NICs of one VM, but for three that compare
+VMs with one another: E0101 (VM names), E0309 (the MACs of teamed NICs) and E0310 (host VFs). The
+parent compares what each run holds of those (`_fleet_keys`): when no name, MAC or VF is in two runs,
+each of those checks has seen, in its run, all it would have seen in the whole file, so the runs'
+diagnostics together are the file's. Otherwise, or after a syntax error (whose recovery and limit are
+the whole file's), the file is compiled in one process (`compile_parts` returns None).
 
-Then the parent tells each run whether the file failed, and each emits and writes its own VMs (the
-analysis kinds only, after errors); their names, joined in the order of the runs, are the names one
-process writes. A run's objects never leave its process, which ends without freeing them (as `teamc`
-does): it sends the parent its diagnostics, VM names and keys, pickled with the source file left out
-(the parent has it). The parent only waits meanwhile, so it holds none of the file's objects either.
+Each run renders its VMs while the parent judges (rendering reads no diagnostic). Then the parent tells
+each run whether the file failed, and each writes its VMs' outputs, or after errors only what the
+analysis kinds (json, dot) make of them, with the run's diagnostics (all the file has about its VMs).
+The names written, joined in the order of the runs, are the names one process writes.
+
+A run's objects never leave its process, which ends without freeing them (as `teamc` does): it sends
+the parent its diagnostics, VM names and keys, pickled with the source file left out (the parent has
+it). The parent only waits meanwhile, so it holds none of the file's objects either.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import gc
 import io
 import multiprocessing
+import os
 import pickle
 import re
 from contextlib import suppress
@@ -146,15 +149,23 @@ class _Run:
         return {"diagnostics": part.result.diagnostics, "emitter_diagnostics": part.emitter_diagnostics,
                 "vms": part.result.vms, "used_vf": part.result.used_vf, **_fleet_keys(part)}
 
+    def render(self) -> None:
+        """Render this run's outputs while the parent judges the file (they are written only if it passes,
+        and read no diagnostic); a run with errors renders nothing: the file fails."""
+        part = self.part
+        self.rendered = []
+        if part is not None and self.out_dir is not None and self.command == "compile" and not part.result.failed:
+            self.rendered = emit_work(part.graph, (), part.layouts, self.options).render()
+
     def finish(self, failed: bool) -> tuple[list[str], list[str]]:
-        """Emit and write this run's VMs (what describes them only, if the file failed): the names
-        written, (analysis ones, rendered ones)."""
+        """Write this run's VMs (what describes them only, if the file failed): the names written,
+        (analysis ones, rendered ones)."""
         part = self.part
         if part is None or self.out_dir is None or self.command != "compile":
             return [], []
         diagnostics = part.result.diagnostics if failed else [*part.result.diagnostics, *part.emitter_diagnostics]
-        work = emit_work(part.graph, diagnostics, [] if failed else part.layouts, self.options)
-        analysis, rendered = work.emit()
+        analysis = emit_work(part.graph, diagnostics, [], self.options).describe()
+        rendered = [] if failed else self.rendered
         write_files(self.out_dir, [*analysis, *rendered])
         return [a.name for a in analysis], [a.name for a in rendered]
 
@@ -169,6 +180,7 @@ def _run(conn, parents: list, command: str, source: SourceFile, options: Options
         gc.disable()  # as in the parent (compile_parts); this process ends with the run
         run = _Run(command, source, options, start, end, out_dir)
         _send(conn, run.report(), source)
+        run.render()
         failed = conn.recv()
         if failed is not None:
             _send(conn, run.finish(failed), source)
@@ -182,6 +194,9 @@ def _run(conn, parents: list, command: str, source: SourceFile, options: Options
                 _send(conn, _Raised(RuntimeError(f"a run of {source.name} failed: {err!r}")), source)
     finally:
         conn.close()
+    # The process ends here, leaving what it made to the OS, as `teamc` does (multiprocessing's own exit
+    # would first free the run's objects one by one).
+    os._exit(0)
 
 
 class _Raised:

@@ -228,15 +228,23 @@ class EmitWork:
 
     def emit(self) -> tuple[list[Artifact], list[Artifact]]:
         """The artifacts of its VMs: (analysis ones, rendered ones)."""
+        return self.describe(), self.render()
+
+    def describe(self) -> list[Artifact]:
+        """What the analysis kinds (json, dot) make of the described VMs, with the diagnostics."""
         from .emitters import Subject, selected
 
-        emitters = selected(self.options.emit)
-        analysis = [e for e in emitters if e.analysis]
-        output = [e for e in emitters if not e.analysis]
-        return ([a for vm in self.described for e in analysis
-                 for a in e.emit(Subject(self.graph, vm, self.diagnostics, None), self.options)],
-                [a for vm_layout in self.laid_out for e in output
-                 for a in e.emit(Subject(self.graph, vm_layout.vm, self.diagnostics, vm_layout), self.options)])
+        analysis = [e for e in selected(self.options.emit) if e.analysis]
+        return [a for vm in self.described for e in analysis
+                for a in e.emit(Subject(self.graph, vm, self.diagnostics, None), self.options)]
+
+    def render(self) -> list[Artifact]:
+        """What the output kinds (xml, qemu, ...) render of the laid-out VMs; they read no diagnostic."""
+        from .emitters import Subject, selected
+
+        output = [e for e in selected(self.options.emit) if not e.analysis]
+        return [a for vm_layout in self.laid_out for e in output
+                for a in e.emit(Subject(self.graph, vm_layout.vm, self.diagnostics, vm_layout), self.options)]
 
 
 def plan_compile(source: SourceFile, options: Options) -> tuple[FileResult, EmitWork | None]:
