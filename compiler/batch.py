@@ -123,7 +123,7 @@ def _compile_into(out_dir: Path, source: SourceFile, options: Options) -> FileRe
     except OSError as err:
         raise InputError(f"cannot write {err.filename or out_dir}: {err.strerror or err}") from err
     if work is not None:
-        work.release()
+        work.release(analysis, rendered)
     result.analysis_names = [a.name for a in analysis]
     result.written = [*result.analysis_names, *(a.name for a in result.artifacts), *(a.name for a in rendered)]
     result.artifacts = []

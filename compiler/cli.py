@@ -382,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, label in (("stdin", "standard input"), ("stdout", "standard output"), ("stderr", "standard error")):
         if getattr(sys, name) is None:
             setattr(sys, name, _ClosedStream(label))
+    if argv is None:  # as the program: the process ends with the run
+        from .pipeline import leave_to_exit
+
+        leave_to_exit()
     try:
         code = run(sys.argv[1:] if argv is None else argv)
         sys.stdout.flush()  # here, not at exit, so that a full disk is reported
