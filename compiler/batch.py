@@ -174,7 +174,7 @@ def run_batch(command: str, paths: list[str], options: Options, jobs: int,
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise InputError(f"cannot write {out_dir}: {err.strerror or err}") from err
-    # One file to compile gets the workers itself: its VMs are emitted in chunks (`_emit`).
+    # One file to compile gets the workers itself: it is compiled as runs of its VMs (parts.py).
     split = jobs if len(todo) == 1 else 1
     job_list = [(command, p, options, stdin if p == "-" else None, out_dir, split) for p in todo]
     if jobs > 1 and len(job_list) > 1:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import gc
 import io
-import multiprocessing
 import os
 import pickle
 import re
@@ -69,8 +68,12 @@ def compile_parts(command: str, source: SourceFile, options: Options, jobs: int,
 def _compile_parts(command: str, source: SourceFile, options: Options, jobs: int,
                    out_dir: Path | None) -> FileResult | None:
     bounds = cuts(source.text, jobs)
-    if len(bounds) < 3 or "fork" not in multiprocessing.get_all_start_methods():
-        return None  # too small; or no fork (the runs' processes inherit the text rather than unpickle it)
+    if len(bounds) < 3:
+        return None  # too small
+    import multiprocessing  # (only now: a rebuild of one small file is spared the import)
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None  # the runs' processes inherit the text rather than unpickle it
     context = multiprocessing.get_context("fork")
     workers: list[tuple] = []
     try:

@@ -222,18 +222,13 @@ def compile_source(source: SourceFile, options: Options = Options()) -> FileResu
 @dataclass(frozen=True)
 class EmitWork:
     """The per-VM half of a compile, what is left once the file is checked: every output of one VM
-    depends on that VM's IR and layout alone, so VMs can be emitted in chunks, in any process, and
-    the chunks' outputs joined in order are the outputs of the whole file."""
+    depends on that VM's IR and layout alone (and a description on the diagnostics about it)."""
 
     graph: nx.DiGraph
     diagnostics: tuple[Diagnostic, ...]  # the file's, for the kinds that describe them
     described: list  # the VMs the analysis kinds (json, dot) describe
     laid_out: list  # the layouts the output kinds render (none after errors)
     options: Options
-
-    @property
-    def size(self) -> int:
-        return max(len(self.described), len(self.laid_out))
 
     def release(self, *outputs) -> None:
         """Done with the IR and the outputs made of it: free them now, or leave them to the OS when running
