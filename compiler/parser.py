@@ -17,15 +17,16 @@ import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from types import SimpleNamespace
-from typing import NamedTuple
-
-from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from . import nodes as n
 from .diagnostics import Diagnostic, diag
 from .resources import resource_dir
 from .source import SourceFile, Span
+
+if TYPE_CHECKING:  # Lark itself is imported only to describe a syntax error, or to make the cached plan
+    from lark import Lark, Token
+    from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 _DESCRIPTIONS = {
     "WORD": "a value",
@@ -78,19 +79,21 @@ class _Tok:
         self.type, self.value, self.start_pos, self.end_pos = type_, value, start_pos, end_pos
 
 
-_TOKENS = (Token, _Tok)
+_TOKENS: tuple[type, ...] = (_Tok, str)  # the fast path's tokens, and Lark's (its Token is a str; no AST node is one)
 
 
-class _Builder(Transformer):
-    """Grammar rule -> AST node. `source` is set before each parse."""
+class _Builder:
+    """Grammar rule -> AST node. `source` is set before each parse. Lark takes it as its transformer
+    (`_make_lark`), calling its method of each rule's name; a rule without one would become Lark's Tree,
+    as with Lark's own Transformer."""
 
     source: SourceFile
 
     # -- helpers --
-    def _span(self, children) -> Span:
+    def _span(self, children: list[Any]) -> Span:
         first, last = children[0], children[-1]
-        start = first.start_pos if isinstance(first, _TOKENS) else first.span.start
-        end = last.end_pos if isinstance(last, _TOKENS) else last.span.end
+        start = cast(_Tok, first).start_pos if isinstance(first, _TOKENS) else first.span.start
+        end = cast(_Tok, last).end_pos if isinstance(last, _TOKENS) else last.span.end
         return Span(self.source, start or 0, end or 0)  # (a token from the source always has both)
 
     @staticmethod
@@ -263,8 +266,7 @@ def _cache_path(kind: str = "cache") -> str | bool:
     no writable one."""
     import hashlib
     import os
-
-    import lark as lark_module
+    from importlib.util import find_spec
 
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = os.path.join(base, "teamc")
@@ -281,7 +283,16 @@ def _cache_path(kind: str = "cache") -> str | bool:
                 digest += "-" + hashlib.sha256(fh.read()).hexdigest()[:16]
         except OSError:  # not a file (a zip import): no plan is kept, the tables come from Lark's parser
             return False
-    return os.path.join(folder, f"grammar-{digest}-lark{lark_module.__version__}.{kind}")
+    # Which Lark made it, without importing Lark (17 ms, which a run without syntax errors is spared): the
+    # installed package's stamp, which a new install of Lark changes.
+    try:
+        spec = find_spec("lark")
+        stamp = os.stat(spec.origin) if spec is not None and spec.origin else None
+    except (OSError, ValueError, ImportError):
+        stamp = None
+    if stamp is None:
+        return False
+    return os.path.join(folder, f"grammar-{digest}-lark-{stamp.st_size:x}-{stamp.st_mtime_ns:x}.{kind}")
 
 
 class _Parser:
@@ -314,6 +325,8 @@ class _Parser:
 
 
 def _make_lark(builder: _Builder) -> Lark:
+    from lark import Lark
+
     return Lark(_grammar(), parser="lalr", lexer="contextual", keep_all_tokens=True, transformer=builder,
                 postlex=_WholeWords(), cache=_cache_path())
 
@@ -481,7 +494,7 @@ def _read_grammar(lark: Lark) -> Grammar:
 
     rules: dict[str, list[Sequence]] = {}
     for rule in lark.rules:
-        rules.setdefault(rule.origin.name, []).append(rule.expansion)
+        rules.setdefault(str(rule.origin.name), []).append(rule.expansion)  # (a plain str: see _make_plan)
     # FIRST sets over the rules (a fixpoint, with empty expansions), as far as the keywords go.
     nullable: set[str] = set()
     first: dict[str, set[str]] = {name: set() for name in rules}
@@ -601,8 +614,9 @@ def _make_plan(lark: Lark) -> _Plan:
     number = {rule: i for i, rule in enumerate(lark.rules)}
     states = {}
     for state, actions in table.states.items():
-        states[state] = {term: (True, arg) if action is Shift
-                         else (False, (len(arg.expansion), arg.origin.name, number[arg]))
+        # (Lark names some symbols with its Token, a str: plain str here, so that loading the plan needs no Lark)
+        states[state] = {str(term): (True, arg) if action is Shift
+                         else (False, (len(arg.expansion), str(arg.origin.name), number[arg]))
                          for term, (action, arg) in actions.items()}
     return _Plan(table.start_states["start"], table.end_states["start"], states, _rule_calls(lark),
                  _read_grammar(lark))
@@ -669,7 +683,7 @@ def _rule_calls(lark: Lark) -> tuple[tuple[str | None, tuple[int, ...]], ...]:
             raise RuntimeError(f"the fast parser calls the builder directly and cannot build rule {rule}: "
                                "keep all tokens, and no `?rule` without aliases, `[…]` or templates")
         spliced = tuple(i for i, sym in enumerate(rule.expansion) if not sym.is_term and sym.name.startswith("_"))
-        out.append((None if rule.origin.name.startswith("_") else rule.alias or rule.origin.name, spliced))
+        out.append((None if rule.origin.name.startswith("_") else str(rule.alias or rule.origin.name), spliced))
     return tuple(out)
 
 
@@ -719,6 +733,8 @@ def _splicing(method, spliced: tuple[int, ...]):
 
 
 def _unexpected(lark: Lark, term: str, tok, state_stack: list, value_stack: list, end: int) -> UnexpectedToken:
+    from lark import Token
+    from lark.exceptions import UnexpectedToken
     from lark.parsers.lalr_interactive_parser import InteractiveParser
     from lark.parsers.lalr_parser_state import ParseConf, ParserState
 
@@ -1098,6 +1114,8 @@ def _character_diagnostic(source: SourceFile, pos: int) -> Diagnostic:
 
 
 def _syntax_diagnostic(lark: Lark, source: SourceFile, err: UnexpectedInput) -> Diagnostic:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+
     text = source.text
     words = _terminal_words(lark)
     if isinstance(err, UnexpectedCharacters):

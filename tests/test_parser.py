@@ -877,3 +877,20 @@ def test_truncating_an_example_anywhere_never_raises(data):
     parsed = parse_tolerant(SourceFile("t.team", text[:cut]))
     assert parsed.module is not None or parsed.diagnostics
     assert len(parsed.diagnostics) <= 4
+
+
+def test_only_a_syntax_error_imports_lark(tmp_path):
+    """A file that parses is parsed by the cached plan alone: Lark is imported to make the plan, or to
+    describe a syntax error (17 ms of every run otherwise)."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.team"
+    bad.write_text("vm a {\n  team }\n")
+    code = ("import sys; from teamc.cli import main; code = main(['check', sys.argv[1]]); "
+            "print(code, 'lark' in sys.modules)")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    runs = [subprocess.run([sys.executable, "-c", code, path], cwd=ROOT, capture_output=True, text=True,
+                           env=env, check=False).stdout.split("\n")[-2]
+            for path in ("examples/seed.team", "examples/seed.team", str(bad))]
+    assert runs == ["0 True", "0 False", "1 True"]  # the first run makes the plan
