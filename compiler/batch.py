@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
@@ -201,6 +201,9 @@ def _from_cache(path: str, entry: dict) -> FileResult:
 class Manifest:
     directory: Path
     entries: dict[str, dict]
+    # Each input's line as read, with the entry read from it: written again as it was while the entry is
+    # that same object (a rebuild changes one entry of thousands, and encoding them was a tenth of it).
+    lines: dict[str, tuple[dict, str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: Path, warn: bool = True) -> Manifest:
@@ -211,7 +214,8 @@ class Manifest:
             # A manifest of 10,000 inputs is as many entries; the cyclic collector would walk them again
             # and again while they are made (half the time of a rebuild's bookkeeping), and they hold no cycles.
             with no_cyclic_gc():
-                data = json.loads(path.read_text(encoding="utf-8"))
+                text = path.read_text(encoding="utf-8")
+                data = json.loads(text)
         except FileNotFoundError:
             return cls(directory, {})
         except (OSError, ValueError) as err:
@@ -220,7 +224,7 @@ class Manifest:
         else:
             problem = _manifest_problem(data)
         if problem is None:
-            return cls(directory, data["inputs"])
+            return cls(directory, data["inputs"], _entry_lines(text, data["inputs"]))
         if warn:
             sys.stderr.write(f"teamc: warning: ignoring {path}: {problem}; every input is compiled again\n")
         return cls(directory, {})
@@ -239,19 +243,40 @@ class Manifest:
                     entry.get("key") == content_key(Path(path).read_bytes(), options))
             except OSError:
                 continue
-            if unchanged and all(name in present for name in entry["outputs"]):
+            if unchanged and present.issuperset(entry["outputs"]):
                 out[path] = entry
         return out
 
     def save(self) -> None:
         # One input a line: readable and diffable, and each line made by json's C encoder (an indented
-        # dump takes its Python one, 4x slower at 10,000 inputs).
-        lines = ",\n".join(f"  {json.dumps(path)}: {json.dumps(entry, sort_keys=True)}"
-                           for path, entry in sorted(self.entries.items()))
+        # dump takes its Python one, 4x slower at 10,000 inputs), or kept as read.
+        def line(path: str, entry: dict) -> str:
+            read = self.lines.get(path)
+            if read is not None and read[0] is entry:
+                return read[1]
+            return f"  {json.dumps(path)}: {json.dumps(entry, sort_keys=True)}"
+
+        lines = ",\n".join(line(path, entry) for path, entry in sorted(self.entries.items()))
         inputs = "{\n" + lines + "\n}" if lines else "{}"
         generator = json.dumps(f"teamc {__version__}")
         save_manifest(self.directory,
                       f'{{"generator": {generator}, "version": {MANIFEST_VERSION},\n "inputs": {inputs}}}\n')
+
+
+def _entry_lines(text: str, inputs: dict[str, dict]) -> dict[str, tuple[dict, str]]:
+    """Each input's line of a manifest laid out as `Manifest.save` writes it (two lines, one input a line
+    in the order read, two closing lines), for an input whose name JSON writes as it is; {} for any other
+    layout. Each line is the one that starts with its input's name, where `save` put it."""
+    rows = text.split("\n")
+    if rows[1:2] != [' "inputs": {'] or rows[-2:] != ["}}", ""] or len(rows) - 4 != len(inputs):
+        return {}
+    out = {}
+    for (path, entry), row in zip(inputs.items(), rows[2:-2], strict=True):
+        row = row.removesuffix(",")
+        plain = path.isascii() and path.isprintable() and '"' not in path and "\\" not in path
+        if plain and row.startswith(f'  "{path}": {{') and row.endswith("}"):
+            out[path] = (entry, row)
+    return out
 
 
 def _manifest_problem(data: object) -> str | None:

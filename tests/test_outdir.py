@@ -339,3 +339,26 @@ def test_remove_outputs_refuses_what_is_not_a_plain_output_name(tmp_path):
     outdir.remove_outputs(out, [str(tmp_path / "victim.xml"), "../victim.xml", "sub/f.xml", ".hidden.xml",
                                 "notes.txt", "sub", ".", "..", "", "web.xml", "gone.xml"])
     assert tree(tmp_path) == {"victim.xml", "out", "out/sub", "out/sub/f.xml", "out/.hidden.xml", "out/notes.txt"}
+
+
+def test_a_rebuild_writes_the_manifest_a_full_build_writes(tmp_path):
+    """The lines of unchanged inputs are written again as read (not encoded again): the manifest after a
+    rebuild is the one encoding every entry gives, even with names JSON must escape."""
+    from teamc.batch import Manifest
+
+    src = tmp_path / "src"
+    src.mkdir()
+    names = ["a.team", "b c.team", 'q"uote.team', "\u00e9t\u00e9.team", "z.team"]
+    for i, name in enumerate(names):
+        (src / name).write_text(f"vm v{i} {{\n  team t {{ persistent virtio user; "
+                                f"transient hostdev 0000:01:00.{i} }}\n}}\n")
+    out = tmp_path / "out"
+    assert teamc("compile", str(src), "-o", str(out))[0] == 0
+    (src / "b c.team").write_text((src / "b c.team").read_text().replace("user", "bridge br0"))
+    (src / "z.team").unlink()
+    assert teamc("compile", str(src), "-o", str(out))[0] == 0
+    manifest = Manifest.load(out)
+    assert manifest.lines and set(manifest.lines) < set(manifest.entries)  # (the escaped names are encoded)
+    written = (out / ".teamc-manifest.json").read_text()
+    Manifest(out, dict(manifest.entries)).save()  # every entry encoded
+    assert (out / ".teamc-manifest.json").read_text() == written
