@@ -9,6 +9,9 @@ NICs: the out-link of a transient names its one target, the in-links of a persis
 count who shares it, networkx's `simple_cycles` finds reference loops (only over links from a
 transient to a transient, the only links a loop can use), and following the links to
 their end says "one team".
+
+Every rule relates NICs of one VM, but for `mac_unique` and `vf_unique`, which compare VMs: what they
+compare is also in `parts._fleet_keys`, where a file compiled in runs (`-j`) is judged across its runs.
 """
 
 from __future__ import annotations
