@@ -28,7 +28,7 @@ from .ir import PERSISTENT, TRANSIENT, NicSpec, PciAddress, VmSpec, nics, partne
 from .placement import FIRST_NIC_SLOT, MAX_SLOT, Occupied, RootPort, free_slots, root_ports
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only by convention, as NicSpec: made by the ten thousand
 class Device:
     """One NIC as placed in the guest."""
 
@@ -41,7 +41,7 @@ class Device:
     multifunction: bool = False  # function 0 of a slot whose other functions are in use
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only by convention
 class VmLayout:
     vm: VmSpec
     root_ports: tuple[RootPort, ...]

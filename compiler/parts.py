@@ -34,7 +34,7 @@ from pathlib import Path
 from .ir import TRANSIENT, nics
 from .outdir import write_files
 from .pipeline import FileResult, Options, Part, check_part, emit_work, no_cyclic_gc
-from .source import SourceFile
+from .source import SourceFile, Span
 
 # A run gets at least this many VMs, so a file of fewer than twice as many is compiled in one process:
 # a forked run costs 40-60 ms (the fork, and the pages it then shares with the parent), about what
@@ -99,7 +99,7 @@ def _compile_parts(command: str, source: SourceFile, options: Options, jobs: int
             conn.close()
             process.join()
     result = FileResult(source, [d for r in reports for d in r["diagnostics"]],
-                        vms=[vm for r in reports for vm in r["vms"]],
+                        vms=[(name, Span(source, start, end)) for r in reports for name, start, end in r["vms"]],
                         used_vf=set().union(*(r["used_vf"] for r in reports)))
     if not failed:
         result.diagnostics.extend(d for r in reports for d in r["emitter_diagnostics"])
@@ -132,7 +132,8 @@ def _fleet_keys(part: Part) -> dict[str, set]:
         if nic.mac and nic.role:
             macs.add(nic.mac)
         if nic.role == TRANSIENT and nic.host_address is not None:
-            vfs.add(nic.host_address)
+            address = nic.host_address
+            vfs.add((address.domain, address.bus, address.slot, address.function))  # (a tuple pickles faster)
     return {"names": part.names, "macs": macs, "vfs": vfs}
 
 
@@ -150,7 +151,9 @@ class _Run:
         if part is None:
             return None
         return {"diagnostics": part.result.diagnostics, "emitter_diagnostics": part.emitter_diagnostics,
-                "vms": part.result.vms, "used_vf": part.result.used_vf, **_fleet_keys(part)}
+                # Each VM's name and the offsets of its span (which pickle faster than the span).
+                "vms": [(name, span.start, span.end) for name, span in part.result.vms],
+                "used_vf": part.result.used_vf, **_fleet_keys(part)}
 
     def render(self) -> None:
         """Render this run's outputs while the parent judges the file (they are written only if it passes,

@@ -47,7 +47,7 @@ class Options:
                 f"|{into}")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # read-only by convention: one per output file
 class Artifact:
     name: str  # file name inside the output folder
     text: str

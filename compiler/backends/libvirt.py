@@ -43,7 +43,7 @@ class ControllerView:
     address: PciView
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only by convention: a frozen dataclass sets each field through object.__setattr__
 class NicView:
     element: str  # interface | hostdev
     type: str  # interface type: user, bridge, network, direct, hostdev
@@ -66,7 +66,7 @@ class NicView:
     after: dict[str, Markup] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only by convention
 class DomainView:
     type: str
     name: str

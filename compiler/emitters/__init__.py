@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..pipeline import Artifact, Options
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only by convention: one per VM and kind
 class Subject:
     """What an emitter sees of one VM."""
 
