@@ -42,19 +42,24 @@ def run_both(tmp_path: Path, text: str, jobs: int, *args: str) -> tuple[tuple, t
     return runs[0], runs[1]
 
 
-@pytest.fixture
-def chunk_counts(monkeypatch) -> list[int]:
-    """Per compile of a file with -j: into how many runs it was compiled (1: in one process)."""
+def count_runs(monkeypatch) -> list[int]:
+    """Per compile (or check) of a file with -j, from now on: into how many runs it was compiled (0: in
+    one process)."""
     seen: list[int] = []
     compile_parts = parts._compile_parts
 
     def spy(command, source, options, jobs, out_dir):
         result = compile_parts(command, source, options, jobs, out_dir)
-        seen.append(1 if result is None else len(parts.cuts(source.text, jobs)) - 1)
+        seen.append(0 if result is None else len(parts.cuts(source.text, jobs)) - 1)
         return result
 
     monkeypatch.setattr(parts, "_compile_parts", spy)
     return seen
+
+
+@pytest.fixture
+def chunk_counts(monkeypatch) -> list[int]:
+    return count_runs(monkeypatch)
 
 
 @pytest.mark.slow  # 800 VMs, compiled with one job and with two
@@ -67,7 +72,7 @@ def test_a_file_at_the_threshold_is_split_and_compiles_as_with_one_job(tmp_path,
 @pytest.mark.slow  # 799 VMs, twice
 def test_a_small_file_is_not_split(tmp_path, chunk_counts):
     one, two = run_both(tmp_path, fleet(2 * parts.MIN_VMS - 1), 2)
-    assert chunk_counts == [1] and one == two
+    assert chunk_counts == [0] and one == two
 
 
 def _mutate(text: str, vms: int, what: str, i: int, j: int) -> str:
@@ -106,15 +111,7 @@ def test_split_outputs_and_diagnostics_equal_one_job(tmp_path_factory, monkeypat
     j = data.draw(st.integers(i + 1, vms - 1))
     text = _mutate(fleet(vms), vms, what, i, j)
     tmp = tmp_path_factory.mktemp("split")
-    seen: list[int] = []
-    compile_parts = parts._compile_parts
-
-    def spy(command, source, options, jobs, out_dir):
-        result = compile_parts(command, source, options, jobs, out_dir)
-        seen.append(0 if result is None else len(parts.cuts(source.text, jobs)) - 1)
-        return result
-
-    monkeypatch.setattr(parts, "_compile_parts", spy)
+    seen = count_runs(monkeypatch)
     one, many = run_both(tmp, text, jobs, "--emit", kinds, *(["--werror"] if werror else []))
     assert one == many
     checked = [teamc("check", str(tmp / "fleet.team"), "-j", str(j), *(["--werror"] if werror else []))
