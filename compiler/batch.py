@@ -115,7 +115,8 @@ def _work(job: tuple[str, str, Options, bytes | None, Path | None, int]) -> File
 
 def _compile_into(out_dir: Path, source: SourceFile, options: Options) -> FileResult:
     """Compile and write the file's outputs in this process; call it with cyclic GC off. What it made is
-    freed (by reference counting) as it returns: after that, no collection walks it."""
+    freed (by reference counting) as it returns, or left to the OS (`EmitWork.release`): after that, no
+    collection walks it."""
     result, work = plan_compile(source, options)
     analysis, rendered = work.emit() if work is not None else ([], [])
     try:

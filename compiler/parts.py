@@ -36,10 +36,10 @@ from .outdir import write_files
 from .pipeline import FileResult, Options, Part, check_part, emit_work, no_cyclic_gc
 from .source import SourceFile, Span
 
-# A run gets at least this many VMs, so a file of fewer than twice as many is compiled in one process:
-# a forked run costs 40-60 ms (the fork, and the pages it then shares with the parent), about what
-# 150 VMs take to compile.
-MIN_VMS = 400
+# A run gets at least this many VMs, so a file of fewer than twice as many is compiled in one process: a
+# forked run costs about what 100 VMs take to compile (on the reference machine, with -j 2: 200 VMs took
+# 0.24 s in two runs and 0.25 s in one process, 400 VMs 0.28 s against 0.32 s, 800 VMs 0.34 s against 0.45 s).
+MIN_VMS = 200
 
 # The lines that start a VM. A line starting `vm` can only be a VM's start in a file that parses (no
 # statement inside a block starts with a value, and strings and comments end at the line's end), and a

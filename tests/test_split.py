@@ -62,14 +62,14 @@ def chunk_counts(monkeypatch) -> list[int]:
     return count_runs(monkeypatch)
 
 
-@pytest.mark.slow  # 800 VMs, compiled with one job and with two
+@pytest.mark.slow  # 2 * MIN_VMS VMs, compiled with one job and with two
 def test_a_file_at_the_threshold_is_split_and_compiles_as_with_one_job(tmp_path, chunk_counts):
     one, two = run_both(tmp_path, fleet(2 * parts.MIN_VMS), 2)
     assert chunk_counts == [2]  # (-j 1 does not try)
     assert one == two and one[0] == 0 and len(one[3]) == 4 * parts.MIN_VMS + 1
 
 
-@pytest.mark.slow  # 799 VMs, twice
+@pytest.mark.slow  # one VM fewer, twice
 def test_a_small_file_is_not_split(tmp_path, chunk_counts):
     one, two = run_both(tmp_path, fleet(2 * parts.MIN_VMS - 1), 2)
     assert chunk_counts == [0] and one == two
