@@ -11,7 +11,8 @@ transient to a transient, the only links a loop can use), and following the link
 their end says "one team".
 
 Every rule relates NICs of one VM, but for `mac_unique` and `vf_unique`, which compare VMs: what they
-compare is also in `parts._fleet_keys`, where a file compiled in runs (`-j`) is judged across its runs.
+compare (`team_mac`, `assigned_vf`) is what `parts._fleet_keys` compares across the runs of a file
+compiled in runs (`-j`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from .merge import BaseDomain
 
 from .diagnostics import Diagnostic, Label, diag
-from .ir import HOSTDEV_KINDS, PERSISTENT, TRANSIENT, VIRTIO_MODELS, NicSpec, VmSpec, vms
+from .ir import HOSTDEV_KINDS, PERSISTENT, TRANSIENT, VIRTIO_MODELS, NicSpec, PciAddress, VmSpec, vms
 from .placement import MAX_SLOT, RESERVED_SLOTS, free_slots, ports_fit, root_port_room
 
 
@@ -284,12 +285,23 @@ def pair_network(links: Links):
                             "`link up`, or `allow standby-link-down` if that is meant")
 
 
+def team_mac(nic: NicSpec) -> str | None:
+    """The MAC that E0309 holds unique across the file: a teamed NIC's."""
+    return nic.mac if nic.mac and nic.role else None
+
+
+def assigned_vf(nic: NicSpec) -> PciAddress | None:
+    """The host VF that E0310 holds unique across the file: a transient's."""
+    return nic.host_address if nic.role == TRANSIENT else None
+
+
 @rule
 def mac_unique(links: Links):
     by_mac: dict[str, dict] = defaultdict(dict)
     for key, nic in links.nics:
-        if nic.mac and nic.role:
-            by_mac[nic.mac].setdefault(links.team_of(key), nic)
+        mac = team_mac(nic)
+        if mac:
+            by_mac[mac].setdefault(links.team_of(key), nic)
     for mac, owners in by_mac.items():
         if len(owners) > 1:
             first, *rest = owners.values()
@@ -302,14 +314,15 @@ def mac_unique(links: Links):
 def vf_unique(links: Links):
     seen: dict = {}
     for _, nic in links.nics:
-        if nic.role == TRANSIENT and nic.host_address is not None:
-            if nic.host_address in seen:
-                first = seen[nic.host_address]
-                yield diag("E0310", f"host VF {nic.host_address} is given twice", nic.host_address_span,
+        vf = assigned_vf(nic)
+        if vf is not None:
+            if vf in seen:
+                first = seen[vf]
+                yield diag("E0310", f"host VF {vf} is given twice", nic.host_address_span,
                            Label(first.host_address_span, f"also used by {first.label}"),
                            help="a VF can be assigned to one guest NIC only; pick another VF")
             else:
-                seen[nic.host_address] = nic
+                seen[vf] = nic
 
 
 @rule

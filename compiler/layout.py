@@ -52,6 +52,12 @@ class VmLayout:
     def devices(self) -> tuple[Device, ...]:
         return self.interfaces + self.hostdevs
 
+    @property
+    def shared_memory(self) -> bool:
+        """Whether the guest's memory must be shared with a backend: a vhost-user NIC's backend maps it
+        (libvirt's memfd `<memoryBacking>` with `<access mode='shared'/>`, QEMU's shared memory backend)."""
+        return any(d.nic.source_kind == "vhostuser" for d in self.devices)
+
 
 def _element(nic: NicSpec) -> str:
     return "hostdev" if nic.source_kind == "pci-hostdev" else "interface"

@@ -224,7 +224,7 @@ def _merge(doc, layout: VmLayout) -> tuple[str | None, list[Diagnostic]]:
         inserts.setdefault(at, []).extend("\n" + indent + t.replace("\n", "\n" + indent) for t in texts)
     edits.extend((at, at, "".join(texts)) for at, texts in inserts.items())
     warnings = []
-    if any(d.nic.source_kind == "vhostuser" for d in placed.devices) and not shares_memory(doc.root):
+    if placed.shared_memory and not shares_memory(doc.root):
         private = _private_memory(doc.root)
         if private is None:
             edits.append(_share_memory(doc, unit))

@@ -31,9 +31,10 @@ from contextlib import suppress
 from itertools import pairwise
 from pathlib import Path
 
-from .ir import TRANSIENT, nics
+from .checks import assigned_vf, team_mac
+from .ir import nics
 from .outdir import write_files
-from .pipeline import FileResult, Options, Part, check_part, emit_work, no_cyclic_gc
+from .pipeline import EmitWork, FileResult, Options, Part, check_part, emit_work, no_cyclic_gc
 from .source import SourceFile, Span
 
 # A run gets at least this many VMs, so a file of fewer than twice as many is compiled in one process: a
@@ -125,16 +126,12 @@ def _verdict(reports: list[dict | None]) -> bool | None:
 
 def _fleet_keys(part: Part) -> dict[str, set]:
     """What the checks that compare VMs compare: VM names (lower's E0101), the MACs of teamed NICs
-    (checks.mac_unique, E0309) and the host VFs of transients (checks.vf_unique, E0310). A check that
+    (checks.team_mac, E0309) and the host VFs of transients (checks.assigned_vf, E0310). A check that
     relates two VMs in any other way must add what it compares here."""
-    macs, vfs = set(), set()
-    for _, nic in nics(part.graph):
-        if nic.mac and nic.role:
-            macs.add(nic.mac)
-        if nic.role == TRANSIENT and nic.host_address is not None:
-            address = nic.host_address
-            vfs.add((address.domain, address.bus, address.slot, address.function))  # (a tuple pickles faster)
-    return {"names": part.names, "macs": macs, "vfs": vfs}
+    specs = [nic for _, nic in nics(part.graph)]
+    vfs = {(a.domain, a.bus, a.slot, a.function)  # (a tuple pickles faster than the address)
+           for a in map(assigned_vf, specs) if a is not None}
+    return {"names": part.names, "macs": set(filter(None, map(team_mac, specs))), "vfs": vfs}
 
 
 class _Run:
@@ -161,7 +158,7 @@ class _Run:
         part = self.part
         self.rendered = []
         if part is not None and self.out_dir is not None and self.command == "compile" and not part.result.failed:
-            self.rendered = emit_work(part.graph, (), part.layouts, self.options).render()
+            self.rendered = EmitWork(part.graph, (), [], part.layouts, self.options).render()
 
     def finish(self, failed: bool) -> tuple[list[str], list[str]]:
         """Write this run's VMs (what describes them only, if the file failed): the names written,

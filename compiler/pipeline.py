@@ -157,23 +157,25 @@ def _check_source(source: SourceFile, options: Options) -> tuple[nx.DiGraph | No
     result = FileResult(source, diagnostics)
     if module is None:
         return None, result, []
-    graph, layouts = _check_module(module, options, result)
+    graph, layouts, emitters_found = _check_module(module, options, result)
     if result.failed:
         return graph, result, []
-    result.diagnostics.extend(apply_allow(graph, emitter_diagnostics(layouts, options), options.allow))
+    result.diagnostics.extend(emitters_found)
     return graph, result, layouts
 
 
-def _check_module(module, options: Options, result: FileResult) -> tuple[nx.DiGraph, list]:
-    """Lower, check and lay out a parsed module: its graph and layouts; the diagnostics and VMs go
-    into `result`."""
+def _check_module(module, options: Options, result: FileResult) -> tuple[nx.DiGraph, list, list[Diagnostic]]:
+    """Lower, check and lay out a parsed module: its graph, its layouts, and what the selected emitters find
+    in them (only when the checks pass: `compile` and `check` report it then); the diagnostics of the
+    checks and the VMs go into `result`."""
     lowered = lower(module)
     graph = lowered.graph
     _apply_vf(graph, options, result)
     found, layouts = check_and_lay_out(graph)
     result.diagnostics = apply_allow(graph, [*result.diagnostics, *lowered.diagnostics, *found], options.allow)
     result.vms = [(vm.name, vm.name_span) for vm in vms(graph)]
-    return graph, layouts
+    emitters_found = [] if result.failed else apply_allow(graph, emitter_diagnostics(layouts, options), options.allow)
+    return graph, layouts, emitters_found
 
 
 @dataclass
@@ -195,9 +197,8 @@ def check_part(source: SourceFile, options: Options, start: int, end: int) -> Pa
     if module is None:
         return None
     result = FileResult(source, [])
-    graph, layouts = _check_module(module, options, result)
-    extra = [] if result.failed else apply_allow(graph, emitter_diagnostics(layouts, options), options.allow)
-    return Part(graph, result, layouts, extra, {vm.name.text for vm in module.vms})
+    graph, layouts, emitters_found = _check_module(module, options, result)
+    return Part(graph, result, layouts, emitters_found, {vm.name.text for vm in module.vms})
 
 
 def emitter_diagnostics(layouts: list, options: Options) -> list[Diagnostic]:

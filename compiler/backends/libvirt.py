@@ -149,7 +149,7 @@ def domain_view(layout: VmLayout) -> DomainView:
         machine=vm.machine,
         emulator=vm.emulator,
         pcie=vm.machine_family == "q35",
-        shared_memory=any(d.nic.source_kind == "vhostuser" for d in layout.devices),
+        shared_memory=layout.shared_memory,
         root_ports=tuple(controller_view(p) for p in layout.root_ports),
         nics=tuple(nic_view(d) for d in layout.devices),
     )

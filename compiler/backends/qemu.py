@@ -126,8 +126,13 @@ def netdev(props: dict) -> Flag:
 
 def _addr(device: Device) -> dict:
     a = device.address
-    addr = f"0x{a.slot:x}" if a.function == 0 else f"0x{a.slot:x}.0x{a.function:x}"
-    return {"bus": device.bus_id, **({"multifunction": True} if device.multifunction else {}), "addr": addr}
+    return {"bus": device.bus_id, **({"multifunction": True} if device.multifunction else {}),
+            "addr": _slot_function(a.slot, a.function)}
+
+
+def _slot_function(slot: int, function: int) -> str:
+    """A device's `addr` on its bus, as libvirt writes it: `0xS`, or `0xS.0xF` for a function other than 0."""
+    return f"0x{slot:x}" if function == 0 else f"0x{slot:x}.0x{function:x}"
 
 
 def _rom(nic: NicSpec) -> dict:
@@ -257,9 +262,8 @@ def qemu_command(layout: VmLayout) -> QemuCommand:
     vm = layout.vm
     if unexpressible(layout):
         return QemuCommand(vm.name, vm.emulator, ())
-    # vhost-user needs the guest's memory shared with its backend: libvirt's <memoryBacking> memfd/shared is
-    # this memory backend (tests/oracle/nic-vhostuser.args).
-    shared = any(d.nic.source_kind == "vhostuser" for d in layout.devices)
+    # libvirt's <memoryBacking> memfd/shared is this memory backend (tests/oracle/nic-vhostuser.args).
+    shared = layout.shared_memory
     flags: list[Flag] = [
         Flag("-name", {"guest": vm.name, "debug-threads": True}),
         _machine(vm.machine, shared),
@@ -322,5 +326,5 @@ def _root_port(port: RootPort) -> Flag:
                    "bus": "pcie.0"}
     if port.multifunction:
         props["multifunction"] = True
-    props["addr"] = f"0x{port.slot:x}" if port.function == 0 else f"0x{port.slot:x}.0x{port.function:x}"
+    props["addr"] = _slot_function(port.slot, port.function)
     return _shared(device(props))
